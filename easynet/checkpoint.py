@@ -1,0 +1,222 @@
+"""Checkpoints: one file with weights, the config that built them, calibration and provenance.
+
+Loading is strict and uses ``torch.load(weights_only=True)``, so a file carrying code is refused without
+running it. Writes are atomic (temporary file + rename). Also imports the authors' released 2-layer Fusion1
+state_dict by renaming its keys one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easynet.config import (
+    MODEL_PRESETS,
+    ModelConfig,
+    TrainConfig,
+    config_to_dict,
+    model_config_from_dict,
+    train_config_from_dict,
+)
+from easynet.errors import CheckpointError
+from easynet.model import EasyNet
+
+FORMAT = "easynet-3d-checkpoint"
+VERSION = 1
+# authors' module prefix -> ours (see easynet/model.py); every key is renamed, nothing else changes
+OFFICIAL_PREFIXES = {
+    "encoder.": "rgb.encoder.",
+    "decoder.": "rgb.decoder.",
+    "encoder_d.": "depth.encoder.",
+    "decoder_d.": "depth.decoder.",
+    "mlp1.": "rgb_merges.0.",
+    "mlp2.": "rgb_merges.1.",
+    "mlp1_d.": "depth_merges.0.",
+    "mlp2_d.": "depth_merges.1.",
+    "mlp3.": "rgb_head.net.",
+    "mlp4.": "fused_head.net.",
+}
+
+
+@dataclass
+class HeadCalibration:
+    """Per-head image threshold and heat-map scale (anomaly probability mapped to [0, 1] for display)."""
+
+    threshold: float = 0.5
+    pixel_low: float = 0.0
+    pixel_high: float = 1.0
+
+
+@dataclass
+class Calibration:
+    """Everything fitted on the validation split: the gate's alpha and the per-head scales."""
+
+    alpha: float = 0.0
+    rgb: HeadCalibration = field(default_factory=HeadCalibration)
+    fused: HeadCalibration = field(default_factory=HeadCalibration)
+    rule: str = "uncalibrated defaults"
+    metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics behind the choice
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        data = dict(data)
+        rgb, fused = HeadCalibration(**data.pop("rgb", {})), HeadCalibration(**data.pop("fused", {}))
+        return cls(rgb=rgb, fused=fused, **data)
+
+    def head(self, fused: bool) -> HeadCalibration:
+        return self.fused if fused else self.rgb
+
+
+@dataclass
+class Checkpoint:
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    calibration: Calibration = field(default_factory=Calibration)
+    train_config: TrainConfig | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # data, steps, metrics, timings, command
+
+    def build_model(self) -> EasyNet:
+        """The model with these weights (on CPU, eval mode), loaded strictly."""
+        model = EasyNet(self.model_config)
+        result = model.load_state_dict(self.state_dict, strict=False)
+        problems = _mismatch(model.state_dict(), self.state_dict, result)
+        if problems:
+            raise CheckpointError(f"the weights do not fit the architecture in the checkpoint: {problems}")
+        return model.eval()
+
+
+def _mismatch(expected: dict, given: dict, result: Any) -> str:
+    parts = []
+    if result.missing_keys:
+        parts.append(f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        parts.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+    return "; ".join(parts)
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, half: bool = False) -> Path:
+    """Write atomically; ``half`` stores floating-point weights as fp16 (shipped checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in ckpt.state_dict.items()
+    }
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": config_to_dict(ckpt.model_config),
+        "train_config": config_to_dict(ckpt.train_config) if ckpt.train_config else None,
+        "calibration": dataclasses.asdict(ckpt.calibration),
+        "provenance": ckpt.provenance,
+        "state_dict": state,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give the path of a .pt file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path.name} is empty; it is not an EasyNet-3D checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path.name} was refused: it holds Python objects other than tensors and plain data "
+            "(possibly code), which EasyNet-3D never loads"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt") from err
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load and validate an EasyNet-3D checkpoint (tensors moved to CPU, whatever device saved them)."""
+    path = Path(path)
+    payload = _torch_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and any(k.startswith(tuple(OFFICIAL_PREFIXES)) for k in payload):
+            raise CheckpointError(
+                f"{path.name} is a bare state_dict (the authors' weights?); convert it with "
+                "`python -m easynet import-official --weights FILE --out CKPT`"
+            )
+        raise CheckpointError(f"{path.name} is not an EasyNet-3D checkpoint (no '{FORMAT}' header)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path.name} was written by a newer EasyNet-3D (format {payload['version']})")
+    try:
+        cfg = model_config_from_dict(payload["model_config"])
+        train = train_config_from_dict(payload["train_config"]) if payload.get("train_config") else None
+        calibration = Calibration.from_dict(payload.get("calibration") or {})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path.name} has a damaged header: {err}") from err
+    return Checkpoint(cfg, state, calibration, train, payload.get("provenance") or {})
+
+
+def load_model(path: str | Path) -> tuple[EasyNet, Checkpoint]:
+    """Load a checkpoint and build its model (CPU, eval mode)."""
+    ckpt = load_checkpoint(path)
+    try:
+        return ckpt.build_model(), ckpt
+    except CheckpointError as err:
+        raise CheckpointError(f"{Path(path).name}: {err}") from err
+
+
+def import_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the authors' 2-layer Fusion1 keys to ours; strict: every key and shape must match."""
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in OFFICIAL_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise CheckpointError(f"unexpected key {key!r}: this is not the authors' 2-layer Fusion1 model")
+        renamed[OFFICIAL_PREFIXES[prefix] + key[len(prefix) :]] = value
+    expected = EasyNet(official_config()).state_dict()
+    missing = sorted(set(expected) - set(renamed))
+    if missing:
+        raise CheckpointError(f"{len(missing)} keys of the 2-layer Fusion1 model are missing (e.g. {missing[0]})")
+    for key, value in renamed.items():
+        if key not in expected or tuple(value.shape) != tuple(expected[key].shape):
+            shape = tuple(expected[key].shape) if key in expected else None
+            raise CheckpointError(f"{key} has shape {tuple(value.shape)}, expected {shape}")
+    return renamed
+
+
+def official_config() -> ModelConfig:
+    """The authors' released model: the `paper` preset fed BGR images and min-max Z depth."""
+    return MODEL_PRESETS["paper"].replace(input_order="bgr", depth_encoding="z_minmax")
+
+
+def import_official(weights: str | Path, out: str | Path) -> Path:
+    """Convert the authors' released .pth into an EasyNet-3D checkpoint (histogram gate, their alpha 0)."""
+    raw = _torch_load(Path(weights))
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{Path(weights).name} does not hold a state_dict")
+    state = import_official_state_dict(raw)
+    ckpt = Checkpoint(
+        official_config(),
+        state,
+        Calibration(rule="authors' default alpha 0; not calibrated here"),
+        provenance={"source": "authors' released 2-layer Fusion1 weights", "file": Path(weights).name},
+    )
+    return save_checkpoint(ckpt, out)

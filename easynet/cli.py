@@ -1,0 +1,330 @@
+"""Command line: `python -m easynet <command>`. Thin: parse arguments, build configs, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, config_to_dict
+from easynet.errors import EasyNetError
+
+COMMANDS = ("train", "evaluate", "predict", "bench", "export", "import-official", "info", "synth")
+
+
+def _write_json(path: str | Path, data: Any) -> None:
+    from easynet.visualize import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --- train ----------------------------------------------------------------------------------------
+def cmd_train(a: argparse.Namespace) -> int:
+    import torch
+
+    from easynet.checkpoint import save_checkpoint
+    from easynet.data.registry import detect_format, open_dataset
+    from easynet.data.types import Split
+    from easynet.evaluate import calibrate
+    from easynet.runtime import configure_threads, resolve_device
+    from easynet.train import train
+
+    configure_threads()
+    model_cfg = MODEL_PRESETS[a.preset]
+    changes = {"layers": a.layers, "image_size": a.image_size, "modality": a.modality}
+    model_cfg = model_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    cfg = TRAIN_PRESETS.get(a.train_preset, TRAIN_PRESETS["official"]).replace(batch_size=8)
+    changes = {
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "lr": a.lr,
+        "seed": a.seed,
+        "num_workers": a.workers,
+        "checkpoint_every": a.checkpoint_every,
+    }
+    cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    fmt = a.format or detect_format(a.data)
+    kw = {"format": fmt, "image_size": model_cfg.image_size, "modality": model_cfg.modality}
+    train_set = open_dataset(a.data, a.category, Split.TRAIN, **kw)
+    provenance = {
+        "data": str(a.data),
+        "category": a.category,
+        "format": fmt,
+        "preset": a.preset,
+        "command": " ".join(sys.argv),
+        "n_train": len(train_set),
+    }
+    t0 = time.time()
+    result = train(
+        model_cfg,
+        cfg,
+        train_set,
+        device=a.device,
+        out=a.out,
+        resume=a.resume,
+        init_from=a.init,
+        provenance=provenance,
+        progress=not a.quiet,
+    )
+    provenance["train_seconds"] = round(time.time() - t0, 1)
+    provenance["torch_threads"] = torch.get_num_threads()
+    validation = open_dataset(a.data, a.category, Split.VALIDATION, **kw)
+    dev = resolve_device(a.device)
+    ckpt = result.checkpoint
+    ckpt.calibration = calibrate(result.model.to(dev), validation, dev, cfg.synth)
+    ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation)}
+    if a.ship:
+        ckpt.provenance.pop("train_state", None)
+    save_checkpoint(ckpt, a.out, half=a.ship)
+    print(f"saved {a.out} after {ckpt.provenance['steps']} steps; alpha {ckpt.calibration.alpha:.4f}")
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------------
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from easynet.data.registry import open_dataset
+    from easynet.data.types import Split
+    from easynet.evaluate import evaluate
+    from easynet.gate import MODES
+    from easynet.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(a.checkpoint, a.device)
+    cfg = predictor.cfg
+    test = open_dataset(
+        a.data, a.category, Split.TEST, format=a.format, image_size=cfg.image_size, modality=cfg.modality
+    )
+    gates = list(MODES) if a.gate == "all" else [a.gate]
+    if not cfg.has_depth or not getattr(test, "has_depth", True):
+        gates = [g for g in gates if g == "close"] or ["close"]
+    metrics, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates)
+    report = {"category": a.category, "checkpoint": str(a.checkpoint), **metrics}
+    print(format_table(report))
+    if a.json:
+        _write_json(a.json, report)
+    if a.save_maps:
+        _save_maps(a.save_maps, test, heads)
+    return 0
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A paper-like table: one row per gate, metric columns, then per-defect I-AUROC."""
+    gates = report["gates"]
+    defects = sorted({d for g in gates.values() for d in g.get("per_defect_i_auroc", {})})
+    head = f"{'gate':8s} {'I-AUROC':>8s} {'I-AP':>8s} {'P-AUROC':>8s} {'P-AP':>8s} {'AUPRO':>8s}"
+    lines = [
+        f"{report['category']} ({report['n_images']} test images)",
+        head + "".join(f" {d[:10]:>10s}" for d in defects),
+    ]
+    for name, g in gates.items():
+        row = f"{name:8s} " + " ".join(f"{g[k]:8.3f}" for k in ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro"))
+        row += "".join(f" {g['per_defect_i_auroc'].get(d, float('nan')):10.3f}" for d in defects)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _save_maps(folder: str | Path, test: Any, heads: Any) -> None:
+    import numpy as np
+
+    folder = Path(folder)
+    for i in range(len(test)):
+        name = test[i].name.replace("/", "_")
+        maps = {"rgb": heads.prob_rgb[i]}
+        if heads.prob_fused is not None:
+            maps["fused"] = heads.prob_fused[i]
+        for head, m in maps.items():
+            target = folder / f"{name}_{head}.npy"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, m.astype(np.float32))
+
+
+# --- predict --------------------------------------------------------------------------------------
+def cmd_predict(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from easynet.predict import Predictor
+    from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
+
+    predictor = Predictor.from_checkpoint(a.checkpoint, a.device)
+    p = predictor.predict(a.rgb, a.depth, gate=a.gate, sensitivity=a.sensitivity)
+    result = p.to_json()
+    verdict = "ANOMALOUS" if p.is_anomalous else "good"
+    print(f"{verdict}: score {p.score:.4f} (threshold {p.threshold:.4f}, gate {p.gate} -> {p.used} head)")
+    if a.json:
+        _write_json(a.json, result)
+    if a.out:
+        out = Path(a.out)
+        write_png(out / "heatmap.png", colorize(p.heatmap))
+        write_png(out / "overlay.png", overlay(p.inputs.rgb, p.heatmap))
+        write_png(out / "reconstruction_rgb.png", to_uint8(p.rec_rgb))
+        if p.rec_depth is not None:
+            write_png(out / "reconstruction_depth.png", depth_preview(p.rec_depth))
+        np.save(out / "anomaly_map.npy", p.anomaly_map.astype(np.float32))
+    return 0
+
+
+# --- info -----------------------------------------------------------------------------------------
+def model_info(model: Any, image_size: int = 256) -> dict[str, Any]:
+    """Parameters and multiply-accumulates of one forward at image_size (both heads, as in training)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from easynet.model import count_parameters
+
+    cfg = model.cfg
+    rgb = torch.zeros(1, 3, image_size, image_size)
+    depth = torch.zeros(1, 1, image_size, image_size) if cfg.has_depth else None
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.eval()(rgb, depth)
+    return {"parameters": count_parameters(model), "gmac": counter.get_total_flops() / 2e9, "image_size": image_size}
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from easynet.model import EasyNet
+
+    if a.checkpoint:
+        from easynet.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(a.checkpoint)
+        model, cfg = ckpt.build_model(), ckpt.model_config
+        extra = {
+            "calibration": config_to_dict(ckpt.calibration),
+            "provenance": {k: v for k, v in ckpt.provenance.items() if k != "train_state"},
+        }
+    else:
+        cfg = MODEL_PRESETS[a.preset]
+        model, extra = EasyNet(cfg), {}
+    info = model_info(model, a.image_size)
+    print(f"parameters: {info['parameters'] / 1e6:.1f} M ({info['parameters']:,})")
+    print(f"GMACs at {a.image_size}x{a.image_size}: {info['gmac']:.2f}")
+    print("config: " + json.dumps(config_to_dict(cfg)))
+    if a.json:
+        _write_json(a.json, {**info, "config": config_to_dict(cfg), **extra})
+    return 0
+
+
+# --- others ---------------------------------------------------------------------------------------
+def cmd_import_official(a: argparse.Namespace) -> int:
+    from easynet.checkpoint import import_official
+
+    print(f"wrote {import_official(a.weights, a.out)}")
+    return 0
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from easynet.data.synthetic import generate
+
+    kw = {"size": a.size, "n_train": a.n_train, "seed": a.seed}
+    roots = generate(a.out_root, categories=a.categories, **{k: v for k, v in kw.items() if v is not None})
+    for r in roots:
+        print(f"wrote {r}")
+    return 0
+
+
+def cmd_not_yet(a: argparse.Namespace) -> int:
+    print(f"`easynet {a.command}` is not available yet in this version.")
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="easynet", description="EasyNet RGB-D anomaly detection")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gates = ("close", "open", "control")
+
+    t = sub.add_parser("train", help="train on a data set's good images (synthetic anomalies)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--category", default=None)
+    t.add_argument("--out", required=True)
+    t.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
+    t.add_argument("--modality", choices=("rgbd", "rgb"))
+    t.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite")
+    t.add_argument(
+        "--train-preset",
+        choices=sorted(TRAIN_PRESETS),
+        default="official",
+        help="official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper)",
+    )
+    t.add_argument("--layers", type=int, choices=(1, 2, 3))
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--workers", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--resume")
+    t.add_argument("--init", help="start from these weights (fine-tuning)")
+    t.add_argument("--ship", action="store_true", help="fp16 weights, no optimizer state (small files)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint on a test split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--category", default=None)
+    e.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
+    e.add_argument("--gate", choices=(*gates, "all"), default="all")
+    e.add_argument("--json")
+    e.add_argument("--save-maps")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score one RGB (+ depth) image")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--rgb", required=True)
+    p.add_argument("--depth")
+    p.add_argument("--gate", choices=gates, default="control")
+    p.add_argument("--sensitivity", type=float, default=1.0)
+    p.add_argument("--out")
+    p.add_argument("--json")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser("info", help="parameters, GMACs and config of a preset or checkpoint")
+    src = i.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=sorted(MODEL_PRESETS))
+    src.add_argument("--checkpoint")
+    i.add_argument("--image-size", type=int, default=256)
+    i.add_argument("--json")
+    i.set_defaults(func=cmd_info)
+
+    o = sub.add_parser("import-official", help="convert the authors' 2-layer Fusion1 .pth")
+    o.add_argument("--weights", required=True)
+    o.add_argument("--out", required=True)
+    o.set_defaults(func=cmd_import_official)
+
+    s = sub.add_parser("synth", help="generate the synthetic RGB-D data set (MVTec 3D-AD layout)")
+    s.add_argument("out_root")
+    s.add_argument("--categories", nargs="+")
+    s.add_argument("--size", type=int)
+    s.add_argument("--n-train", type=int)
+    s.add_argument("--seed", type=int)
+    s.set_defaults(func=cmd_synth)
+
+    for name in ("bench", "export"):
+        n = sub.add_parser(name, help="(coming with the performance work)")
+        n.set_defaults(func=cmd_not_yet)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and args.command not in ("bench", "export"):
+        build_parser().parse_args(argv)  # reports the unknown arguments the usual way
+    try:
+        return args.func(args)
+    except EasyNetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,153 @@
+"""Configuration dataclasses for the model and for training, and their presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+GATE_MODES = ("close", "open", "control")
+GATE_SCORINGS = ("attention", "histogram")
+MODALITIES = ("rgbd", "rgb")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every architecture setting of EasyNet; a checkpoint stores it and rebuilds the model from it.
+
+    The encoder has five blocks of widths (w, 2w, 4w, 8w, 8w) with w = ``base_width``; the decoder starts
+    from the bottleneck only (no skip connections). ``layers`` feature scales feed the segmentation heads:
+    each scale concatenates an encoder block with the decoder block of the same resolution and is merged by
+    a 1x1 convolution to ``head_width`` channels.
+    """
+
+    base_width: int = 128
+    head_width: int = 512  # per-scale merge width; head hidden widths are (head_width, head_width // 2)
+    layers: int = 2  # number of feature scales, 1..3 (the paper's Table 4)
+    image_size: int = 256
+    modality: str = "rgbd"  # "rgbd": both branches and the fused head; "rgb": RGB branch only
+    depth_channels: int = 3  # the authors replicate depth to 3 channels; 1 is enough
+    attention: bool = False  # SE channel attention at each head's input (the paper's gate scores)
+    se_reduction: int = 16
+    gate_scoring: str = "histogram"  # "attention": entropy of SE scores (paper); "histogram": authors' code
+    head_out_norm: bool = True  # authors' layout: BN + LeakyReLU after the 2-channel logits layer
+    input_order: str = "rgb"  # "bgr" for the authors' MVTec 3D-AD weights (they read images with OpenCV)
+    depth_encoding: str = "height"  # "height": above the table / max; "z_minmax": authors' Z / max(Z)
+
+    def __post_init__(self) -> None:
+        if self.layers not in (1, 2, 3):
+            raise ValueError(f"layers must be 1, 2 or 3, got {self.layers}")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.gate_scoring not in GATE_SCORINGS:
+            raise ValueError(f"gate_scoring must be one of {GATE_SCORINGS}, got {self.gate_scoring!r}")
+        if self.gate_scoring == "attention" and not self.attention:
+            raise ValueError("gate_scoring='attention' needs attention=True (the SE blocks give the scores)")
+        if self.input_order not in ("rgb", "bgr"):
+            raise ValueError(f"input_order must be 'rgb' or 'bgr', got {self.input_order!r}")
+        if self.depth_encoding not in ("height", "z_minmax"):
+            raise ValueError(f"depth_encoding must be 'height' or 'z_minmax', got {self.depth_encoding!r}")
+        if self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
+
+    @property
+    def encoder_widths(self) -> tuple[int, ...]:
+        w = self.base_width
+        return (w, 2 * w, 4 * w, 8 * w, 8 * w)
+
+    @property
+    def has_depth(self) -> bool:
+        return self.modality == "rgbd"
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# `paper` is the authors' released 2-layer Fusion1 model (140.6 M parameters); its state_dict maps one to one
+# onto the official keys. `lite` keeps the architecture with narrow widths so it trains on a CPU in minutes;
+# it uses the paper's SE-attention gate and plain logits.
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),
+    "lite": ModelConfig(
+        base_width=8,
+        head_width=32,
+        image_size=128,
+        depth_channels=1,
+        attention=True,
+        se_reduction=4,
+        gate_scoring="attention",
+        head_out_norm=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Synthetic-anomaly settings (Perlin masks, textures, depth displacement)."""
+
+    anomaly_probability: float = 0.5  # about half the training samples stay clean (paper: 1:1)
+    min_perlin_scale: int = 0  # scales 2**0 .. 2**5
+    max_perlin_scale: int = 6
+    threshold: float = 0.5
+    beta_max: float = 0.8  # RGB blend: aug = (1 - beta) * texture + beta * image inside the mask
+    depth_amplitude: tuple[float, float] = (0.1, 0.5)  # |displacement| in units of the normalised depth
+    # Where the anomaly lives among anomalous samples: both modalities (the paper), RGB only, depth only.
+    kind_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    texture_dir: str | None = None  # optional folder of texture images (e.g. DTD); procedural otherwise
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Defaults follow the authors' code (Adam 2e-4); the paper's lr 0.002 and batch 8
+    are the ``paper`` training preset."""
+
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-4
+    milestones: tuple[float, float] = (0.8, 0.9)  # LR x gamma at these fractions of training
+    gamma: float = 0.2
+    seed: int = 66
+    weight_ssim: float = 1.0
+    weight_l2_rgb: float = 1.0
+    weight_l2_depth: float = 1.0
+    weight_focal: float = 1.0
+    focal_gamma: float = 2.0
+    num_workers: int = 0
+    amp: bool = True  # autocast on CUDA only; CPU training stays fp32
+    checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "official": TrainConfig(lr=2e-4, batch_size=4),
+    "paper": TrainConfig(lr=2e-3, batch_size=8),
+}
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Serialise a config dataclass to plain Python types (for checkpoints and JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a ModelConfig, rejecting unknown fields with a clear message."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+    return ModelConfig(**data)
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig (with its nested SynthConfig) from plain types."""
+    data = dict(data)
+    synth = data.pop("synth", {}) or {}
+    for key in ("depth_amplitude", "kind_weights"):
+        if key in synth:
+            synth[key] = tuple(synth[key])
+    if "milestones" in data:
+        data["milestones"] = tuple(data["milestones"])
+    return TrainConfig(**data, synth=SynthConfig(**synth))

@@ -1,0 +1,241 @@
+"""The Predictor: the one front door that the CLI, the evaluator and the web app call.
+
+Image score = max of the anomaly map after a mean filter of IMAGE_FILTER_AT_256 px at 256x256 (DRAEM's
+21x21 rule, scaled with the image size; padding is not counted, so borders are not lowered).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint
+from easynet.config import ModelConfig
+from easynet.data.geometry import depth_input, pseudo_xyz, remove_table, resize_mask, resize_rgb
+from easynet.data.io import check_same_size, read_depth, read_rgb
+from easynet.data.types import DepthMap
+from easynet.errors import InputError
+from easynet.gate import MODES
+from easynet.model import EasyNet
+from easynet.runtime import configure_threads, resolve_device
+
+IMAGE_FILTER_AT_256 = 21
+
+
+def image_filter_size(image_size: int) -> int:
+    """Odd mean-filter size for the image score: 21 at 256 px, scaled with the image size."""
+    k = int(round(IMAGE_FILTER_AT_256 * image_size / 256))
+    return k if k % 2 else k + 1
+
+
+def image_scores(maps: torch.Tensor, image_size: int) -> torch.Tensor:
+    """(B, H, W) anomaly maps -> (B,) max of the mean-filtered map."""
+    k = image_filter_size(image_size)
+    pooled = F.avg_pool2d(maps[:, None].float(), k, stride=1, padding=k // 2, count_include_pad=False)
+    return pooled.flatten(1).max(dim=1).values
+
+
+@dataclass
+class ModelInput:
+    """Preprocessed inputs at the model's resolution (S, S)."""
+
+    rgb: np.ndarray  # (S, S, 3) float32 [0, 1], RGB
+    depth: np.ndarray | None  # (S, S) float32 depth input
+    foreground: np.ndarray | None  # (S, S) bool
+    original_size: tuple[int, int]  # (H, W) of the uploaded image
+    xyz: np.ndarray | None = None  # (H, W, 3) metres, for the 3D view (pseudo-xyz for plain depth maps)
+    foreground_full: np.ndarray | None = None  # (H, W) bool at the original size
+
+
+def prepare_input(
+    rgb: str | Path | np.ndarray, depth: str | Path | np.ndarray | DepthMap | None, cfg: ModelConfig
+) -> ModelInput:
+    """Read (when paths) and preprocess an RGB image and an optional depth source.
+
+    ``depth`` may be a path (xyz .tiff, 16-bit .png, .npy), a DepthMap, an (H, W) z array in metres or an
+    (H, W, 3) organised point cloud.
+    """
+    image = read_rgb(rgb) if isinstance(rgb, (str, Path)) else _check_rgb_array(rgb)
+    size = cfg.image_size
+    rgb_in = resize_rgb(image, size)
+    if depth is None:
+        return ModelInput(rgb_in, None, None, image.shape[:2])
+    dmap = _to_depthmap(depth)
+    check_same_size(image, dmap)
+    geometry = remove_table(dmap)
+    if cfg.depth_encoding == "z_minmax":  # the authors' encoding: Z of the object / max Z, background 0
+        z = np.where(geometry.foreground, dmap.z, 0.0).astype(np.float32)
+        full = z / z.max() if z.max() > 0 else z
+    else:
+        full = depth_input(geometry)
+    depth_in = cv2.resize(full, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
+    return ModelInput(
+        rgb_in, depth_in, resize_mask(geometry.foreground, size), image.shape[:2], xyz, geometry.foreground
+    )
+
+
+def _check_rgb_array(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise InputError(f"an RGB image must be HxWx3, got an array of shape {a.shape}")
+    return a[..., :3]
+
+
+def _to_depthmap(depth: str | Path | np.ndarray | DepthMap) -> DepthMap:
+    if isinstance(depth, DepthMap):
+        return depth
+    if isinstance(depth, (str, Path)):
+        return read_depth(depth)
+    a = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return DepthMap(z=np.ascontiguousarray(a[..., 2]), xyz=a)
+    if a.ndim == 2:
+        return DepthMap(z=a)
+    raise InputError(f"depth must be HxW (z) or HxWx3 (xyz), got an array of shape {a.shape}")
+
+
+@dataclass
+class Prediction:
+    """One image's result. Maps are at the model resolution (S, S)."""
+
+    score: float  # max of the mean-filtered anomaly map of the head that was used
+    threshold: float  # that head's calibrated threshold divided by the sensitivity
+    is_anomalous: bool
+    gate: str  # requested mode
+    used: str  # "rgb" or "fused"
+    entropy_rgb: float | None
+    entropy_fused: float | None
+    alpha: float
+    anomaly_map: np.ndarray  # (S, S) anomaly probability
+    heatmap: np.ndarray  # (S, S) on the calibrated display scale [0, 1]
+    rec_rgb: np.ndarray  # (S, S, 3) [0, 1]
+    rec_depth: np.ndarray | None  # (S, S)
+    inputs: ModelInput
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields of `easynet predict --json` (plain types)."""
+        return {
+            "score": self.score,
+            "normalized_score": self.score / self.threshold if self.threshold > 0 else float("inf"),
+            "is_anomalous": self.is_anomalous,
+            "threshold": self.threshold,
+            "gate": self.gate,
+            "used": self.used,
+            "entropy_rgb": self.entropy_rgb,
+            "entropy_fused": self.entropy_fused,
+            "alpha": self.alpha,
+            "has_depth": self.inputs.depth is not None,
+            "image_size": int(self.anomaly_map.shape[0]),
+            "timings_ms": {k: round(v * 1000, 2) for k, v in self.timings.items()},
+        }
+
+
+def heatmap_scale(prob: np.ndarray, head: Any, clip: bool = True) -> np.ndarray:
+    """Map probabilities to the calibrated display scale (same scale for every image): the head's clean
+    noise floor -> 0, its typical anomaly peak -> 1. ``clip=False`` keeps the order of all values (metrics)."""
+    span = max(head.pixel_high - head.pixel_low, 1e-6)
+    scaled = (prob - head.pixel_low) / span
+    return (np.clip(scaled, 0.0, 1.0) if clip else scaled).astype(np.float32)
+
+
+class Predictor:
+    """Loads a checkpoint once and predicts images; thread-safe for concurrent `predict` calls."""
+
+    def __init__(self, model: EasyNet, calibration: Calibration, device: torch.device, name: str = "") -> None:
+        self.model = model.to(device).eval()
+        self.cfg: ModelConfig = model.cfg
+        self.calibration = calibration
+        self.device = device
+        self.name = name
+        self.checkpoint: Checkpoint | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
+        configure_threads()
+        ckpt = load_checkpoint(path)
+        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem)
+        predictor.checkpoint = ckpt
+        return predictor
+
+    def _tensors(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rgb = inputs.rgb[..., ::-1] if self.cfg.input_order == "bgr" else inputs.rgb
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
+        depth_t = None
+        if inputs.depth is not None and self.cfg.has_depth:
+            depth_t = torch.from_numpy(inputs.depth)[None, None].to(self.device)
+        return rgb_t, depth_t
+
+    def predict(
+        self,
+        rgb: str | Path | np.ndarray,
+        depth: str | Path | np.ndarray | DepthMap | None = None,
+        gate: str = "control",
+        sensitivity: float = 1.0,
+    ) -> Prediction:
+        """Score one image. Without depth (or with an RGB-only model) the gate is closed.
+
+        Args:
+            sensitivity: the threshold is divided by it (2.0 flags more images, 0.5 fewer).
+        """
+        if gate not in MODES:
+            raise InputError(f"gate must be one of {', '.join(MODES)}, got {gate!r}")
+        if not sensitivity > 0:
+            raise InputError(f"sensitivity must be a positive number, got {sensitivity}")
+        t0 = time.perf_counter()
+        inputs = prepare_input(rgb, depth, self.cfg)
+        t1 = time.perf_counter()
+        rgb_t, depth_t = self._tensors(inputs)
+        alpha = self.calibration.alpha
+        with torch.inference_mode():
+            out = self.model.forward_gated(rgb_t, depth_t, gate, alpha)
+            score = float(image_scores(out.anomaly_map, self.cfg.image_size)[0])
+        t2 = time.perf_counter()
+        used_fused = bool(out.used_fused[0])
+        head = self.calibration.head(used_fused)
+        threshold = head.threshold / sensitivity
+        prob = out.anomaly_map[0].float().cpu().numpy()
+        rec_rgb = out.rec_rgb[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+        if self.cfg.input_order == "bgr":
+            rec_rgb = rec_rgb[..., ::-1]
+        rec_depth = None if out.rec_depth is None else out.rec_depth[0].float().mean(0).cpu().numpy()
+        h_rgb, h_fused = float(out.entropy_rgb[0]), float(out.entropy_fused[0])
+        return Prediction(
+            score=score,
+            threshold=threshold,
+            is_anomalous=score >= threshold,
+            gate=gate,
+            used="fused" if used_fused else "rgb",
+            entropy_rgb=None if np.isnan(h_rgb) else h_rgb,
+            entropy_fused=None if np.isnan(h_fused) else h_fused,
+            alpha=alpha,
+            anomaly_map=prob,
+            heatmap=heatmap_scale(prob, head),
+            rec_rgb=np.ascontiguousarray(rec_rgb),
+            rec_depth=rec_depth,
+            inputs=inputs,
+            timings={"preprocess": t1 - t0, "network": t2 - t1},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for pickers and `easynet info`."""
+        prov = self.checkpoint.provenance if self.checkpoint else {}
+        return {
+            "name": self.name,
+            "modality": self.cfg.modality,
+            "image_size": self.cfg.image_size,
+            "layers": self.cfg.layers,
+            "category": prov.get("category"),
+            "preset": prov.get("preset"),
+            "alpha": self.calibration.alpha,
+            "validation": self.calibration.metrics,
+        }

@@ -1,0 +1,218 @@
+"""Training: a plain PyTorch loop (Adam, LR x0.2 at 80 % and 90 %), with a callback so the app can follow
+and stop it, periodic checkpoints, resume, AMP on CUDA and DistributedDataParallel under torchrun."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm.auto import tqdm
+
+from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint
+from easynet.config import ModelConfig, TrainConfig
+from easynet.errors import InputError
+from easynet.losses import EasyNetLoss
+from easynet.model import EasyNet
+from easynet.runtime import resolve_device
+from easynet.synth import AnomalySynthesizer
+
+
+class TrainingSet(Dataset):
+    """Wraps a loader of clean samples; each item gets a synthetic anomaly from a reproducible RNG."""
+
+    def __init__(self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool) -> None:
+        if len(samples) == 0:
+            raise InputError("the training split holds no images; at least one good sample is needed")
+        self.samples, self.seed, self.use_depth = samples, cfg.seed, use_depth
+        self.synth = AnomalySynthesizer(cfg.synth)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.samples, "set_epoch"):
+            self.samples.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.samples[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        depth = s.depth if self.use_depth else None
+        if self.use_depth and depth is None:
+            raise InputError(f"sample {s.name} has no depth but the model is RGB-D; train with --modality rgb")
+        syn = self.synth(s.rgb, depth, s.foreground, rng)
+        item = {
+            "aug_rgb": _chw(syn.rgb),
+            "rgb": _chw(s.rgb),
+            "mask": torch.from_numpy(syn.mask)[None],
+            "mask_rgb": torch.from_numpy(syn.mask_rgb)[None],
+        }
+        if depth is not None:
+            item["aug_depth"] = torch.from_numpy(np.ascontiguousarray(syn.depth))[None]
+            item["depth"] = torch.from_numpy(np.ascontiguousarray(depth))[None]
+        return item
+
+
+def _chw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
+
+
+@dataclass
+class TrainEvent:
+    """Progress report passed to the callback after every step."""
+
+    step: int
+    total: int
+    loss: dict[str, float]
+    lr: float
+    elapsed: float
+    eta: float
+
+
+@dataclass
+class TrainResult:
+    model: EasyNet
+    checkpoint: Checkpoint
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+
+
+Callback = Callable[[TrainEvent], "bool | None"]
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    samples: Sequence[Any],
+    *,
+    device: str = "auto",
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    callback: Callback | None = None,
+    progress: bool = True,
+    provenance: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train EasyNet on clean samples with synthetic anomalies.
+
+    Args:
+        samples: a loader returning ``Sample`` objects (train split).
+        out: where periodic checkpoints (every ``cfg.checkpoint_every`` steps) and the final one go.
+        resume: a checkpoint written by this function; training continues from its step.
+        init_from: start from these weights (fine-tuning) with a fresh optimizer and schedule.
+        callback: called after every step; returning False stops training (the result has stopped=True).
+    """
+    world, rank, local_rank = _distributed()
+    dev = resolve_device(device)
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local_rank)
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    torch.manual_seed(cfg.seed + rank)
+    model = EasyNet(model_cfg)
+    start_step, train_state = 0, None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        model_cfg, model = ckpt.model_config, ckpt.build_model()
+        train_state = ckpt.provenance.get("train_state")
+        if train_state is None:
+            raise InputError(f"{Path(resume).name} has no optimizer state to resume from; use it as --init instead")
+        start_step = int(train_state["step"])
+    elif init_from is not None:
+        init = load_checkpoint(init_from)
+        if init.model_config != model_cfg:
+            model_cfg = init.model_config
+        model = init.build_model()
+    model.to(dev).train()
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    data = TrainingSet(samples, cfg, model_cfg.has_depth)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = (
+        DistributedSampler(data, shuffle=True, seed=cfg.seed) if world > 1 else RandomSampler(data, generator=generator)
+    )
+    loader = DataLoader(
+        data,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=len(data) >= cfg.batch_size * world,
+        pin_memory=dev.type == "cuda",
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    milestones = [max(1, int(f * cfg.steps)) for f in cfg.milestones]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
+    if train_state is not None:
+        optimizer.load_state_dict(train_state["optimizer"])
+        for _ in range(start_step):  # replay the schedule (its state holds a Counter, not plain data)
+            scheduler.step()
+    criterion = EasyNetLoss(cfg)
+    amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+
+    history: list[dict[str, float]] = []
+    step, epoch, stopped, t0 = start_step, 0, False, time.time()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train", unit="step")
+    while step < cfg.steps and not stopped:
+        data.set_epoch(epoch)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        for batch in loader:
+            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
+                pred = net(batch["aug_rgb"], batch.get("aug_depth"))
+            terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            losses = terms.as_floats()
+            history.append({"step": step, **losses})
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['total']:.4f}")
+            elapsed = time.time() - t0
+            eta = elapsed / (step - start_step) * (cfg.steps - step)
+            event = TrainEvent(step, cfg.steps, losses, scheduler.get_last_lr()[0], elapsed, eta)
+            if callback is not None and callback(event) is False:
+                stopped = True
+            if out is not None and rank == 0 and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_checkpoint(_snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance), out)
+            if stopped or step >= cfg.steps:
+                break
+        epoch += 1
+    bar.close()
+    model.eval()
+    ckpt = _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance)
+    if out is not None and rank == 0:
+        save_checkpoint(ckpt, out)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model, ckpt, history, stopped)
+
+
+def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:  # noqa: ARG001
+    state = {"step": step, "optimizer": optimizer.state_dict()}
+    prov = {**(provenance or {}), "steps": step, "train_state": state}
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return Checkpoint(model_cfg, weights, Calibration(), cfg, prov)

@@ -1,0 +1,82 @@
+"""Pictures from predictions (numpy + OpenCV only): heat maps, overlays, depth previews, atomic PNG writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+OVERLAY_ALPHA = 0.5
+COLORMAP = cv2.COLORMAP_JET
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float (or uint8) image -> uint8."""
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(values: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8 RGB with the jet colour map."""
+    return cv2.applyColorMap(to_uint8(values), COLORMAP)[..., ::-1].copy()
+
+
+def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """Blend a calibrated heat map (H, W) in [0, 1] over an RGB image; cold areas stay the photo."""
+    base = to_uint8(rgb).astype(np.float32)
+    if heat.shape != base.shape[:2]:
+        heat = cv2.resize(heat, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colour = colorize(heat).astype(np.float32)
+    weight = (alpha * np.clip(heat, 0.0, 1.0) ** 0.5)[..., None]
+    return (base * (1 - weight) + colour * weight + 0.5).astype(np.uint8)
+
+
+def depth_preview(depth: np.ndarray | None, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """A viewable (H, W, 3) uint8 picture of a depth input or z map (0 = missing shown black)."""
+    if depth is None:
+        return None
+    d = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(d) & (d != 0)
+    out = np.zeros(d.shape, np.float32)
+    if valid.any():
+        lo, hi = np.percentile(d[valid], [1, 99])
+        out = np.where(valid, (d - lo) / max(hi - lo, 1e-9), 0.0)
+        out = np.where(valid, 0.15 + 0.85 * np.clip(out, 0, 1), 0.0)
+    img = cv2.applyColorMap(to_uint8(out), cv2.COLORMAP_VIRIDIS)[..., ::-1]
+    img[~valid] = 0
+    if size is not None:
+        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(img)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an RGB (H, W, 3) or grey (H, W) uint8/16 image atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = image[..., ::-1] if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
+    if not ok:
+        raise OSError(f"could not encode {path.name} as PNG")
+    atomic_write_bytes(path, buf.tobytes())
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Temp file in the same folder + os.replace: readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
