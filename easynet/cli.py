@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,12 @@ def _json_default(o: Any) -> Any:
 
 # --- train ----------------------------------------------------------------------------------------
 def cmd_train(a: argparse.Namespace) -> int:
-    import torch
+    from easynet.pipeline import train_category
 
-    from easynet.checkpoint import save_checkpoint
-    from easynet.data.registry import detect_format, open_dataset
-    from easynet.data.types import Split
-    from easynet.evaluate import calibrate
-    from easynet.runtime import configure_threads, resolve_device
-    from easynet.train import train
-
-    configure_threads()
     model_cfg = MODEL_PRESETS[a.preset]
     changes = {"layers": a.layers, "image_size": a.image_size, "modality": a.modality}
     model_cfg = model_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
-    cfg = TRAIN_PRESETS.get(a.train_preset, TRAIN_PRESETS["official"]).replace(batch_size=8)
+    cfg = TRAIN_PRESETS[a.train_preset]
     changes = {
         "steps": a.steps,
         "batch_size": a.batch_size,
@@ -54,61 +45,33 @@ def cmd_train(a: argparse.Namespace) -> int:
         "checkpoint_every": a.checkpoint_every,
     }
     cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
-    fmt = a.format or detect_format(a.data)
-    kw = {"format": fmt, "image_size": model_cfg.image_size, "modality": model_cfg.modality}
-    train_set = open_dataset(a.data, a.category, Split.TRAIN, **kw)
-    provenance = {
-        "data": str(a.data),
-        "category": a.category,
-        "format": fmt,
-        "preset": a.preset,
-        "command": " ".join(sys.argv),
-        "n_train": len(train_set),
-    }
-    t0 = time.time()
-    result = train(
-        model_cfg,
-        cfg,
-        train_set,
+    summary = train_category(
+        a.data,
+        a.category,
+        a.out,
+        model_cfg=model_cfg,
+        train_cfg=cfg,
+        data_format=a.format,
         device=a.device,
-        out=a.out,
         resume=a.resume,
         init_from=a.init,
-        provenance=provenance,
         progress=not a.quiet,
+        ship=a.ship,
+        preset=a.preset,
     )
-    provenance["train_seconds"] = round(time.time() - t0, 1)
-    provenance["torch_threads"] = torch.get_num_threads()
-    validation = open_dataset(a.data, a.category, Split.VALIDATION, **kw)
-    dev = resolve_device(a.device)
-    ckpt = result.checkpoint
-    ckpt.calibration = calibrate(result.model.to(dev), validation, dev, cfg.synth)
-    ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation)}
-    if a.ship:
-        ckpt.provenance.pop("train_state", None)
-    save_checkpoint(ckpt, a.out, half=a.ship)
-    print(f"saved {a.out} after {ckpt.provenance['steps']} steps; alpha {ckpt.calibration.alpha:.4f}")
+    print(f"saved {summary['checkpoint']} after {summary['steps']} steps; alpha {summary['alpha']:.4f}")
     return 0
 
 
 # --- evaluate -------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from easynet.data.registry import open_dataset
-    from easynet.data.types import Split
-    from easynet.evaluate import evaluate
     from easynet.gate import MODES
-    from easynet.predict import Predictor
+    from easynet.pipeline import evaluate_category
 
-    predictor = Predictor.from_checkpoint(a.checkpoint, a.device)
-    cfg = predictor.cfg
-    test = open_dataset(
-        a.data, a.category, Split.TEST, format=a.format, image_size=cfg.image_size, modality=cfg.modality
-    )
     gates = list(MODES) if a.gate == "all" else [a.gate]
-    if not cfg.has_depth or not getattr(test, "has_depth", True):
-        gates = [g for g in gates if g == "close"] or ["close"]
-    metrics, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates)
-    report = {"category": a.category, "checkpoint": str(a.checkpoint), **metrics}
+    report, test, heads = evaluate_category(
+        a.checkpoint, a.data, a.category, gates=gates, data_format=a.format, device=a.device
+    )
     print(format_table(report))
     if a.json:
         _write_json(a.json, report)

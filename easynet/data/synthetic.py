@@ -1,0 +1,410 @@
+"""Synthetic RGB-D inspection world: renders objects on a tilted table into the MVTec 3D-AD folder layout."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image
+
+from easynet.errors import InputError
+
+FOCAL_PER_PIXEL = 3.6  # focal length in pixels per image pixel of width: ~0.14 m field of view at 0.5 m
+TABLE_DISTANCE_M = (0.45, 0.55)  # camera to table centre
+TABLE_TILT_DEG = (0.8, 3.0)  # the table is never perfectly level
+CANVAS_HALF_EXTENT_M = 0.05  # objects are modelled on a square canvas of +-5 cm in their own frame
+POSE_SHIFT_M = 0.008
+POSE_ROTATION_DEG = 25.0
+POSE_SCALE = (0.93, 1.07)
+Z_NOISE_M = 0.00015  # white sensor noise on z
+Z_DRIFT_M = 0.0001  # low-frequency sensor noise on z
+STEEP_SLOPE = 2.0  # |grad h| above this (about 63 degrees) often returns no point
+STEEP_MISSING_PROB = 0.6
+DROPOUT_PROB = 0.002
+FOREGROUND_MIN_M = 0.0005  # height that counts as object in the returned foreground mask
+CORE_MIN_M = 0.006  # defects are placed where the object is clearly above the 5 mm plane-removal threshold
+DEFECT_AREA_FRACTION = (0.04, 0.12)
+DENT_DEPTH_M = (0.002, 0.004)
+DENT_SHADING_FRACTION = 0.1  # dents barely show in RGB: shading sees a tenth of their relief
+AMBIENT, DIFFUSE = 0.35, 0.75
+TABLE_ALBEDO = (0.40, 0.43, 0.46)
+KINDS = ("good", "stain", "dent", "cut")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class SyntheticSample:
+    """One rendered sample: RGB, organised point cloud, ground truth and the defect-free object mask."""
+
+    rgb: np.ndarray  # (S, S, 3) uint8, RGB order
+    xyz: np.ndarray  # (S, S, 3) float32 metres, 0 where missing
+    gt: np.ndarray  # (S, S) bool defect region
+    foreground: np.ndarray  # (S, S) bool object pixels of the defect-free scene
+
+
+@dataclass(frozen=True)
+class Category:
+    """An object kind: its geometry/albedo builder and material constants."""
+
+    description: str
+    build: Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    specular: float
+    shininess: float
+    stain_colours: tuple[tuple[float, float, float], ...]
+    cut_colour: tuple[float, float, float]
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
+    """Smooth random field with unit standard deviation and features about `cell` pixels wide."""
+    small = rng.standard_normal((max(2, int(shape[0] / cell) + 2), max(2, int(shape[1] / cell) + 2)))
+    field = cv2.resize(small.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    return (field - field.mean()) / (field.std() + 1e-8)
+
+
+def _text_mask(shape: tuple[int, int], text: str, centre: tuple[float, float], height: float) -> np.ndarray:
+    """Float mask of `text` drawn with OpenCV, centred at pixel `centre`, `height` pixels tall."""
+    canvas = np.zeros(shape, np.uint8)
+    scale = height / 22.0
+    thick = max(1, round(scale * 2))
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    org = (round(centre[0] - tw / 2), round(centre[1] + th / 2))
+    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255.0
+
+
+def _to_px(x: np.ndarray, metres: float) -> float:
+    """Canvas pixels spanned by `metres` on a canvas with coordinates `x`."""
+    return metres / (x[0, 1] - x[0, 0])
+
+
+def _gasket(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    radius, half_width = 0.031 * rng.uniform(0.98, 1.02), 0.0085
+    rho = np.hypot(x, y * rng.uniform(0.98, 1.02))
+    t = np.abs(rho - radius) / half_width
+    h = 0.009 * np.clip(1 - t**2, 0, 1) ** 0.35 + 0.0002 * np.exp(-(((rho - radius) / 0.0004) ** 2))
+    n = x.shape[0]
+    text = _text_mask(x.shape, "NBR-70", (n / 2, n / 2 - _to_px(x, radius)), _to_px(x, 0.0032))
+    h = np.where(h > 0, h + 0.0004 * cv2.GaussianBlur(text, (0, 0), 0.7), 0)
+    grey = 0.11 + 0.012 * _noise(rng, x.shape, 1.5) + 0.006 * _noise(rng, x.shape, 12) + 0.03 * text
+    albedo = np.stack([grey, grey, grey * 1.06], -1)
+    return h, albedo
+
+
+def _bracket(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    half_x, top, bottom, corner = 0.036, -0.024, 0.022, 0.004
+    qx, qy = np.abs(x) - (half_x - corner), np.abs(y - (top + bottom) / 2) - ((bottom - top) / 2 - corner)
+    inside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) < corner
+    h = np.where(inside, 0.0075, 0.0)
+    h = np.where(inside & (y > bottom - 0.0065), 0.026, h)  # upright flange seen end-on
+    for hx in (-0.02, 0.02):
+        r = np.hypot(x - hx, y + 0.006)
+        h = np.where(r < 0.0065, h * np.clip((r - 0.0045) / 0.002, 0, 1), h)  # countersunk bolt hole
+    h = cv2.GaussianBlur(h.astype(np.float32), (0, 0), 0.8) * (h > 0)
+    streak = cv2.blur(_noise(rng, x.shape, 1.0), (max(3, x.shape[1] // 5), 1))
+    streak = (streak - streak.mean()) / (streak.std() + 1e-8)
+    shade = 1 + 0.07 * streak + 0.03 * _noise(rng, x.shape, 20)
+    albedo = np.array([0.56, 0.58, 0.62], np.float32) * shade[..., None]
+    return h, albedo
+
+
+def _tablet(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    radius, bevel = 0.029 * rng.uniform(0.98, 1.02), 0.003
+    rho = np.hypot(x, y)
+    top = 0.0075 + 0.0035 * np.clip(1 - (rho / (radius - bevel)) ** 2, 0, 1)
+    edge = 0.003 + 0.0045 * np.sqrt(np.clip(1 - ((rho - radius + bevel) / bevel) ** 2, 0, 1))
+    h = np.where(rho < radius - bevel, top, np.where(rho < radius, edge, 0.0))
+    h = h - 0.0008 * np.exp(-((y / 0.0006) ** 2)) * (rho < radius - bevel)  # score line
+    n = x.shape[0]
+    ink = _text_mask(x.shape, "EN", (n / 2, n / 2 - _to_px(x, 0.009)), _to_px(x, 0.008))
+    ink += _text_mask(x.shape, "50", (n / 2, n / 2 + _to_px(x, 0.009)), _to_px(x, 0.008))
+    ring = np.abs(rho - 0.019) < 0.0006
+    ink = np.clip(ink + ring, 0, 1)[..., None] * 0.85
+    speck = (_noise(rng, x.shape, 1.0) > 2.2).astype(np.float32)[..., None]
+    base = np.array([0.92, 0.9, 0.85], np.float32) * (1 + 0.02 * _noise(rng, x.shape, 6))[..., None]
+    base = base * (1 - 0.12 * speck)
+    albedo = base * (1 - ink) + np.array([0.2, 0.3, 0.68], np.float32) * ink
+    return h, albedo
+
+
+def _foam(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    half_x, half_y, corner = 0.036, 0.025, 0.005
+    qx, qy = np.abs(x) - (half_x - corner), np.abs(y) - (half_y - corner)
+    sdf = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - corner
+    sdf = sdf + 0.0007 * _noise(rng, x.shape, 4)  # cut foam edges are not straight
+    height = 0.02 + 0.0012 * _noise(rng, x.shape, 25)
+    h = height * np.clip(-sdf / 0.003, 0, 1) ** 0.5
+    pores = ((_noise(rng, x.shape, 1.2) > 1.3) | (_noise(rng, x.shape, 2.5) > 2.0)).astype(np.float32)
+    h = np.where(h > 0, np.maximum(h - 0.0007 * pores, 1e-4), 0)
+    shade = (1 + 0.05 * _noise(rng, x.shape, 6)) * (1 - 0.45 * pores)
+    albedo = np.array([0.86, 0.76, 0.40], np.float32) * shade[..., None]
+    return h, albedo
+
+
+CATEGORIES: dict[str, Category] = {
+    "gasket": Category(
+        description="matte black rubber O-ring gasket with moulded lettering",
+        build=_gasket,
+        specular=0.05,
+        shininess=8.0,
+        stain_colours=((0.75, 0.72, 0.65), (0.55, 0.30, 0.12), (0.25, 0.40, 0.75)),  # residue, rust, ink
+        cut_colour=(0.06, 0.06, 0.065),
+    ),
+    "bracket": Category(
+        description="brushed steel angle bracket with an upright flange and two countersunk bolt holes",
+        build=_bracket,
+        specular=0.45,
+        shininess=24.0,
+        stain_colours=((0.45, 0.22, 0.08), (0.16, 0.14, 0.12), (0.15, 0.25, 0.60)),  # rust, oil, marker
+        cut_colour=(0.85, 0.85, 0.88),
+    ),
+    "tablet": Category(
+        description="round white tablet with a domed top, a score line and a printed blue logo",
+        build=_tablet,
+        specular=0.12,
+        shininess=10.0,
+        stain_colours=((0.55, 0.38, 0.20), (0.30, 0.40, 0.75), (0.45, 0.45, 0.45)),  # brown, ink, grey
+        cut_colour=(0.98, 0.97, 0.94),
+    ),
+    "foam_block": Category(
+        description="porous yellow polyurethane foam block with soft, slightly ragged edges",
+        build=_foam,
+        specular=0.02,
+        shininess=4.0,
+        stain_colours=((0.30, 0.24, 0.14), (0.50, 0.20, 0.12), (0.20, 0.45, 0.50)),  # dirt, rust, dye
+        cut_colour=(0.95, 0.88, 0.55),
+    ),
+}
+
+
+def _defect_mask(rng: np.random.Generator, core: np.ndarray, object_area: int, elongated: bool) -> np.ndarray:
+    """A connected random blob inside `core` covering a few percent of the object."""
+    size = core.shape[0]
+    depth = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 3).ravel()
+    index = rng.choice(depth.size, p=depth**2 / (depth**2).sum())
+    cy, cx = divmod(int(index), size)
+    angle, aspect = rng.uniform(0, np.pi), rng.uniform(3.5, 6.0) if elongated else rng.uniform(1.0, 1.8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    du = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    dv = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    score = -np.hypot(du / aspect, dv) * (1 + 0.3 * _noise(rng, core.shape, size / 16))
+    score = np.where(core, score, -np.inf)
+    target = max(1, int(min(rng.uniform(*DEFECT_AREA_FRACTION) * object_area, 0.6 * core.sum())))
+    flat = np.sort(score.ravel())[::-1]
+    pieces = []
+    for grow in (1.0, 1.3, 1.7, 2.2):  # widen the cut-off while the central piece is short of the target
+        blob = score >= flat[min(int(target * grow), int(core.sum())) - 1]
+        _, labels = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
+        pieces.append((labels == labels[cy, cx]) & blob)
+        if pieces[-1].sum() >= 0.8 * target:
+            break
+    return min(pieces, key=lambda piece: abs(np.log(piece.sum() / target)))
+
+
+def _shadow(h: np.ndarray, step_m: float, azimuth: float, elevation: float) -> np.ndarray:
+    """Soft cast-shadow factor in [0, 1] of a height field lit from (azimuth, elevation)."""
+    reach = float(h.max()) / (step_m * np.tan(elevation)) + 1
+    occlusion = np.zeros_like(h)
+    for k in np.linspace(1, reach, 12):
+        shift = np.float32([[1, 0, k * np.cos(azimuth)], [0, 1, k * np.sin(azimuth)]])
+        moved = cv2.warpAffine(h, shift, h.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        occlusion = np.maximum(occlusion, moved - h - k * step_m * np.tan(elevation))
+    soft = np.clip(occlusion / 0.001, 0, 1)
+    return cv2.GaussianBlur(soft, (0, 0), max(0.8, h.shape[0] / 200))
+
+
+def _shade(
+    height_up: np.ndarray, step_m: float, light: np.ndarray, category: Category
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lambertian and Blinn-Phong terms of a surface given as height toward the camera."""
+    gy, gx = np.gradient(height_up, step_m)
+    normal = np.stack([-gx, -gy, np.ones_like(gx)], -1)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    half = light + np.array([0, 0, 1.0])
+    half /= np.linalg.norm(half)
+    diffuse = np.clip(normal @ light, 0, 1)
+    specular = category.specular * np.clip(normal @ half, 0, 1) ** category.shininess
+    return diffuse.astype(np.float32), specular.astype(np.float32)
+
+
+def generate_sample(
+    category: str, kind: str, size: int, rng: np.random.Generator, defect: bool = True
+) -> SyntheticSample:
+    """Render one sample; `defect=False` renders the very same scene (same rng state) without its defect.
+
+    Args:
+        category: a key of CATEGORIES.
+        kind: "good", "stain" (colour only), "dent" (geometry only) or "cut" (both).
+        size: output width and height in pixels.
+        rng: source of randomness; two draws are taken from it (scene seed, defect seed).
+        defect: False renders the defect-free twin of the same scene.
+    """
+    if category not in CATEGORIES:
+        raise InputError(f"Unknown synthetic category {category!r}; expected one of {sorted(CATEGORIES)}.")
+    if kind not in KINDS:
+        raise InputError(f"Unknown defect kind {kind!r}; expected one of {KINDS}.")
+    if size < 32:
+        raise InputError(f"Synthetic image size {size} is too small; expected at least 32 pixels.")
+    spec = CATEGORIES[category]
+    scene_seed, defect_seed = rng.integers(0, 2**63, size=2)
+    srng, drng = np.random.default_rng(scene_seed), np.random.default_rng(defect_seed)
+    focal, centre = FOCAL_PER_PIXEL * size, (size - 1) / 2
+    z0 = srng.uniform(*TABLE_DISTANCE_M)
+    step = z0 / focal  # metres per pixel on the table
+    v, u = np.mgrid[0:size, 0:size].astype(np.float32)
+    xt, yt = (u - centre) * step, (v - centre) * step
+
+    # object in its own frame, posed on the table by remapping its canvas
+    axis = np.linspace(-CANVAS_HALF_EXTENT_M, CANVAS_HALF_EXTENT_M, size, dtype=np.float32)
+    cx_canvas, cy_canvas = np.meshgrid(axis, axis)
+    canvas_h, canvas_albedo = spec.build(cx_canvas, cy_canvas, srng)
+    theta = np.deg2rad(srng.uniform(-POSE_ROTATION_DEG, POSE_ROTATION_DEG))
+    scale, (tx, ty) = srng.uniform(*POSE_SCALE), srng.uniform(-POSE_SHIFT_M, POSE_SHIFT_M, 2)
+    dx, dy = xt - tx, yt - ty
+    xl = (np.cos(theta) * dx + np.sin(theta) * dy) / scale
+    yl = (-np.sin(theta) * dx + np.cos(theta) * dy) / scale
+    to_canvas = (size - 1) / (2 * CANVAS_HALF_EXTENT_M)
+    map_x = ((xl + CANVAS_HALF_EXTENT_M) * to_canvas).astype(np.float32)
+    map_y = ((yl + CANVAS_HALF_EXTENT_M) * to_canvas).astype(np.float32)
+    h = cv2.remap(canvas_h.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderValue=0) * scale
+    obj_albedo = cv2.remap(canvas_albedo.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR)
+    mottle = 1 + 0.04 * _noise(srng, (size, size), size / 24) + 0.02 * _noise(srng, (size, size), 1.0)
+    table = np.array(TABLE_ALBEDO, np.float32) * mottle[..., None]
+
+    # table tilt, light, and the sensor's random draws (taken before anything defect-dependent)
+    tilt, tilt_dir = np.deg2rad(srng.uniform(*TABLE_TILT_DEG)), srng.uniform(0, 2 * np.pi)
+    slope_x, slope_y = np.tan(tilt) * np.cos(tilt_dir), np.tan(tilt) * np.sin(tilt_dir)
+    azimuth, elevation = srng.uniform(0, 2 * np.pi), np.deg2rad(srng.uniform(50, 70))
+    ce = np.cos(elevation)
+    light = np.array([np.cos(azimuth) * ce, np.sin(azimuth) * ce, np.sin(elevation)])
+    tint = np.array([1.0, srng.uniform(0.97, 1.0), srng.uniform(0.92, 1.0)], np.float32)
+    tint *= srng.uniform(0.9, 1.1)  # exposure
+    z_noise = Z_NOISE_M * srng.standard_normal((size, size))
+    z_noise += Z_DRIFT_M * _noise(srng, (size, size), size / 8)
+    edge_draw, drop_draw = srng.random((size, size)), srng.random((size, size))
+    pixel_noise = srng.normal(0, 0.008, (size, size, 3))
+
+    foreground = h > FOREGROUND_MIN_M
+    kernel = np.ones((3, 3), np.uint8)
+    core = cv2.erode((h > CORE_MIN_M).astype(np.uint8), kernel, iterations=max(1, size // 128)) > 0
+    gt = np.zeros((size, size), bool)
+    h_final, h_lit = h, h
+    if defect and kind != "good" and core.any():
+        gt = _defect_mask(drng, core, int(foreground.sum()), elongated=kind == "cut" and drng.random() < 0.5)
+        texture = 0.5 + 0.5 * np.clip(_noise(drng, (size, size), max(2.0, size / 40)), -1, 1)
+        if kind == "stain":
+            colour = np.array(spec.stain_colours[drng.integers(len(spec.stain_colours))], np.float32)
+            alpha = (gt * drng.uniform(0.6, 0.9) * (0.75 + 0.25 * texture))[..., None]
+            obj_albedo = obj_albedo * (1 - alpha) + colour * (0.85 + 0.15 * texture[..., None]) * alpha
+        elif kind == "dent":
+            dist = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 3)
+            t = np.clip(dist / max(0.7 * float(dist.max()), 1.0), 0, 1)
+            relief = drng.choice([-1.0, 1.0]) * drng.uniform(*DENT_DEPTH_M) * t * t * (3 - 2 * t)
+            h_final, h_lit = h + relief, h + DENT_SHADING_FRACTION * relief
+        else:
+            depth_fraction = 1.0 if drng.random() < 0.5 else drng.uniform(0.5, 0.85)
+            h_final = h_lit = np.where(gt, h * (1 - depth_fraction), h)
+            inner = np.array(spec.cut_colour, np.float32) * (0.85 + 0.15 * texture[..., None])
+            obj_albedo = np.where(gt[..., None], inner, obj_albedo)
+        h_final, h_lit = h_final.astype(np.float32), h_lit.astype(np.float32)
+
+    # RGB: albedo x (ambient + shadowed diffuse) + specular, then lens blur, vignetting and pixel noise
+    coverage = np.clip(h_final / FOREGROUND_MIN_M, 0, 1)[..., None]
+    albedo = coverage * obj_albedo + (1 - coverage) * table
+    diffuse, specular = _shade(h_lit - slope_x * xt - slope_y * yt, step, light, spec)
+    lit = 1 - 0.6 * _shadow(h_lit, step, azimuth, elevation)
+    highlight = (specular * lit)[..., None] * coverage
+    radiance = albedo * (AMBIENT + DIFFUSE * diffuse * lit)[..., None] + highlight
+    vignette = 1 - 0.15 * ((u - centre) ** 2 + (v - centre) ** 2) / centre**2
+    radiance = cv2.GaussianBlur(radiance * tint * vignette[..., None], (0, 0), 0.6) + pixel_noise
+    rgb = np.clip(radiance * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    # XYZ: perspective back-projection of the noisy surface, with holes at steep walls and dropouts
+    z = z0 + slope_x * xt + slope_y * yt - h_final + z_noise
+    gy, gx = np.gradient(h_final, step)
+    steep = cv2.dilate((np.hypot(gx, gy) > STEEP_SLOPE).astype(np.uint8), kernel) > 0
+    missing = (steep & (edge_draw < STEEP_MISSING_PROB)) | (drop_draw < DROPOUT_PROB)
+    xyz = np.stack([(u - centre) * z / focal, (v - centre) * z / focal, z], -1).astype(np.float32)
+    xyz[missing] = 0
+    return SyntheticSample(rgb=rgb, xyz=xyz, gt=gt, foreground=foreground)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically: a temporary file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tiff_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array, photometric="rgb")  # (H, W, 3) contiguous, like MVTec
+    return buffer.getvalue()
+
+
+def _sample_rng(seed: int, category: str, split: str, kind: str, index: int) -> np.random.Generator:
+    """Independent generator per file, so any category can be regenerated alone with identical bytes."""
+    key = [seed, zlib.crc32(category.encode()), SPLITS.index(split), KINDS.index(kind), index]
+    return np.random.default_rng(np.random.SeedSequence(key))
+
+
+def generate(
+    out_root: str | os.PathLike,
+    categories: list[str] | None = None,
+    size: int = 256,
+    n_train: int = 60,
+    n_validation: int = 12,
+    n_test_good: int = 12,
+    n_test_per_defect: int = 12,
+    seed: int = 0,
+) -> list[Path]:
+    """Write a synthetic data set in the MVTec 3D-AD layout and return the category folders written."""
+    categories = list(CATEGORIES) if categories is None else list(categories)
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise InputError(f"Unknown synthetic categories {unknown}; expected names from {sorted(CATEGORIES)}.")
+    counts = (n_train, n_validation, n_test_good, n_test_per_defect)
+    if min(counts) < 0 or seed < 0:
+        raise InputError(f"Sample counts {counts} and seed {seed} must not be negative.")
+    plan = [("train", "good", n_train), ("validation", "good", n_validation), ("test", "good", n_test_good)]
+    plan += [("test", kind, n_test_per_defect) for kind in KINDS[1:]]
+    roots = []
+    for category in categories:
+        root = Path(out_root) / category
+        for split, kind, count in plan:
+            folder = root / split / kind
+            for index in range(count):
+                rng = _sample_rng(seed, category, split, kind, index)
+                sample = generate_sample(category, kind, size, rng)
+                _write_bytes(folder / "rgb" / f"{index:03d}.png", _png_bytes(sample.rgb))
+                _write_bytes(folder / "xyz" / f"{index:03d}.tiff", _tiff_bytes(sample.xyz))
+                if split == "test":
+                    gt = sample.gt.astype(np.uint8) * 255
+                    _write_bytes(folder / "gt" / f"{index:03d}.png", _png_bytes(gt))
+        focal, centre = FOCAL_PER_PIXEL * size, (size - 1) / 2
+        camera = {"focal": focal, "cx": centre, "cy": centre, "width": size, "height": size}
+        camera["synthetic"] = True
+        _write_bytes(root / "calibration" / "camera_parameters.json", json.dumps(camera, indent=2).encode())
+        readme = (
+            f"Synthetic EasyNet-3D data, category '{category}': {CATEGORIES[category].description}.\n"
+            "Rendered by easynet.data.synthetic (no real camera). Layout follows MVTec 3D-AD.\n"
+            "Defects: stain = colour only, dent = geometry only, cut = colour and geometry.\n"
+            f"Image size {size}, seed {seed}. xyz is an organised point cloud in metres; 0 = missing point.\n"
+        )
+        _write_bytes(root / "README.txt", readme.encode())
+        roots.append(root)
+    return roots

@@ -1,0 +1,122 @@
+"""Front doors that chain the library's steps: train + calibrate + save, and evaluate a checkpoint on a
+category. The CLI and the web app both call these (the app never touches torch)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from easynet.checkpoint import save_checkpoint
+from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig
+from easynet.data.registry import detect_format, open_dataset
+from easynet.data.types import Split
+from easynet.evaluate import calibrate, evaluate
+from easynet.gate import MODES
+from easynet.runtime import configure_threads, resolve_device
+from easynet.train import Callback, train
+
+Progress = Callable[[int, int], None]
+
+
+def train_category(
+    data: str | Path,
+    category: str | None,
+    out: str | Path,
+    *,
+    model_cfg: ModelConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    data_format: str | None = None,
+    device: str = "auto",
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    callback: Callback | None = None,
+    progress: bool = True,
+    ship: bool = False,
+    preset: str = "lite",
+) -> dict[str, Any]:
+    """Train on a category's good images, calibrate on its validation split, save one checkpoint.
+
+    Returns a summary: checkpoint path, steps, whether it was stopped, calibration metrics, history.
+    """
+    configure_threads()
+    model_cfg = model_cfg or MODEL_PRESETS[preset]
+    train_cfg = train_cfg or TRAIN_PRESETS["official"]
+    fmt = data_format or detect_format(data)
+    kw = {"format": fmt, "image_size": model_cfg.image_size, "modality": model_cfg.modality}
+    if init_from is not None or resume is not None:
+        from easynet.checkpoint import load_checkpoint
+
+        source = load_checkpoint(resume or init_from).model_config
+        kw = {**kw, "image_size": source.image_size, "modality": source.modality}
+    train_set = open_dataset(data, category, Split.TRAIN, **kw)
+    provenance = {
+        "data": Path(data).name,
+        "category": category,
+        "format": fmt,
+        "preset": preset,
+        "command": " ".join(Path(a).name if "/" in a else a for a in sys.argv),
+        "n_train": len(train_set),
+        "initialised_from": Path(init_from).name if init_from else None,
+    }
+    t0 = time.time()
+    result = train(
+        model_cfg,
+        train_cfg,
+        train_set,
+        device=device,
+        out=out if train_cfg.checkpoint_every else None,
+        resume=resume,
+        init_from=init_from,
+        callback=callback,
+        progress=progress,
+        provenance=provenance,
+    )
+    provenance["train_seconds"] = round(time.time() - t0, 1)
+    dev = resolve_device(device)
+    validation = open_dataset(data, category, Split.VALIDATION, **kw)
+    ckpt = result.checkpoint
+    ckpt.calibration = calibrate(result.model.to(dev), validation, dev, train_cfg.synth)
+    ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
+    if ship:
+        ckpt.provenance.pop("train_state", None)
+    save_checkpoint(ckpt, out, half=ship)
+    return {
+        "checkpoint": str(out),
+        "steps": ckpt.provenance["steps"],
+        "stopped": result.stopped,
+        "alpha": ckpt.calibration.alpha,
+        "validation": ckpt.calibration.metrics,
+        "history": result.history,
+    }
+
+
+def evaluate_category(
+    checkpoint: str | Path,
+    data: str | Path,
+    category: str | None,
+    *,
+    gates: Sequence[str] = MODES,
+    data_format: str | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], Any, Any]:
+    """Evaluate a checkpoint on a category's test split.
+
+    Returns (report, test dataset, head outputs); the report has the `easynet evaluate --json` shape.
+    """
+    from easynet.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    cfg = predictor.cfg
+    test = open_dataset(
+        data, category, Split.TEST, format=data_format, image_size=cfg.image_size, modality=cfg.modality
+    )
+    gates = list(gates)
+    if not cfg.has_depth or not getattr(test, "has_depth", True):
+        gates = ["close"]
+    metrics, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates, progress)
+    report = {"category": category, "checkpoint": str(checkpoint), **metrics}
+    return report, test, heads

@@ -1,0 +1,115 @@
+"""Tests of plane removal, the depth input, resizing and the preprocessing cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from helpers import OBJECT_HEIGHT, make_scene_xyz
+
+from easynet.data.geometry import (
+    cached_prepare_depth,
+    depth_input,
+    fit_table_plane,
+    prepare_depth,
+    pseudo_xyz,
+    remove_table,
+    resize_mask,
+    resize_rgb,
+)
+from easynet.data.types import DepthMap
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("tilt", [0.0, 20.0])
+def test_plane_removal_separates_object_from_tilted_table(tilt):
+    xyz, truth = make_scene_xyz(64, tilt=tilt, missing_fraction=0.05)
+    geometry = remove_table(DepthMap(z=xyz[..., 2].copy(), xyz=xyz))
+    assert _iou(geometry.foreground, truth) > 0.9
+    assert geometry.height.max() == pytest.approx(OBJECT_HEIGHT, abs=0.002)  # metres above the plane
+    assert (geometry.height[~geometry.foreground] == 0).all()
+    normal = geometry.plane[:3]
+    assert np.linalg.norm(normal) == pytest.approx(1.0)
+    assert np.degrees(np.arccos(abs(normal[2]))) == pytest.approx(tilt, abs=0.5)
+    assert geometry.plane[3] > 0  # camera (origin) on the positive side
+
+
+def test_plane_removal_from_z_only_uses_pseudo_xyz():
+    xyz, truth = make_scene_xyz(64, tilt=10.0, missing_fraction=0.02)
+    geometry = remove_table(DepthMap(z=xyz[..., 2].copy()))
+    assert _iou(geometry.foreground, truth) > 0.9
+    cloud = pseudo_xyz(np.full((4, 6), 2.0, np.float32))
+    assert cloud.shape == (4, 6, 3) and (cloud[..., 2] == 2.0).all()
+    assert cloud[0, 0, 0] == pytest.approx(-2.5 * 2.0 / 6)  # (u - cx) * z / max(H, W)
+
+
+def test_keep_largest_drops_small_debris():
+    xyz, truth = make_scene_xyz(64, tilt=0.0, missing_fraction=0.0)
+    normal = np.array([0.0, 0.0, -1.0], np.float32)
+    xyz[60:62, 2:4] += 0.02 * normal  # a 2x2 speck, not touching the object
+    depth = DepthMap(z=xyz[..., 2].copy(), xyz=xyz)
+    assert remove_table(depth, keep_largest=False).foreground[60:62, 2:4].all()
+    kept = remove_table(depth).foreground
+    assert not kept[60:62, 2:4].any() and _iou(kept, truth) > 0.95
+
+
+def test_flat_scene_gives_empty_foreground():
+    depth = DepthMap(z=np.full((32, 32), 0.6, np.float32))
+    geometry = remove_table(depth)
+    assert not geometry.foreground.any()
+    assert (depth_input(geometry) == 0).all()
+
+
+def test_fit_table_plane_ignores_object_in_border():
+    xyz, _ = make_scene_xyz(64, tilt=0.0, missing_fraction=0.0, noise=0.0)
+    xyz[:5, :20, 2] -= 0.05  # an object touching the top border
+    plane = fit_table_plane(xyz, xyz[..., 2] > 0)
+    np.testing.assert_allclose(plane, [0, 0, -1, 0.6], atol=1e-4)
+
+
+def test_depth_input_and_prepare_depth():
+    xyz, truth = make_scene_xyz(64, tilt=10.0)
+    depth = DepthMap(z=xyz[..., 2].copy(), xyz=xyz)
+    values = depth_input(remove_table(depth))
+    assert values.dtype == np.float32 and values.max() == pytest.approx(1.0)
+    assert (values[~truth] == 0).sum() >= (~truth).sum() - 30 and (values >= 0).all()
+    resized, foreground = prepare_depth(depth, 32)
+    assert resized.shape == (32, 32) and resized.dtype == np.float32 and foreground.dtype == np.bool_
+    assert resized.max() <= 1.0 and resized[foreground].min() > 0 and resized[~foreground].mean() < 0.05
+    assert _iou(foreground, resize_mask(truth, 32)) > 0.85
+
+
+def test_resize_helpers():
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[..., 1] = 255
+    out = resize_rgb(rgb, 16)
+    assert out.shape == (16, 16, 3) and out.dtype == np.float32 and out[..., 1].min() == 1.0
+    mask = np.zeros((60, 80), bool)
+    mask[:30] = True
+    small = resize_mask(mask, 10)
+    assert small.dtype == np.bool_ and small[:5].all() and not small[5:].any()
+
+
+def test_cache_reuses_and_invalidates(tmp_path):
+    xyz, _ = make_scene_xyz(64)
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "000.tiff"
+    tifffile.imwrite(path, xyz, photometric="rgb")
+    cache = tmp_path / "cache"
+    first = cached_prepare_depth(path, 32, cache)
+    entries = list(cache.glob("*.npz"))
+    assert len(entries) == 1 and sorted(p.name for p in data.iterdir()) == ["000.tiff"]
+    with np.load(entries[0]) as stored:  # poison the entry: a hit must return the stored arrays
+        np.savez(entries[0], depth=stored["depth"] * 0 + 0.25, foreground=stored["foreground"])
+    assert (cached_prepare_depth(path, 32, cache)[0] == 0.25).all()
+    np.testing.assert_array_equal(cached_prepare_depth(path, 16, cache)[0].shape, (16, 16))
+    xyz2 = xyz.copy()
+    xyz2[..., 2][xyz2[..., 2] > 0] += 0.001
+    tifffile.imwrite(path, xyz2, photometric="rgb")  # new size/mtime: recomputed, not the poisoned entry
+    again = cached_prepare_depth(path, 32, cache)
+    assert not (again[0] == 0.25).all()
+    np.testing.assert_allclose(again[0], first[0], atol=0.05)
