@@ -11,7 +11,6 @@ import dataclasses
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,19 +85,28 @@ class Checkpoint:
     def build_model(self) -> EasyNet:
         """The model with these weights (on CPU, eval mode), loaded strictly."""
         model = EasyNet(self.model_config)
-        result = model.load_state_dict(self.state_dict, strict=False)
-        problems = _mismatch(model.state_dict(), self.state_dict, result)
+        problems = state_dict_mismatch(model.state_dict(), self.state_dict)
         if problems:
             raise CheckpointError(f"the weights do not fit the architecture in the checkpoint: {problems}")
+        model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 
 
-def _mismatch(expected: dict, given: dict, result: Any) -> str:
+def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """'' when keys and shapes agree, else a short description of what differs."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [k for k in expected if k in given and tuple(expected[k].shape) != tuple(given[k].shape)]
     parts = []
-    if result.missing_keys:
-        parts.append(f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[0]})")
-    if result.unexpected_keys:
-        parts.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(given[k].shape)} vs {tuple(expected[k].shape)})"
+        )
     return "; ".join(parts)
 
 
@@ -144,7 +152,7 @@ def _torch_load(path: Path) -> Any:
             f"{path.name} was refused: it holds Python objects other than tensors and plain data "
             "(possibly code), which EasyNet-3D never loads"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # zip, EOF, memo and storage errors all mean a damaged file
         raise CheckpointError(f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt") from err
 
 

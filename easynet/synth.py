@@ -139,7 +139,8 @@ def augment_texture(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             s = tex.shape[0]
             rot = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-45, 45), 1.0)
             tex = cv2.warpAffine(np.ascontiguousarray(tex), rot, (s, s), borderMode=cv2.BORDER_REFLECT)
-    return np.clip(tex, 0.0, 1.0).astype(np.float32)
+        tex = np.clip(tex, 0.0, 1.0).astype(np.float32)  # keep every step in [0, 1] (gamma of < 0 is NaN)
+    return tex
 
 
 class AnomalySynthesizer:

@@ -1,0 +1,60 @@
+"""EasyNet-3D web app: `python app.py` (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).
+
+`demo` is built at module level so that `gradio app.py` (reload mode), Hugging Face Spaces and the tests can
+import it; `launch()` runs only under __main__.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app import annotate, compare, finetune, inspect_tab, models, ui
+
+TITLE = "EasyNet-3D"
+INTRO = (
+    "# EasyNet-3D · RGB-D industrial anomaly detection\n"
+    "Reconstruct the image, compare, and let the entropy gate decide whether depth helps "
+    "([EasyNet, ACM MM 2023](https://arxiv.org/abs/2307.13925)). "
+    "**Inspect** one part, **Compare** the gate modes, **Annotate** your own images, **Fine-tune** a model."
+)
+MODEL_POLL_SECONDS = 5.0
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Inspect", id="inspect") as inspect_tab_:
+                pickers = [inspect_tab.build()]
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                pickers += compare.build()
+            with gr.Tab("Annotate", id="annotate") as annotate_tab:
+                pickers.append(annotate.build())
+            with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
+                init, job_id, status_outputs = finetune.build()
+        extras = [None] * len(pickers) + [[finetune.SCRATCH]]
+        pickers.append(init)
+        seen = gr.State("")
+
+        def refresh(signature: str, *values: Any) -> tuple:
+            """New or removed checkpoints reach every model dropdown; nothing is sent when none changed."""
+            now = "|".join(label for label, _ in models.choices())
+            if now == signature:
+                return (signature, *[gr.skip() for _ in values])
+            return (now, *[ui.refreshed(v, extra) for v, extra in zip(values, extras)])
+
+        timer = gr.Timer(MODEL_POLL_SECONDS)
+        timer.tick(refresh, [seen, *pickers], [seen, *pickers], api_name="refresh_models", show_progress="hidden")
+        for i, tab in enumerate((inspect_tab_, compare_tab, annotate_tab, finetune_tab)):
+            tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}",
+                       show_progress="hidden")
+        demo.load(finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load")
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.launch()

@@ -1,0 +1,130 @@
+"""Fine-tune tab: queue a background training job on a category and follow it with a timer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+
+from app import figures, jobs, models, workspace
+from app.inspect_tab import _path
+from app.ui import friendly, model_dropdown
+from easynet.data.synthetic import CATEGORIES as SYNTHETIC
+from easynet.errors import InputError
+
+SOURCES = ("synthetic", "annotated", "zip")
+SCRATCH = ("(from scratch, lite preset)", "")
+POLL_SECONDS = 2.0
+DEFAULT_STEPS = 200
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
+
+
+def job_markdown(job: jobs.Job) -> str:
+    total = job.total or job.steps
+    text = f"**Job {job.id}** · {job.category} · **{job.state}** · step {job.step}/{total}"
+    if job.state == "running":
+        text += f" · ETA {_fmt_eta(job.eta)}"
+    if job.loss:
+        text += f" · loss {job.loss[-1]['total']:.4f}"
+    if job.state == "done":
+        text += f"\n\nSaved as model **{job.model}**; it is now in every model dropdown."
+    if job.error:
+        text += f"\n\nError: {job.error}"
+    queued = jobs.runner().queue()
+    if queued:
+        text += f"\n\nQueue (first runs next): {', '.join(queued)}"
+    return text
+
+
+def queue_rows() -> list[list[Any]]:
+    return [[j.id, j.category, j.state, f"{j.step}/{j.total or j.steps}", j.model or "", j.error or ""]
+            for j in jobs.runner().jobs()]
+
+
+@friendly
+def start(source: str, synthetic: str | None, annotated: str | None, upload: Any, init: str | None,
+          steps: float) -> tuple:
+    """The /finetune_start endpoint: queue a job; returns (job id, status JSON, status text)."""
+    if source == "synthetic":
+        if synthetic not in SYNTHETIC:
+            raise InputError(f"choose a synthetic category ({', '.join(SYNTHETIC)})")
+        spec = {"category": synthetic, "synthetic": True}
+    elif source == "annotated":
+        spec = {"category": workspace.safe_name(annotated, "category"), "data": workspace.annotations_root()}
+    elif source == "zip":
+        if _path(upload) is None:
+            raise InputError("upload a zip of one category in the MVTec 3D-AD layout")
+        root, category = workspace.extract_dataset_zip(_path(upload))
+        spec = {"category": category, "data": root}
+    else:
+        raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
+    init_path = models.find(init).path if init else None
+    job = jobs.runner().submit(steps=int(steps or 0), init_from=init_path, **spec)
+    return job.id, job.status(), job_markdown(job)
+
+
+@friendly
+def status(job_id: str | None) -> tuple:
+    """The /finetune_status endpoint (also the timer tick): state, step, total, loss, checkpoint when done."""
+    try:
+        job = jobs.runner().get(job_id or None)
+    except InputError as err:
+        if job_id:
+            raise
+        return {"state": None}, str(err), figures.loss_curve([]), queue_rows(), {}
+    return job.status(), job_markdown(job), figures.loss_curve(job.loss), queue_rows(), job.metrics
+
+
+def status_on_load(job_id: str | None) -> tuple:
+    """Page (re)load: show the running or newest job, so closing the tab loses nothing."""
+    out = status(job_id)
+    found = out[0].get("id") if isinstance(out[0], dict) else None
+    return (found or job_id or "", *out)
+
+
+@friendly
+def cancel(job_id: str | None) -> tuple:
+    """The /finetune_cancel endpoint: a queued job is dropped, a running one stops after its current step."""
+    job = jobs.runner().cancel(job_id or None)
+    return job.status(), job_markdown(job)
+
+
+def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component]]:
+    """Lay out the tab; returns (its starting-checkpoint dropdown, the job-id box, the status outputs)."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            source = gr.Radio(list(SOURCES), value="synthetic", label="Training data")
+            synthetic = gr.Dropdown(list(SYNTHETIC), value=next(iter(SYNTHETIC)), label="Synthetic category",
+                                    info="generated into the workspace on first use")
+            annotated = gr.Dropdown(workspace.annotated_categories(), label="Annotated category",
+                                    allow_custom_value=True)
+            upload = gr.File(label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb ...)", file_types=[".zip"])
+            init = model_dropdown(label="Start from", extra=[SCRATCH])
+            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.MAX_STEPS, label="Steps")
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary")
+                cancel_btn = gr.Button("Cancel", variant="stop")
+            job_id = gr.Textbox(label="Job", info="the job shown here; empty = the running or newest job")
+        with gr.Column(scale=2):
+            text = gr.Markdown("No job yet.")
+            curve = gr.Plot(label="Loss")
+            with gr.Row():
+                metrics = gr.JSON(label="Validation metrics (when done)")
+                state = gr.JSON(label="Status")
+            queue = gr.Dataframe(headers=["job", "category", "state", "step", "model", "error"], label="Jobs",
+                                 interactive=False)
+    timer = gr.Timer(POLL_SECONDS)
+    start_btn.click(start, [source, synthetic, annotated, upload, init, steps], [job_id, state, text],
+                    api_name="finetune_start")
+    outputs = [state, text, curve, queue, metrics]
+    timer.tick(status, job_id, outputs, api_name="finetune_status", concurrency_limit=None, show_progress="hidden")
+    cancel_btn.click(cancel, job_id, [state, text], api_name="finetune_cancel")
+    source.change(lambda: gr.update(choices=workspace.annotated_categories()), None, annotated,
+                  api_name="finetune_annotated_categories")
+    return init, job_id, outputs

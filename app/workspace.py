@@ -1,0 +1,235 @@
+"""The app's workspace folder: annotated data set (MVTec 3D-AD layout), fine-tuned models, jobs, uploads.
+
+Everything the app writes lives under EASYNET_WORKSPACE (default ./workspace, git-ignored).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import stat
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from easynet.data.geometry import pseudo_xyz
+from easynet.data.io import check_same_size, read_depth, read_rgb
+from easynet.errors import InputError
+from easynet.visualize import atomic_write_bytes, write_png
+
+WORKSPACE_ENV = "EASYNET_WORKSPACE"
+DEFAULT_WORKSPACE = "workspace"
+MAX_ZIP_ENV = "EASYNET_MAX_ZIP_BYTES"
+MAX_ZIP_BYTES = 2 * 1024**3
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = REPO / "samples"
+CHECKPOINTS_DIR = REPO / "checkpoints"
+OK_SPLITS = ("train", "validation", "test")  # where an OK image may go; NG always goes to test/<defect>
+GOOD = "good"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SAMPLE_PATTERN = re.compile(r"^(?P<kind>[a-z]+)_(?P<index>\d+)_rgb\.png$")
+
+
+def root() -> Path:
+    """The workspace folder (created on first use); read from the environment on every call."""
+    path = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sub(name: str) -> Path:
+    path = root() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def safe_name(name: str | None, what: str) -> str:
+    """A category or defect name usable as one folder name; refuses separators and '..' with a sentence."""
+    name = (name or "").strip()
+    if not name:
+        raise InputError(f"the {what} name is empty; type a name such as 'scratch'")
+    if "/" in name or "\\" in name or ".." in name:
+        raise InputError(f"the {what} name {name!r} must not contain path separators or '..'")
+    if not NAME_PATTERN.match(name):
+        raise InputError(f"the {what} name {name!r} may only use letters, digits, '_', '-' and '.' (64 at most)")
+    return name
+
+
+# --- samples ---------------------------------------------------------------------------------------------
+def sample_pairs(folder: Path | None = None) -> list[tuple[str, str | None]]:
+    """(rgb, xyz or None) for every samples/<category>/<kind>_<NN>_rgb.png, sorted."""
+    folder = SAMPLES_DIR if folder is None else folder
+    pairs = []
+    for rgb in sorted(folder.glob("*/*_rgb.png")) if folder.is_dir() else []:
+        if SAMPLE_PATTERN.match(rgb.name):
+            xyz = rgb.with_name(rgb.name.replace("_rgb.png", "_xyz.tiff"))
+            pairs.append((str(rgb), str(xyz) if xyz.is_file() else None))
+    return pairs
+
+
+# --- annotated data set ------------------------------------------------------------------------------------
+def annotations_root() -> Path:
+    return sub("annotations")
+
+
+def annotated_categories() -> list[str]:
+    return sorted(p.name for p in annotations_root().iterdir() if p.is_dir())
+
+
+def _entry_folder(category: str, entry: str) -> tuple[Path, str]:
+    """'split/defect/NNN' -> (folder of split/defect, NNN), validated."""
+    parts = (entry or "").split("/")
+    if len(parts) != 3 or parts[0] not in OK_SPLITS or not parts[2].isdigit():
+        raise InputError(f"{entry!r} is not an annotation entry; expected split/defect/NNN")
+    return annotations_root() / safe_name(category, "category") / parts[0] / safe_name(parts[1], "defect"), parts[2]
+
+
+def entry_files(category: str, entry: str) -> dict[str, Path | None]:
+    folder, stem = _entry_folder(category, entry)
+    files = {"rgb": folder / "rgb" / f"{stem}.png", "xyz": folder / "xyz" / f"{stem}.tiff",
+             "gt": folder / "gt" / f"{stem}.png"}
+    if not files["rgb"].is_file():
+        raise InputError(f"annotation {category}/{entry} does not exist (deleted?)")
+    return {k: (p if p.is_file() else None) for k, p in files.items()}
+
+
+def list_annotations(category: str | None = None) -> list[str]:
+    """'category:split/defect/NNN' for every saved entry (or the entries of one category)."""
+    out = []
+    for cat in [category] if category else annotated_categories():
+        base = annotations_root() / safe_name(cat, "category")
+        for rgb in sorted(base.glob("*/*/rgb/*.png")):
+            split, defect = rgb.parts[-4], rgb.parts[-3]
+            out.append(f"{cat}:{split}/{defect}/{rgb.stem}")
+    return out
+
+
+def _xyz_from_depth(depth: str | Path) -> np.ndarray:
+    dmap = read_depth(depth)
+    xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
+    return np.ascontiguousarray(xyz, dtype=np.float32)
+
+
+def save_annotation(category: str, label: str, rgb: str | Path, depth: str | Path | None, mask: np.ndarray | None,
+                    defect: str | None = None, ok_split: str = "train", replace: str | None = None) -> str:
+    """Write one labelled image into the workspace data set; returns its entry id 'split/defect/NNN'.
+
+    OK -> <ok_split>/good (gt of zeros under test), NG -> test/<defect> with gt 0/255. ``replace`` (an entry id)
+    is deleted after the new files are written, which is how relabelling works.
+    """
+    category = safe_name(category, "category")
+    if label not in ("OK", "NG"):
+        raise InputError(f"the label must be OK or NG, got {label!r}")
+    if label == "OK" and ok_split not in OK_SPLITS:
+        raise InputError(f"an OK image goes to one of {', '.join(OK_SPLITS)}, got {ok_split!r}")
+    split, kind = ("test", safe_name(defect, "defect type")) if label == "NG" else (ok_split, GOOD)
+    if kind == GOOD and label == "NG":
+        raise InputError("a defect type cannot be called 'good'; name the defect, e.g. 'scratch'")
+    image = read_rgb(rgb)
+    xyz = _xyz_from_depth(depth) if depth else None
+    if xyz is not None:
+        check_same_size(image, xyz)
+    gt = np.zeros(image.shape[:2], np.uint8)
+    if label == "NG":
+        if mask is None or not np.any(mask):
+            raise InputError("an NG image needs a painted defect region; paint it over the image")
+        if mask.shape != gt.shape:
+            raise InputError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                             f"{gt.shape[1]}x{gt.shape[0]}; paint on the image shown in the editor")
+        gt = np.where(mask, 255, 0).astype(np.uint8)
+    folder = annotations_root() / category / split / kind
+    numbers = [int(p.stem) for p in (folder / "rgb").glob("*.png") if p.stem.isdigit()]
+    stem = f"{max(numbers, default=-1) + 1:03d}"
+    if xyz is not None:
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, xyz, photometric="rgb")
+        atomic_write_bytes(folder / "xyz" / f"{stem}.tiff", buffer.getvalue())
+    if split == "test":
+        write_png(folder / "gt" / f"{stem}.png", gt)
+    write_png(folder / "rgb" / f"{stem}.png", image)  # last: an entry exists once its rgb exists
+    entry = f"{split}/{kind}/{stem}"
+    if replace and replace != entry:
+        delete_annotation(category, replace)
+    return entry
+
+
+def delete_annotation(category: str, entry: str) -> None:
+    for path in entry_files(category, entry).values():
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def zip_annotations() -> Path:
+    """The whole annotated data set as one zip (written atomically) for download."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(annotations_root().rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                zf.write(path, path.relative_to(annotations_root()).as_posix())
+    return atomic_write_bytes(sub("exports") / "annotations.zip", buffer.getvalue())
+
+
+# --- uploaded data set zips -----------------------------------------------------------------------------
+def max_zip_bytes() -> int:
+    value = os.environ.get(MAX_ZIP_ENV)
+    try:
+        return int(float(value)) if value else MAX_ZIP_BYTES
+    except ValueError:
+        raise InputError(f"{MAX_ZIP_ENV} must be a number of bytes, got {value!r}") from None
+
+
+def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
+    """Safely extract an uploaded MVTec 3D-AD zip; returns (data root, category)."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name} is not a zip file")
+    with zipfile.ZipFile(path) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if not members:
+            raise InputError(f"{path.name} is empty")
+        for m in members:
+            name = m.filename.replace("\\", "/")
+            if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+                raise InputError(f"{path.name} holds an absolute path ({m.filename}); zips must use relative paths")
+            if ".." in name.split("/"):
+                raise InputError(f"{path.name} holds a path with '..' ({m.filename}), which could write outside")
+            if stat.S_ISLNK(m.external_attr >> 16):
+                raise InputError(f"{path.name} holds a symbolic link ({m.filename}); links are not accepted")
+        total = sum(m.file_size for m in members)
+        if total > max_zip_bytes():
+            raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {max_zip_bytes()} "
+                             f"(set {MAX_ZIP_ENV} to raise it)")
+        train = sorted({Path(m.filename).parents[3] for m in members
+                        if re.search(r"(^|/)train/good/rgb/[^/]+\.png$", m.filename)})
+        if len(train) != 1 or train[0] == Path("."):
+            raise InputError(f"{path.name} is not in the MVTec 3D-AD layout: expected one CATEGORY/train/good/rgb/"
+                             "NNN.png folder (with validation/good and test/<defect>)")
+        out = sub("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        for m in members:
+            target = (out / m.filename).resolve()
+            if out.resolve() not in target.parents:
+                raise InputError(f"{path.name} holds a path that leaves its folder ({m.filename})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    category_dir = out / train[0]
+    safe_name(category_dir.name, "category")
+    return category_dir.parent, category_dir.name
+
+
+# --- synthetic data generated on demand --------------------------------------------------------------------
+def ensure_synthetic(category: str) -> Path:
+    """The shipped synthetic category, generated once into <workspace>/synthetic (README.txt is written last)."""
+    from easynet.data.synthetic import CATEGORIES, generate
+
+    if category not in CATEGORIES:
+        raise InputError(f"there is no synthetic category {category!r}; choose one of {', '.join(CATEGORIES)}")
+    out = sub("synthetic")
+    if not (out / category / "README.txt").is_file():
+        generate(out, [category])
+    return out

@@ -1,0 +1,114 @@
+"""The built `demo` launched on a free port and driven with gradio_client through every api_name."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from app_helpers import load_demo, make_assets, zip_category
+
+gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_tree, tiny_checkpoint):
+    old = os.environ.get("EASYNET_WORKSPACE")
+    assets = make_assets(tmp_path_factory.mktemp("workspace"), tiny_tree, tiny_checkpoint)
+    demo = load_demo()
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield client, assets
+    client.close()
+    demo.close()
+    if old is None:
+        os.environ.pop("EASYNET_WORKSPACE", None)
+    else:
+        os.environ["EASYNET_WORKSPACE"] = old
+
+
+def _json_output(result: tuple) -> dict:
+    return next(r for r in result if isinstance(r, dict) and "score" in r)
+
+
+@pytest.mark.parametrize("gate", ["close", "open", "control"])
+def test_predict_endpoint_in_each_gate(server, gate):
+    client, assets = server
+    from gradio_client import handle_file
+
+    result = client.predict(handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, gate,
+                            api_name="/predict")
+    data = _json_output(result)
+    assert data["gate"] == gate and data["has_depth"] and {"score", "threshold", "used", "alpha"} <= set(data)
+    heat = result[1]
+    assert Path(heat).is_file()
+
+
+def test_compare_endpoint(server):
+    client, assets = server
+    from gradio_client import handle_file
+
+    result = client.predict(handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model,
+                            api_name="/compare")
+    assert "control chose" in result[3] and set(result[4]) == {"close", "open", "control"}
+
+
+def test_annotate_save_endpoint_writes_the_mvtec_layout(server):
+    client, assets = server
+    from gradio_client import handle_file
+
+    result = client.predict("api_part", "OK", "validation", "", handle_file(str(assets.rgb)),
+                            handle_file(str(assets.depth)), None, assets.model, api_name="/annotate_save")
+    saved = next(r for r in result if isinstance(r, dict) and "entry" in r)
+    assert saved["entry"] == "api_part:validation/good/000"
+    base = assets.workspace / "annotations" / "api_part" / "validation" / "good"
+    assert (base / "rgb" / "000.png").is_file()
+    xyz = tifffile.imread(base / "xyz" / "000.tiff")
+    assert xyz.dtype == np.float32 and xyz.shape[2] == 3
+
+
+def _wait(client, job_id: str, states: tuple[str, ...], timeout: float = 300.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.predict(job_id, api_name="/finetune_status")[0]
+        if status["state"] in states:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not reach {states}: {status}")
+
+
+def test_finetune_runs_registers_its_checkpoint_and_cancel_works(server, tmp_path):
+    client, assets = server
+    from gradio_client import handle_file
+
+    upload = handle_file(str(zip_category(assets.data_root, assets.category, tmp_path / "toy.zip")))
+    job_id, status, _ = client.predict("zip", None, None, upload, "toy", 2, api_name="/finetune_start")
+    assert status["state"] in ("queued", "running") and status["total"] == 2
+    long_id, _, _ = client.predict("zip", None, None, upload, "toy", 5000, api_name="/finetune_start")
+    done = _wait(client, job_id, ("done", "failed"))
+    assert done["state"] == "done", done["error"]
+    assert done["step"] == 2 and done["loss"] is not None and Path(done["checkpoint"]).is_file()
+    assert Path(done["checkpoint"]).parent == assets.workspace / "models"
+
+    from app import models
+
+    assert done["model"] in [name for _, name in models.choices()]
+    result = client.predict(handle_file(str(assets.rgb)), None, done["model"], "close", api_name="/predict")
+    assert _json_output(result)["gate"] == "close"
+
+    _wait(client, long_id, ("running",))
+    client.predict(long_id, api_name="/finetune_cancel")
+    cancelled = _wait(client, long_id, ("cancelled", "done", "failed"))
+    assert cancelled["state"] == "cancelled" and cancelled["step"] < 5000
