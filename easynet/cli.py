@@ -59,7 +59,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         ship=a.ship,
         preset=a.preset,
     )
-    print(f"saved {summary['checkpoint']} after {summary['steps']} steps; alpha {summary['alpha']:.4f}")
+    if summary["checkpoint"] is not None:  # None on the other ranks of a torchrun job: rank 0 reports
+        print(f"saved {summary['checkpoint']} after {summary['steps']} steps; alpha {summary['alpha']:.4f}")
     return 0
 
 
@@ -195,9 +196,54 @@ def cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(a: argparse.Namespace) -> int:
-    print(f"`easynet {a.command}` is not available yet in this version.")
-    return 2
+# --- bench / export -------------------------------------------------------------------------------
+def cmd_bench(a: argparse.Namespace) -> int:
+    from easynet.bench import bench_network, machine
+    from easynet.model import EasyNet
+    from easynet.runtime import configure_threads, resolve_device
+
+    configure_threads()
+    if a.checkpoint:
+        from easynet.checkpoint import load_checkpoint
+
+        model = load_checkpoint(a.checkpoint).build_model()
+    else:
+        model = EasyNet(MODEL_PRESETS[a.preset].replace(**({"image_size": a.image_size} if a.image_size else {})))
+    result = bench_network(
+        model,
+        resolve_device(a.device),
+        backend=a.backend,
+        gate=a.gate,
+        batch_size=a.batch_size,
+        image_size=a.image_size,
+        warmup=a.warmup,
+        iterations=a.iterations,
+        min_seconds=a.min_seconds,
+        preprocess=not a.no_preprocess,
+    )
+    r = result
+    print(
+        f"{r.backend} on {r.device}, gate {r.gate}, batch {r.batch_size} at {r.image_size}px: "
+        f"p50 {r.latency_p50_ms:.1f} ms, p95 {r.latency_p95_ms:.1f} ms, {r.images_per_s:.1f} images/s, "
+        f"{r.gmac_per_image:.2f} GMAC/image, {r.gflops_achieved:.1f} GFLOP/s, {r.parameters / 1e6:.2f} M parameters, "
+        f"peak RSS {r.peak_rss_mib:.0f} MiB" + (f", CUDA peak {r.cuda_peak_mib:.0f} MiB" if r.cuda_peak_mib else "")
+    )
+    if r.preprocess_ms is not None:
+        print(f"preprocessing (800x800 plane removal + resize): {r.preprocess_ms:.1f} ms")
+    if a.json:
+        _write_json(a.json, {**r.to_json(), "machine": machine()})
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from easynet.checkpoint import load_checkpoint
+    from easynet.export import export_onnx
+
+    model = load_checkpoint(a.checkpoint).build_model()
+    Path(a.onnx).parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, a.onnx, heads=a.heads)
+    print(f"wrote {a.onnx} ({a.heads} graph, {model.cfg.image_size}x{model.cfg.image_size} inputs)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,16 +322,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.set_defaults(func=cmd_synth)
 
-    for name in ("bench", "export"):
-        n = sub.add_parser(name, help="(coming with the performance work)")
-        n.set_defaults(func=cmd_not_yet)
+    b = sub.add_parser("bench", help="latency, throughput, memory and GMACs of the network")
+    src = b.add_mutually_exclusive_group()
+    src.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite")
+    src.add_argument("--checkpoint")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--batch-size", type=int, default=1)
+    b.add_argument("--image-size", type=int)
+    b.add_argument(
+        "--backend",
+        choices=("optimized", "eager", "onnx", "naive"),
+        default="optimized",
+        help="naive: the authors' literal forward (both heads, up-sample + concatenate), the reference",
+    )
+    b.add_argument("--gate", choices=gates, default="control")
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--iterations", type=int, default=10)
+    b.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this much time has passed")
+    b.add_argument("--no-preprocess", action="store_true", help="skip timing the 800x800 preprocessing")
+    b.add_argument("--json")
+    b.set_defaults(func=cmd_bench)
+
+    x = sub.add_parser("export", help="export a checkpoint to ONNX (a fixed-gate graph)")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--onnx", required=True)
+    x.add_argument(
+        "--heads",
+        choices=("both", "rgb"),
+        default="both",
+        help="both: both heads' maps + gate entropies (gate open/control); rgb: RGB stream only (gate close)",
+    )
+    x.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
-    if extra and args.command not in ("bench", "export"):
-        build_parser().parse_args(argv)  # reports the unknown arguments the usual way
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except EasyNetError as err:

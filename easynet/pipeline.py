@@ -3,6 +3,7 @@ category. The CLI and the web app both call these (the app never touches torch).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +76,9 @@ def train_category(
         provenance=provenance,
     )
     provenance["train_seconds"] = round(time.time() - t0, 1)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 calibrates and writes the checkpoint
+        return {"checkpoint": None, "steps": result.checkpoint.provenance["steps"], "stopped": result.stopped,
+                "alpha": None, "validation": None, "history": result.history}
     dev = resolve_device(device)
     validation = open_dataset(data, category, Split.VALIDATION, **kw)
     ckpt = result.checkpoint

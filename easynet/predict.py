@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint
 from easynet.config import ModelConfig
 from easynet.data.geometry import depth_input, pseudo_xyz, remove_table, resize_mask, resize_rgb
-from easynet.data.io import check_same_size, read_depth, read_rgb
+from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
+from easynet.fastpath import Runner, make_runner
 from easynet.gate import MODES
 from easynet.model import EasyNet
 from easynet.runtime import configure_threads, resolve_device
@@ -95,11 +96,11 @@ def _to_depthmap(depth: str | Path | np.ndarray | DepthMap) -> DepthMap:
         return depth
     if isinstance(depth, (str, Path)):
         return read_depth(depth)
-    a = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    a = np.asarray(depth, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 3:
-        return DepthMap(z=np.ascontiguousarray(a[..., 2]), xyz=a)
+        return check_depth(DepthMap(z=np.ascontiguousarray(a[..., 2]), xyz=a))
     if a.ndim == 2:
-        return DepthMap(z=a)
+        return check_depth(DepthMap(z=a))
     raise InputError(f"depth must be HxW (z) or HxWx3 (xyz), got an array of shape {a.shape}")
 
 
@@ -151,29 +152,40 @@ def heatmap_scale(prob: np.ndarray, head: Any, clip: bool = True) -> np.ndarray:
 class Predictor:
     """Loads a checkpoint once and predicts images; thread-safe for concurrent `predict` calls."""
 
-    def __init__(self, model: EasyNet, calibration: Calibration, device: torch.device, name: str = "") -> None:
+    def __init__(
+        self,
+        model: EasyNet,
+        calibration: Calibration,
+        device: torch.device,
+        name: str = "",
+        backend: str = "optimized",
+    ) -> None:
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
         self.calibration = calibration
         self.device = device
         self.name = name
         self.checkpoint: Checkpoint | None = None
+        self.backend = backend
+        self.runner: Runner = make_runner(self.model, device, backend)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", backend: str = "optimized") -> Predictor:
+        """Load a checkpoint; ``backend`` is "optimized" (BN folded, channels-last; default), "eager" (the
+        model as trained) or "onnx" (onnxruntime, an optional dependency)."""
         configure_threads()
         ckpt = load_checkpoint(path)
-        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem)
+        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem, backend)
         predictor.checkpoint = ckpt
         return predictor
 
     def _tensors(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor | None]:
         rgb = inputs.rgb[..., ::-1] if self.cfg.input_order == "bgr" else inputs.rgb
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
         depth_t = None
         if inputs.depth is not None and self.cfg.has_depth:
-            depth_t = torch.from_numpy(inputs.depth)[None, None].to(self.device)
-        return rgb_t, depth_t
+            depth_t = torch.from_numpy(inputs.depth)[None, None]
+        return rgb_t, depth_t  # on the CPU; the runner moves them to its device and layout
 
     def predict(
         self,
@@ -197,7 +209,7 @@ class Predictor:
         rgb_t, depth_t = self._tensors(inputs)
         alpha = self.calibration.alpha
         with torch.inference_mode():
-            out = self.model.forward_gated(rgb_t, depth_t, gate, alpha)
+            out = self.runner(rgb_t, depth_t, gate, alpha)
             score = float(image_scores(out.anomaly_map, self.cfg.image_size)[0])
         t2 = time.perf_counter()
         used_fused = bool(out.used_fused[0])

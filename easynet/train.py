@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
-        for _ in range(start_step):  # replay the schedule (its state holds a Counter, not plain data)
-            scheduler.step()
+        with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start_step):  # replay the schedule (its state holds a Counter, not plain data)
+                scheduler.step()
     criterion = EasyNetLoss(cfg)
     amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -196,19 +199,32 @@ def train(
             event = TrainEvent(step, cfg.steps, losses, scheduler.get_last_lr()[0], elapsed, eta)
             if callback is not None and callback(event) is False:
                 stopped = True
+            if world > 1:  # every rank must leave the loop together, or the others hang in all-reduce
+                stopped = _any_rank(stopped, dev)
             if out is not None and rank == 0 and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save_checkpoint(_snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance), out)
             if stopped or step >= cfg.steps:
                 break
         epoch += 1
     bar.close()
+    if world > 1:  # BN running statistics are per rank after the last step: keep rank 0's everywhere
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
     model.eval()
+    if world > 1:
+        provenance = {**(provenance or {}), "world_size": world, "global_batch_size": cfg.batch_size * world}
     ckpt = _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance)
     if out is not None and rank == 0:
         save_checkpoint(ckpt, out)
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+def _any_rank(flag: bool, dev: torch.device) -> bool:
+    t = torch.tensor([int(flag)], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:  # noqa: ARG001

@@ -1,0 +1,277 @@
+"""Runs every benchmark of the report and writes benchmarks/results.json and the table in benchmarks/README.md.
+
+Run from the repository root: `python benchmarks/run_all.py` (about 6 minutes on 2 idle CPU cores; `--quick` runs the
+same code paths at tiny sizes in a minute). Each network row is one `python -m easynet bench` process, so that
+its peak RSS is its own. CUDA rows are added when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- results:begin -->", "<!-- results:end -->"
+TRAINING_PATTERN = "easynet train|train_checkpoints"
+
+# (preset, batch, image size, [(backend, gate)]); "naive" is the reference the speed-ups are quoted against
+CPU_ROWS = [
+    ("paper", 1, 256, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "open"),
+                       ("optimized", "close"), ("onnx", "control")]),
+    ("lite", 1, 256, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "close"),
+                      ("onnx", "control"), ("onnx", "close")]),
+    ("lite", 8, 256, [("naive", "-"), ("optimized", "control"), ("onnx", "control")]),
+    ("lite", 1, 128, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "close"),
+                      ("onnx", "control"), ("onnx", "close")]),
+    ("lite", 8, 128, [("naive", "-"), ("optimized", "control"), ("onnx", "control")]),
+]  # fmt: skip
+CUDA_ROWS = [
+    ("paper", 1, 256, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "close")]),
+    ("paper", 8, 256, [("naive", "-"), ("optimized", "control")]),
+    ("lite", 1, 256, [("naive", "-"), ("optimized", "control")]),
+    ("lite", 8, 256, [("naive", "-"), ("optimized", "control")]),
+]
+TARGETS = {
+    "paper_cpu_speedup": 2.0,  # optimized (Predictor default gate: control) vs naive, paper, batch 1, 256
+    "lite_cpu_images_per_s": 25.0,  # lite, batch 1, 256, network only
+    "request_ms": 1000.0,  # whole predict request, lite at its image size
+}
+
+
+def training_running() -> bool:
+    run = subprocess.run(["pgrep", "-f", TRAINING_PATTERN], capture_output=True, text=True)
+    return bool(run.stdout.strip())
+
+
+def load_situation() -> dict:
+    return {"loadavg_1m": round(os.getloadavg()[0], 2), "training_running": training_running()}
+
+
+def bench_row(preset: str, device: str, batch: int, size: int, backend: str, gate: str, quick: bool) -> dict:
+    """One `easynet bench` process; returns its JSON (plus the load at the time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        iterations = "2" if quick or preset == "paper" and device == "cpu" else "10"
+        cmd = [sys.executable, "-m", "easynet", "bench", "--preset", preset, "--device", device,
+               "--batch-size", str(batch), "--image-size", str(size), "--backend", backend,
+               "--gate", "control" if gate == "-" else gate, "--iterations", iterations,
+               "--warmup", "1" if quick or preset == "paper" else "3", "--no-preprocess",
+               "--json", str(out)]  # fmt: skip
+        if not quick and preset == "lite":
+            cmd += ["--min-seconds", "3"]
+        load = load_situation()
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if run.returncode:
+            return {"preset": preset, "device": device, "batch_size": batch, "image_size": size, "backend": backend,
+                    "gate": gate, "error": run.stderr.strip().splitlines()[-1:]}  # fmt: skip
+        row = json.loads(out.read_text())
+    row.pop("machine", None)
+    return {"preset": preset, **row, "load_before": load}
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """speedup = naive p50 / row p50 for the same preset, device, batch and size (measured in this run)."""
+    for r in rows:
+        ref = next((n for n in rows if n.get("backend") == "naive" and all(
+            n.get(k) == r.get(k) for k in ("preset", "device", "batch_size", "image_size"))), None)  # fmt: skip
+        if ref and "latency_p50_ms" in r:
+            r["speedup_vs_naive"] = round(ref["latency_p50_ms"] / r["latency_p50_ms"], 2)
+
+
+def request_timing(quick: bool) -> dict:
+    """The Predictor's whole request for a lite checkpoint at its image size (random weights)."""
+    import torch
+
+    from easynet.bench import bench_request
+    from easynet.checkpoint import Checkpoint, save_checkpoint
+    from easynet.config import MODEL_PRESETS
+    from easynet.model import EasyNet
+
+    cfg = MODEL_PRESETS["lite"]
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Checkpoint(cfg, EasyNet(cfg).state_dict()), Path(tmp) / "lite.pt")
+        total, parts = bench_request(path, repeats=2 if quick else 7)
+    return {"preset": "lite", "image_size": cfg.image_size, "input": "800x800 png + xyz tiff", "gate": "control",
+            "total_ms": total, "parts_ms": parts}  # fmt: skip
+
+
+def compile_experiment(quick: bool) -> dict:
+    """torch.compile (inductor) of both autoencoder streams of the optimized lite model vs the plain one."""
+    import torch
+
+    from easynet.bench import bench_network
+    from easynet.config import MODEL_PRESETS
+    from easynet.fastpath import TorchRunner
+    from easynet.model import EasyNet
+
+    size = 64 if quick else 128
+    model = EasyNet(MODEL_PRESETS["lite"].replace(image_size=size))
+    rgb, depth = torch.rand(1, 3, size, size), torch.rand(1, 1, size, size)
+    runner = TorchRunner(model, torch.device("cpu"))
+    plain = bench_network(model, torch.device("cpu"), iterations=3 if quick else 20, preprocess=False)
+    for name in ("rgb", "depth"):
+        setattr(runner.model, name, torch.compile(getattr(runner.model, name)))
+    start = time.perf_counter()
+    runner(rgb, depth, "control", 0.0)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(3 if quick else 20):
+        start = time.perf_counter()
+        runner(rgb, depth, "control", 0.0)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    compiled_ms = round(times[len(times) // 2] * 1000, 2)
+    return {"preset": "lite", "image_size": size, "compile_s": round(compile_s, 1),
+            "optimized_p50_ms": plain.latency_p50_ms, "compiled_p50_ms": compiled_ms}  # fmt: skip
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+        f"GPU: {m['gpu'] or 'none'}, torch {m['torch']}, Python {m['python']}. "
+        f"Run {results['date']}, {results['minutes']:.0f} min; load: {results['load_note']}.",
+        "",
+        "| preset | device | batch | size | backend | gate | p50 ms | p95 ms | images/s | GMAC/img | GFLOP/s "
+        "| peak RSS MiB | CUDA peak MiB | x naive |",
+        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['preset']} | {r['device']} | {r['batch_size']} | {r['image_size']} | {r['backend']} "
+                         f"| {r['gate']} | error: {' '.join(r['error'])} |||||||")  # fmt: skip
+            continue
+        lines.append(
+            f"| {r['preset']} | {r['device']} | {r['batch_size']} | {r['image_size']} | {r['backend']} | {r['gate']} "
+            f"| {_fmt(r['latency_p50_ms'])} | {_fmt(r['latency_p95_ms'])} | {_fmt(r['images_per_s'], '.2f')} "
+            f"| {_fmt(r['gmac_per_image'], '.2f')} | {_fmt(r['gflops_achieved'])} | {_fmt(r['peak_rss_mib'], '.0f')} "
+            f"| {_fmt(r['cuda_peak_mib'], '.0f')} | {_fmt(r.get('speedup_vs_naive'), '.2f')} |"
+        )
+    pre = results["preprocess_ms"]
+    req = results["request"]
+    comp = results["compile"]
+    lines += [
+        "",
+        "Preprocessing (plane removal on a generated 800x800 xyz + resizing; not in the rows above): "
+        + ", ".join(f"{ms:.1f} ms to {size}px" for size, ms in pre.items()) + ".",
+        "",
+        f"Whole predict request, lite at {req['image_size']}px ({req['input']}, gate {req['gate']}): "
+        f"{req['total_ms']:.1f} ms (" + ", ".join(f"{k} {v:.1f} ms" for k, v in req["parts_ms"].items()) + ").",
+        "",
+        f"torch.compile (inductor) of both autoencoders, lite at {comp['image_size']}px, batch 1: compile "
+        f"{comp['compile_s']:.0f} s, then {comp['compiled_p50_ms']:.1f} ms vs {comp['optimized_p50_ms']:.1f} ms "
+        "without it.",
+        "",
+        "Targets:",
+    ]
+    for name, t in results["targets"].items():
+        lines.append(f"- {name}: target {t['target']}, measured {t['measured']} -> {'met' if t['met'] else 'missed'}")
+    if not results["machine"]["gpu"]:
+        lines += [
+            "",
+            "No GPU was available: there are no CUDA rows. The CUDA code path (bf16 autocast, batching, CUDA peak "
+            "memory) is the same script and `easynet bench --device cuda`; here it ran on the CPU only.",
+        ]
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict], request: dict) -> dict:
+    def find(**kw):
+        return next((r for r in rows if all(r.get(k) == v for k, v in kw.items()) and "error" not in r), None)
+
+    paper = find(preset="paper", device="cpu", backend="optimized", gate="control", batch_size=1, image_size=256)
+    paper_close = find(preset="paper", device="cpu", backend="optimized", gate="close", batch_size=1, image_size=256)
+    lite = [r for r in rows if r.get("preset") == "lite" and r.get("device") == "cpu" and r.get("batch_size") == 1
+            and r.get("image_size") == 256 and r.get("backend") != "naive" and "error" not in r]  # fmt: skip
+    best = max(lite, key=lambda r: r["images_per_s"], default=None)
+    out = {}
+    if paper:
+        out["paper CPU batch 1 speed-up vs naive (gate control)"] = {
+            "target": TARGETS["paper_cpu_speedup"], "measured": paper.get("speedup_vs_naive"),
+            "met": (paper.get("speedup_vs_naive") or 0) >= TARGETS["paper_cpu_speedup"]}  # fmt: skip
+    if paper_close:
+        out["paper CPU batch 1 speed-up vs naive (gate close)"] = {
+            "target": TARGETS["paper_cpu_speedup"], "measured": paper_close.get("speedup_vs_naive"),
+            "met": (paper_close.get("speedup_vs_naive") or 0) >= TARGETS["paper_cpu_speedup"]}  # fmt: skip
+    if best:
+        out[f"lite CPU 256px batch 1 images/s (best: {best['backend']}, gate {best['gate']})"] = {
+            "target": TARGETS["lite_cpu_images_per_s"], "measured": best["images_per_s"],
+            "met": best["images_per_s"] >= TARGETS["lite_cpu_images_per_s"]}  # fmt: skip
+    out["whole request ms (lite)"] = {"target": TARGETS["request_ms"], "measured": request["total_ms"],
+                                      "met": request["total_ms"] < TARGETS["request_ms"]}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: exercise the script, numbers are meaningless")
+    parser.add_argument("--out", default=str(HERE), help="folder for results.json and README.md")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from easynet.bench import machine, time_preprocessing
+    from easynet.runtime import configure_threads
+
+    configure_threads()
+    start, busy = time.time(), training_running()
+    devices = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for preset, batch, size, runs in CPU_ROWS if device == "cpu" else CUDA_ROWS:
+            if args.quick:
+                size, batch = 32, min(batch, 2)
+            for backend, gate in runs:
+                row = bench_row(preset, device, batch, size, backend, gate, args.quick)
+                row["gate"] = gate
+                print(json.dumps({k: row.get(k) for k in ("preset", "device", "batch_size", "image_size", "backend",
+                                                          "gate", "latency_p50_ms", "error")}), flush=True)  # fmt: skip
+                rows.append(row)
+    add_ratios(rows)
+    sizes = (32,) if args.quick else (256, 128)
+    preprocess = {str(s): round(time_preprocessing(s, repeats=2 if args.quick else 5), 1) for s in sizes}
+    request = request_timing(args.quick)
+    compiled = compile_experiment(args.quick)
+    busy = busy or training_running()
+    load = os.getloadavg()[0]
+    note = ("taken while other training/tests were running (numbers are pessimistic)" if busy or load > 2.5
+            else "no training running")  # fmt: skip
+    results = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "minutes": (time.time() - start) / 60,
+        "load_note": f"{note}; 1-min load average at the end {load:.2f}",
+        "quick": args.quick,
+        "rows": rows,
+        "preprocess_ms": preprocess,
+        "request": request,
+        "compile": compiled,
+        "targets": targets(rows, request),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = render(results)
+    readme = out / "README.md"
+    text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{TABLE_BEGIN}\n{TABLE_END}\n"
+    if TABLE_BEGIN not in text:
+        text += f"\n{TABLE_BEGIN}\n{TABLE_END}\n"
+    head, rest = text.split(TABLE_BEGIN, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    readme.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Benchmarks: network latency / throughput / memory / GMACs per backend, preprocessing and whole requests.
+
+The network is timed on random inputs after a warm-up; preprocessing (plane removal on a generated
+800x800 organised point cloud + resizing) is timed separately. Backends are the Predictor's ("eager",
+"optimized", "onnx") plus "naive": the literal authors' forward, ``model(rgb, depth, naive=True)`` in fp32
+with both heads (up-sample, concatenate, 1x1 head), the reference that speed-ups are quoted against.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from easynet.fastpath import BACKENDS, make_runner
+from easynet.model import EasyNet, count_parameters
+
+BENCH_BACKENDS = ("naive", *BACKENDS)
+PREPROCESS_SIZE = 800  # MVTec 3D-AD scans are about 800x800
+FLOP_COUNT_SIZE = 64  # GMACs are counted at this size and scaled by area (exact for convs; SE layers < 0.1 %)
+RSS_POLL_S = 0.005
+
+
+@dataclass
+class BenchResult:
+    """One benchmark row (times in milliseconds, memory in MiB)."""
+
+    backend: str
+    device: str
+    gate: str
+    batch_size: int
+    image_size: int
+    parameters: int
+    gmac_per_image: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    images_per_s: float
+    gflops_achieved: float
+    peak_rss_mib: float
+    cuda_peak_mib: float | None
+    preprocess_ms: float | None
+    iterations: int
+    threads: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _RssPeak:
+    """Polls the process RSS (psutil) in a thread; ``peak`` is the largest value seen, in bytes."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc, self._stop, self.peak = psutil.Process(), threading.Event(), 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(RSS_POLL_S)
+
+    def __enter__(self) -> _RssPeak:
+        self.peak = self._proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, GPU and library versions, for reports."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def count_gmacs(model: EasyNet, backend: str, gate: str, image_size: int) -> float:
+    """Multiply-accumulates per image of the work ``backend`` does for ``gate`` (counted at a small size).
+
+    The onnx graph computes both heads for open/control; the torch paths run one head per image.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = min(image_size, FLOP_COUNT_SIZE)
+    rgb, depth = torch.zeros(1, 3, small, small), torch.zeros(1, 1, small, small)
+    model = model.cpu().eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        if backend == "naive":
+            model(rgb, depth, naive=True)
+        elif backend == "onnx" and gate != "close":
+            model(rgb, depth)
+        else:
+            model.forward_gated(rgb, depth, gate, 0.0)
+    return counter.get_total_flops() / 2e9 * (image_size / small) ** 2
+
+
+def time_preprocessing(image_size: int, repeats: int = 3) -> float:
+    """Median ms of the Predictor's preprocessing (plane removal + resizing) on an 800x800 scene."""
+    from easynet.config import MODEL_PRESETS
+    from easynet.data.synthetic import CATEGORIES, generate_sample
+    from easynet.predict import prepare_input
+
+    sample = generate_sample(next(iter(CATEGORIES)), "good", PREPROCESS_SIZE, np.random.default_rng(0))
+    cfg = MODEL_PRESETS["lite"].replace(image_size=image_size)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        prepare_input(sample.rgb, sample.xyz, cfg)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def bench_network(
+    model: EasyNet,
+    device: torch.device,
+    backend: str = "optimized",
+    gate: str = "control",
+    batch_size: int = 1,
+    image_size: int | None = None,
+    warmup: int = 2,
+    iterations: int = 10,
+    min_seconds: float = 0.0,
+    preprocess: bool = True,
+) -> BenchResult:
+    """Time ``iterations`` calls (at least ``min_seconds`` worth) after ``warmup`` calls.
+
+    The gate decision uses alpha = 0. CUDA times are synchronised. ``naive`` always computes both heads.
+    """
+    size = image_size or model.cfg.image_size
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(batch_size, 3, size, size, generator=gen)
+    depth = torch.rand(batch_size, 1, size, size, generator=gen) if model.cfg.has_depth else None
+    gmac = count_gmacs(model, backend, gate, size)
+    if backend == "naive":
+        model = model.to(device).eval()
+        rgb_d, depth_d = rgb.to(device), None if depth is None else depth.to(device)
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return model(rgb_d, depth_d, naive=True)
+    else:
+        runner = make_runner(model, device, backend)
+
+        def call() -> Any:
+            return runner(rgb, depth, gate, 0.0)
+
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        call()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times: list[float] = []
+    with _RssPeak() as rss:
+        total_start = time.perf_counter()
+        while len(times) < iterations or time.perf_counter() - total_start < min_seconds:
+            start = time.perf_counter()
+            call()
+            if cuda:
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    p50, p95 = (float(np.percentile(times, q)) for q in (50, 95))
+    return BenchResult(
+        backend=backend,
+        device=str(device),
+        gate="both heads" if backend == "naive" else gate,
+        batch_size=batch_size,
+        image_size=size,
+        parameters=count_parameters(model),
+        gmac_per_image=round(gmac, 3),
+        latency_p50_ms=round(p50 * 1000, 2),
+        latency_p95_ms=round(p95 * 1000, 2),
+        images_per_s=round(batch_size / p50, 2),
+        gflops_achieved=round(2 * gmac * batch_size / p50, 1),
+        peak_rss_mib=round(rss.peak / 2**20, 1),
+        cuda_peak_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
+        preprocess_ms=round(time_preprocessing(size), 1) if preprocess else None,
+        iterations=len(times),
+        threads=torch.get_num_threads(),
+    )
+
+
+def bench_request(checkpoint: str | Path, repeats: int = 5, device: str = "cpu", backend: str = "optimized"):
+    """Median ms of the whole Predictor request on 800x800 files: decode png + tiff, preprocessing, network,
+    and the pictures the app shows (heat map, overlay, reconstructions via easynet.visualize).
+
+    Returns (total ms, {"preprocess", "network", "pictures"} ms of the median request).
+    """
+    import tifffile
+    from PIL import Image
+
+    from easynet.data.synthetic import CATEGORIES, generate_sample
+    from easynet.predict import Predictor
+    from easynet.visualize import colorize, depth_preview, overlay, to_uint8
+
+    sample = generate_sample(next(iter(CATEGORIES)), "good", PREPROCESS_SIZE, np.random.default_rng(0))
+    predictor = Predictor.from_checkpoint(checkpoint, device, backend=backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        rgb_path, xyz_path = Path(tmp) / "scan.png", Path(tmp) / "scan.tiff"
+        Image.fromarray(sample.rgb).save(rgb_path)
+        tifffile.imwrite(xyz_path, sample.xyz, photometric="rgb")
+        runs = []
+        for _ in range(repeats + 1):  # the first call warms up
+            start = time.perf_counter()
+            p = predictor.predict(rgb_path, xyz_path)
+            t_pic = time.perf_counter()
+            pictures = [colorize(p.heatmap), overlay(p.inputs.rgb, p.heatmap), to_uint8(p.rec_rgb)]
+            pictures.append(depth_preview(p.rec_depth))
+            end = time.perf_counter()
+            parts = {k: v * 1000 for k, v in p.timings.items()}
+            runs.append(((end - start) * 1000, {**parts, "pictures": (end - t_pic) * 1000}))
+    runs = sorted(runs[1:], key=lambda r: r[0])
+    total, parts = runs[len(runs) // 2]
+    return round(total, 1), {k: round(v, 1) for k, v in parts.items()}

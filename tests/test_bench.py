@@ -1,0 +1,56 @@
+"""Benchmark plumbing (no timing asserts): fields are filled and consistent, GMAC scaling is exact."""
+
+import json
+
+import pytest
+import torch
+
+from easynet.bench import bench_network, count_gmacs
+from easynet.config import MODEL_PRESETS
+from easynet.model import EasyNet
+
+SIZE = 32
+
+
+def lite(size: int = SIZE) -> EasyNet:
+    return EasyNet(MODEL_PRESETS["lite"].replace(image_size=size))
+
+
+@pytest.mark.parametrize("backend", ["naive", "eager", "optimized", "onnx"])
+def test_bench_network_fields(backend):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    r = bench_network(lite(), torch.device("cpu"), backend=backend, batch_size=2, warmup=1, iterations=2,
+                      preprocess=False)
+    assert r.iterations == 2 and r.batch_size == 2 and r.image_size == SIZE
+    assert 0 < r.latency_p50_ms <= r.latency_p95_ms
+    assert r.images_per_s == pytest.approx(2 / (r.latency_p50_ms / 1000), rel=0.02)
+    assert r.gmac_per_image > 0 and r.peak_rss_mib > 0 and r.cuda_peak_mib is None
+    assert r.parameters == sum(p.numel() for p in lite().parameters())
+
+
+def test_gmacs_scaled_count_matches_direct_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = lite(128).eval()
+    rgb, depth = torch.zeros(1, 3, 128, 128), torch.zeros(1, 1, 128, 128)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(rgb, depth, naive=True)
+    direct = counter.get_total_flops() / 2e9
+    assert count_gmacs(model, "naive", "open", 128) == pytest.approx(direct, rel=1e-3)  # SE work is not per pixel
+    # the gated paths skip work: close < control < naive (both heads up-sampled and concatenated)
+    close, control = (count_gmacs(model, "optimized", g, 128) for g in ("close", "control"))
+    assert close < control < count_gmacs(model, "naive", "open", 128)
+
+
+def test_cli_bench_json(tmp_path):
+    from easynet.cli import main
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--preset", "lite", "--image-size", "32", "--iterations", "2", "--warmup", "1",
+            "--gate", "close", "--json", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["gate"] == "close" and data["preprocess_ms"] > 0
+    assert data["machine"]["cores"] >= 1 and data["machine"]["torch"] == torch.__version__
