@@ -1,11 +1,13 @@
 """EasyNet-3D web app: `python app.py` (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).
 
 `demo` is built at module level so that `gradio app.py` (reload mode), Hugging Face Spaces and the tests can
-import it; `launch()` runs only under __main__.
+import it; `launch()` runs only under __main__, with `launch_settings()` (upload size limit from
+EASYNET_MAX_UPLOAD_MB). Limits are listed in docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -20,6 +22,18 @@ INTRO = (
     "**Inspect** one part, **Compare** the gate modes, **Annotate** your own images, **Fine-tune** a model."
 )
 MODEL_POLL_SECONDS = 5.0
+MAX_UPLOAD_ENV = "EASYNET_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 500  # per uploaded file; data set zips are the largest uploads
+
+
+def launch_settings() -> dict[str, Any]:
+    """Keyword arguments for `demo.launch()`: Gradio refuses larger uploads before they reach a handler."""
+    value = os.environ.get(MAX_UPLOAD_ENV, str(DEFAULT_MAX_UPLOAD_MB))
+    try:
+        megabytes = float(value)
+    except ValueError:
+        raise SystemExit(f"{MAX_UPLOAD_ENV} must be a number of megabytes, got {value!r}") from None
+    return {"max_file_size": int(megabytes * gr.FileSize.MB)}
 
 
 def build_demo() -> gr.Blocks:
@@ -57,4 +71,4 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_settings())

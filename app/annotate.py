@@ -10,7 +10,7 @@ import numpy as np
 
 from app import models, workspace
 from app.inspect_tab import DEPTH_TYPES, _path
-from app.ui import friendly, model_dropdown
+from app.ui import friendly, image_upload, model_dropdown
 from easynet.data.io import read_rgb
 from easynet.errors import InputError
 
@@ -136,7 +136,7 @@ def build() -> gr.Dropdown:
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(label="Model for the pre-filled mask")
             category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category")
-            rgb = gr.Image(type="filepath", label="RGB image", height=200)
+            rgb = image_upload(label="RGB image", height=200)
             depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES)
             label = gr.Radio(list(LABELS), value="NG", label="Label")
             ok_split = gr.Radio(list(workspace.OK_SPLITS), value="train", label="An OK image goes to",

@@ -10,7 +10,7 @@ import numpy as np
 
 from app import figures, models, workspace
 from app.inspect_tab import DEPTH_TYPES, _path, enlarge
-from app.ui import GATES, friendly, model_dropdown
+from app.ui import GATES, friendly, image_upload, model_dropdown
 from easynet.data.io import read_rgb
 from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
@@ -88,7 +88,7 @@ def build() -> list[gr.Dropdown]:
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 model = model_dropdown()
-                rgb = gr.Image(type="filepath", label="RGB image", height=220)
+                rgb = image_upload(label="RGB image", height=220)
                 depth = gr.File(label="Depth", file_types=DEPTH_TYPES)
                 button = gr.Button("Compare the gates", variant="primary")
             with gr.Column(scale=2):

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import figures, models, workspace
-from app.ui import GATE_HELP, GATES, friendly, model_dropdown
+from app.ui import GATE_HELP, GATES, friendly, image_upload, model_dropdown
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import InputError
 from easynet.predict import Prediction
@@ -120,7 +120,7 @@ def build() -> gr.Dropdown:
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(elem_id="inspect-model")
-            rgb = gr.Image(type="filepath", label="RGB image", height=IMAGE_HEIGHT, elem_id="inspect-rgb")
+            rgb = image_upload(label="RGB image", height=IMAGE_HEIGHT, elem_id="inspect-rgb")
             depth = gr.File(label="Depth (.tiff xyz, 16-bit .png mm, .npy)", file_types=DEPTH_TYPES,
                             elem_id="inspect-depth")
             depth_view = gr.Image(label="Depth preview", height=160, interactive=False, format="png",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from easynet.predict import Predictor
 MAX_MODELS_ENV = "EASYNET_MAX_MODELS"
 DEFAULT_MAX_MODELS = 4
 HEADLINE_METRIC = "i_auroc_control"  # validation metric shown in pickers
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +47,7 @@ class ModelInfo:
                 "image_size": self.image_size, "modality": self.modality, "validation": self.metrics}
 
 
-_meta_cache: dict[tuple[str, int, int], ModelInfo] = {}
+_meta_cache: dict[tuple[str, int, int], ModelInfo | None] = {}  # None: unreadable
 _meta_lock = threading.Lock()
 
 
@@ -57,7 +59,10 @@ def _info(path: Path, source: str) -> ModelInfo | None:
             return _meta_cache[key]
     try:
         ckpt = load_checkpoint(path)
-    except Exception:  # noqa: BLE001 - an unreadable file is left out of the picker, not fatal
+    except Exception as err:  # noqa: BLE001 - an unreadable file is left out of the picker, not fatal
+        log.warning("left out of the model list: %s", err)
+        with _meta_lock:
+            _meta_cache[key] = None
         return None
     prov, cfg = ckpt.provenance, ckpt.model_config
     info = ModelInfo(path.stem, path, source, prov.get("category"), prov.get("preset"), cfg.image_size,

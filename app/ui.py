@@ -1,22 +1,44 @@
-"""Shared UI pieces: the error wrapper that turns library errors into one-sentence messages, model pickers."""
+"""Shared UI pieces: the error wrapper that turns errors into one-sentence messages, the raw image upload,
+model pickers."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import processing_utils
 
 from app import models
 from easynet.errors import EasyNetError
+from easynet.visualize import atomic_write_bytes
 
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
+INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
+log = logging.getLogger(__name__)
+
+
+def _atomic_save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Gradio's save_pil_to_cache, written atomically: the cache path is a hash of the picture, so two concurrent
+    requests that return the same picture write the same file, and Gradio's plain write_bytes truncates it while
+    another client downloads it ("Too little data for declared Content-Length", found by benchmarks/load_test.py)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    path = (Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}").resolve()
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return str(path)
+
+
+processing_utils.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors (EasyNetError) become a gr.Error with their one sentence, never a traceback."""
+    """Library errors (EasyNetError) become a gr.Error with their one sentence; any other exception is logged
+    with its traceback on the server and the user gets one sentence (INTERNAL_ERROR), never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -24,8 +46,31 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except EasyNetError as err:
             raise gr.Error(str(err), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - a bug must not reach the user as a traceback
+            log.exception("handler %s failed", getattr(fn, "__name__", fn))
+            raise gr.Error(INTERNAL_ERROR.format(name=type(err).__name__), print_exception=False) from None
 
     return wrapper
+
+
+def _raw_preprocess(payload: Any) -> str | None:
+    """The uploaded file's path, untouched (None when nothing was uploaded)."""
+    return None if payload is None else str(payload.path)
+
+
+def image_upload(**kwargs: Any) -> gr.Image:
+    """A gr.Image input whose uploaded file reaches the handler untouched, as a path.
+
+    gr.Image decodes uploads with Pillow before the handler runs, so a broken file fails inside Gradio with no
+    useful message and a 16-bit greyscale PNG is clipped to 8 bits. EasyNet's readers (easynet.data.io) check
+    and convert every file themselves, with one-sentence errors. (An instance attribute, not a subclass: Gradio
+    writes a .pyi stub beside every module that subclasses a component.)
+    """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    image.preprocess = _raw_preprocess
+    return image
 
 
 def model_dropdown(label: str = "Model", extra: list[tuple[str, str]] | None = None,

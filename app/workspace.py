@@ -26,6 +26,9 @@ WORKSPACE_ENV = "EASYNET_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
 MAX_ZIP_ENV = "EASYNET_MAX_ZIP_BYTES"
 MAX_ZIP_BYTES = 2 * 1024**3
+MIN_TRAIN_IMAGES = 2  # good images a fine-tuning zip must hold under CATEGORY/train/good/rgb
+MIN_VALIDATION_IMAGES = 1  # and under CATEGORY/validation/good/rgb (calibration needs them)
+LAYOUT = "CATEGORY/train/good/rgb/NNN.png + xyz/NNN.tiff, CATEGORY/validation/good/..."
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "samples"
 CHECKPOINTS_DIR = REPO / "checkpoints"
@@ -53,10 +56,13 @@ def safe_name(name: str | None, what: str) -> str:
     name = (name or "").strip()
     if not name:
         raise InputError(f"the {what} name is empty; type a name such as 'scratch'")
+    if len(name) > 64:
+        raise InputError(f"the {what} name is {len(name)} characters long; 64 at most")
     if "/" in name or "\\" in name or ".." in name:
         raise InputError(f"the {what} name {name!r} must not contain path separators or '..'")
     if not NAME_PATTERN.match(name):
-        raise InputError(f"the {what} name {name!r} may only use letters, digits, '_', '-' and '.' (64 at most)")
+        raise InputError(f"the {what} name {name!r} may only use letters, digits, '_', '-' and '.', starting with a "
+                         "letter or digit")
     return name
 
 
@@ -184,42 +190,81 @@ def max_zip_bytes() -> int:
 
 
 def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
-    """Safely extract an uploaded MVTec 3D-AD zip; returns (data root, category)."""
+    """Safely extract an uploaded MVTec 3D-AD zip; returns (data root, category).
+
+    Refused before anything is written: absolute paths, '..', links, more than EASYNET_MAX_ZIP_BYTES declared,
+    a layout without one CATEGORY/train/good/rgb folder, too few good images. Extraction also counts the bytes
+    it really writes (a zip may lie about its sizes) and removes what it wrote when it stops.
+    """
     path = Path(path)
     if not zipfile.is_zipfile(path):
-        raise InputError(f"{path.name} is not a zip file")
+        raise InputError(f"{path.name} is not a zip file; expected a .zip of one category ({LAYOUT})")
     with zipfile.ZipFile(path) as zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         if not members:
-            raise InputError(f"{path.name} is empty")
+            raise InputError(f"{path.name} holds no files; expected one category ({LAYOUT})")
         for m in members:
             name = m.filename.replace("\\", "/")
             if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
                 raise InputError(f"{path.name} holds an absolute path ({m.filename}); zips must use relative paths")
             if ".." in name.split("/"):
-                raise InputError(f"{path.name} holds a path with '..' ({m.filename}), which could write outside")
+                raise InputError(f"{path.name} holds a path with '..' ({m.filename}), which could write outside "
+                                 "its folder; zips must use plain relative paths")
             if stat.S_ISLNK(m.external_attr >> 16):
                 raise InputError(f"{path.name} holds a symbolic link ({m.filename}); links are not accepted")
+        limit = max_zip_bytes()
         total = sum(m.file_size for m in members)
-        if total > max_zip_bytes():
-            raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {max_zip_bytes()} "
+        if total > limit:
+            raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {limit} bytes "
                              f"(set {MAX_ZIP_ENV} to raise it)")
-        train = sorted({Path(m.filename).parents[3] for m in members
-                        if re.search(r"(^|/)train/good/rgb/[^/]+\.png$", m.filename)})
-        if len(train) != 1 or train[0] == Path("."):
-            raise InputError(f"{path.name} is not in the MVTec 3D-AD layout: expected one CATEGORY/train/good/rgb/"
-                             "NNN.png folder (with validation/good and test/<defect>)")
+        category = _zip_category(path.name, [m.filename for m in members])
         out = sub("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        for m in members:
-            target = (out / m.filename).resolve()
-            if out.resolve() not in target.parents:
-                raise InputError(f"{path.name} holds a path that leaves its folder ({m.filename})")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    category_dir = out / train[0]
-    safe_name(category_dir.name, "category")
-    return category_dir.parent, category_dir.name
+        try:
+            _extract(zf, members, out, limit, path.name)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+    return out / category.parent, category.name
+
+
+def _zip_category(zip_name: str, names: list[str]) -> Path:
+    """The one CATEGORY folder (with any leading folders) of a zip's member names, checked for enough images."""
+    def images(split: str) -> dict[Path, int]:
+        found: dict[Path, int] = {}
+        for name in names:
+            if re.search(rf"(^|/){split}/good/rgb/[^/]+\.png$", name):
+                found[Path(name).parents[3]] = found.get(Path(name).parents[3], 0) + 1
+        return found
+
+    train = images("train")
+    if len(train) != 1 or next(iter(train)) == Path("."):
+        raise InputError(f"{zip_name} is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder "
+                         f"({LAYOUT})")
+    category = next(iter(train))
+    safe_name(category.name, "category")
+    n_train, n_val = train[category], images("validation").get(category, 0)
+    if n_train < MIN_TRAIN_IMAGES or n_val < MIN_VALIDATION_IMAGES:
+        raise InputError(f"{zip_name} holds {n_train} good training and {n_val} validation images; fine-tuning "
+                         f"needs at least {MIN_TRAIN_IMAGES} in {category.name}/train/good/rgb and "
+                         f"{MIN_VALIDATION_IMAGES} in {category.name}/validation/good/rgb")
+    return category
+
+
+def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit: int, zip_name: str) -> None:
+    written = 0
+    for m in members:
+        target = (out / m.filename).resolve()
+        if out.resolve() not in target.parents:
+            raise InputError(f"{zip_name} holds a path that leaves its folder ({m.filename}); zips must use plain "
+                             "relative paths")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(m) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > limit:
+                    raise InputError(f"{zip_name} unpacks to more than the limit of {limit} bytes "
+                                     f"(set {MAX_ZIP_ENV} to raise it)")
+                dst.write(chunk)
 
 
 # --- synthetic data generated on demand --------------------------------------------------------------------

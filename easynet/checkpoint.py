@@ -87,7 +87,8 @@ class Checkpoint:
         model = EasyNet(self.model_config)
         problems = state_dict_mismatch(model.state_dict(), self.state_dict)
         if problems:
-            raise CheckpointError(f"the weights do not fit the architecture in the checkpoint: {problems}")
+            raise CheckpointError(f"the weights do not fit the architecture named in the checkpoint ({problems}); "
+                                  "the file was saved for another preset or edited")
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 
@@ -107,7 +108,7 @@ def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torc
         parts.append(
             f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(given[k].shape)} vs {tuple(expected[k].shape)})"
         )
-    return "; ".join(parts)
+    return ", ".join(parts)
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, half: bool = False) -> Path:
@@ -153,7 +154,8 @@ def _torch_load(path: Path) -> Any:
             "(possibly code), which EasyNet-3D never loads"
         ) from err
     except Exception as err:  # zip, EOF, memo and storage errors all mean a damaged file
-        raise CheckpointError(f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt") from err
+        raise CheckpointError(f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt; expected a "
+                              "complete .pt file written by EasyNet-3D") from err
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -166,7 +168,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"{path.name} is a bare state_dict (the authors' weights?); convert it with "
                 "`python -m easynet import-official --weights FILE --out CKPT`"
             )
-        raise CheckpointError(f"{path.name} is not an EasyNet-3D checkpoint (no '{FORMAT}' header)")
+        raise CheckpointError(f"{path.name} is not an EasyNet-3D checkpoint (no '{FORMAT}' header); expected a "
+                              "file written by `easynet train` or the app")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path.name} was written by a newer EasyNet-3D (format {payload['version']})")
     try:

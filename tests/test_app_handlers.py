@@ -154,7 +154,7 @@ def test_unsafe_or_wrong_zips_are_refused_with_one_sentence(assets, tmp_path):
     cases = [
         (_zip(tmp_path / "b.zip", {"/abs/x.png": b"x"}), "absolute path"),
         (_zip(tmp_path / "c.zip", good, symlink="toy/link"), "symbolic link"),
-        (_zip(tmp_path / "d.zip", {}), "empty"),
+        (_zip(tmp_path / "d.zip", {}), "holds no files"),
         (_zip(tmp_path / "e.zip", {"readme.txt": b"x"}), "MVTec 3D-AD layout"),
     ]
     for path, message in cases:

@@ -117,10 +117,10 @@ def test_read_depth_2d_float_tiff_and_npy(tmp_path):
 def test_read_depth_channel_and_dtype_errors(tmp_path):
     tifffile.imwrite(tmp_path / "four.tiff", np.ones((10, 12, 4), np.float32), photometric="rgb",
                      extrasamples=["unspecified"])
-    with pytest.raises(InputError, match=r"xyz tiff must have 3 channels \(x, y, z\), got 4"):
+    with pytest.raises(InputError, match=r"xyz tiff four.tiff has 4 channels; expected 3 \(x, y, z\)"):
         read_depth(tmp_path / "four.tiff")
     tifffile.imwrite(tmp_path / "one.tiff", np.ones((10, 12, 1), np.float32), photometric="minisblack")
-    with pytest.raises(InputError, match="got 1"):
+    with pytest.raises(InputError, match="has 1 channel; expected 3"):
         read_depth(tmp_path / "one.tiff")
     np.save(tmp_path / "int.npy", np.ones((10, 12), np.int32))
     with pytest.raises(InputError, match="floats"):
@@ -152,7 +152,7 @@ def test_read_depth_corrupt_tiff(tmp_path):
 
 def test_read_depth_png_millimetres_and_yaml(tmp_path):
     mm = np.full((10, 12), 600, np.uint16)
-    mm[0, 0] = 0
+    mm[0, 0], mm[9, 11] = 0, 640  # one missing point, one higher: a constant map would be refused
     Image.fromarray(mm).save(tmp_path / "d.png")
     depth = read_depth(tmp_path / "d.png")
     assert depth.z[5, 5] == pytest.approx(0.6) and not depth.valid[0, 0] and depth.xyz is None

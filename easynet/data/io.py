@@ -38,20 +38,21 @@ def max_pixels() -> int:
 
 def _check_file(path: Path, extensions: tuple[str, ...], what: str) -> None:
     if not path.is_file():
-        raise InputError(f"{what} file {path} does not exist")
+        raise InputError(f"{what} file {path} does not exist; give the path of an existing file")
     if path.suffix.lower() not in extensions:
         raise InputError(f"{what} file {path.name} has an unsupported extension; expected one of "
                          f"{', '.join(extensions)}")
     if path.stat().st_size == 0:
-        raise InputError(f"{what} file {path.name} is empty")
+        raise InputError(f"{what} file {path.name} is empty (0 bytes); expected a non-empty "
+                         f"{', '.join(extensions)} file")
 
 
-def _check_size(height: int, width: int, name: str) -> None:
+def _check_size(height: int, width: int, name: str, what: str) -> None:
     if min(height, width) < MIN_SIDE:
-        raise InputError(f"{name} is {width}x{height} pixels; each side must be at least {MIN_SIDE}")
+        raise InputError(f"{what} {name} is {width}x{height} pixels; each side must be at least {MIN_SIDE} pixels")
     if height * width > max_pixels():
-        raise InputError(f"{name} is {width}x{height} pixels, more than the limit of {max_pixels()} "
-                         f"(set {MAX_PIXELS_ENV} to raise it)")
+        raise InputError(f"{what} {name} is {width}x{height} pixels, more than the limit of {max_pixels()} pixels; "
+                         f"downscale it or set {MAX_PIXELS_ENV} to raise the limit")
 
 
 def _read_tiff(path: Path, what: str) -> np.ndarray:
@@ -61,12 +62,13 @@ def _read_tiff(path: Path, what: str) -> np.ndarray:
             if len(shape) >= 2:
                 h, w = (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4 \
                     else (shape[0], shape[1])
-                _check_size(int(h), int(w), path.name)
+                _check_size(int(h), int(w), path.name, what)
             array = tif.asarray()
     except InputError:
         raise
-    except Exception as error:  # noqa: BLE001 - tifffile raises many types for corrupt or truncated files
-        raise InputError(f"{what} file {path.name} is not a readable TIFF ({error})") from None
+    except Exception:  # noqa: BLE001 - tifffile raises many types for corrupt or truncated files
+        raise InputError(f"{what} file {path.name} is not a readable TIFF: it is truncated, corrupt or not a TIFF "
+                         "at all") from None
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] > 4:  # planar (C, H, W)
         array = np.moveaxis(array, 0, -1)
     return array
@@ -78,7 +80,7 @@ def _read_pil(path: Path, what: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                _check_size(image.height, image.width, path.name)
+                _check_size(image.height, image.width, path.name, what)
                 image.load()
                 if image.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
                     image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA"
@@ -87,9 +89,11 @@ def _read_pil(path: Path, what: str) -> np.ndarray:
     except InputError:
         raise
     except Image.DecompressionBombError:
-        raise InputError(f"{what} file {path.name} has too many pixels (set {MAX_PIXELS_ENV})") from None
-    except Exception as error:  # noqa: BLE001 - UnidentifiedImageError, OSError (truncated), SyntaxError...
-        raise InputError(f"{what} file {path.name} is not a readable image ({error})") from None
+        raise InputError(f"{what} file {path.name} has more than {max_pixels()} pixels; downscale it or set "
+                         f"{MAX_PIXELS_ENV} to raise the limit") from None
+    except Exception:  # noqa: BLE001 - UnidentifiedImageError, OSError (truncated), SyntaxError...
+        raise InputError(f"{what} file {path.name} is not a readable image: it is truncated, corrupt or not a "
+                         f"{path.suffix.lstrip('.').upper()} at all") from None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -119,12 +123,13 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise InputError(f"image {path.name} has shape {array.shape}; expected HxW grey or HxWx3 colour")
+        raise InputError(f"image {path.name} has shape {array.shape}; expected HxW grey or HxWx3 colour pixels")
     return np.ascontiguousarray(_to_uint8(array[..., :3]))
 
 
 def _finite_depth(z: np.ndarray, xyz: np.ndarray | None, name: str) -> DepthMap:
-    """Turns NaN/inf/non-positive depth into missing (0) and refuses maps without any valid point."""
+    """Turns NaN/inf/non-positive depth into missing (0); refuses maps without a valid point or with one
+    constant value (a blank frame: no object and no table to fit)."""
     z = z.astype(np.float32, copy=True)
     if xyz is not None:
         xyz = xyz.astype(np.float32, copy=True)
@@ -135,24 +140,36 @@ def _finite_depth(z: np.ndarray, xyz: np.ndarray | None, name: str) -> DepthMap:
     z[bad] = 0.0
     if xyz is not None:
         xyz[bad] = 0.0
-    if not (z > 0).any():
-        raise InputError(f"depth {name} has no valid point (all values are 0, NaN or negative)")
+    valid = z[z > 0]
+    if valid.size == 0:
+        raise InputError(f"depth {name} has no valid point (every value is 0, NaN, inf or negative); expected "
+                         "positive distances in metres")
+    if valid.min() == valid.max():
+        raise InputError(f"depth {name} has the same value ({float(valid[0]):.4g} m) everywhere, so it shows no "
+                         "object; give a real depth map, or no depth for an RGB-only check")
     return DepthMap(z=z, xyz=xyz)
+
+
+def check_depth(depth: DepthMap, name: str = "array") -> DepthMap:
+    """The same checks as the file readers for a DepthMap built in memory (NaN/inf -> missing, refusals)."""
+    return _finite_depth(depth.z, depth.xyz, name)
 
 
 def _depth_from_array(array: np.ndarray, name: str, kind: str) -> DepthMap:
     if array.ndim == 3:
         if array.shape[2] != 3:
-            raise InputError(f"xyz {kind} must have 3 channels (x, y, z), got {array.shape[2]}")
+            n = array.shape[2]
+            raise InputError(f"xyz {kind} {name} has {n} channel{'s' * (n != 1)}; expected 3 (x, y, z), or HxW "
+                             "without channels for a z map")
         if not np.issubdtype(array.dtype, np.floating):
-            raise InputError(f"xyz {kind} {name} must hold floats in metres, got {array.dtype}")
+            raise InputError(f"xyz {kind} {name} holds {array.dtype} values; expected floats in metres")
         return _finite_depth(array[..., 2], array, name)
     if array.ndim == 2:
         if np.issubdtype(array.dtype, np.floating):
             return _finite_depth(array, None, name)
         if kind == "tiff" and array.dtype == np.uint16:  # integer depth tiffs are millimetres like PNGs
             return _finite_depth(array.astype(np.float32) / MM_PER_M, None, name)
-        raise InputError(f"depth {kind} {name} must hold floats in metres, got {array.dtype}")
+        raise InputError(f"depth {kind} {name} holds {array.dtype} values; expected floats in metres")
     raise InputError(f"depth {kind} {name} has shape {array.shape}; expected HxW (z) or HxWx3 (x, y, z)")
 
 
@@ -182,7 +199,7 @@ def _depth_from_png(path: Path, info_yaml: str | Path | None) -> DepthMap:
         raise InputError(f"depth PNG {path.name} is 8-bit, too coarse for depth; save it as 16-bit PNG "
                          "(millimetres) or as float TIFF/NPY (metres)")
     if array.ndim != 2:
-        raise InputError(f"depth PNG {path.name} must be single-channel 16-bit, got shape {array.shape}")
+        raise InputError(f"depth PNG {path.name} has shape {array.shape}; expected a single-channel 16-bit PNG")
     info = Path(info_yaml) if info_yaml is not None else find_info_yaml(path)
     values = array.astype(np.float32)
     if info is None:
@@ -208,13 +225,14 @@ def read_depth(path: str | Path, info_yaml: str | Path | None = None) -> DepthMa
         return _depth_from_png(path, info_yaml)
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"depth file {path.name} is not a readable .npy array ({error})") from None
+    except (OSError, ValueError, EOFError):
+        raise InputError(f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds "
+                         "Python objects (never loaded)") from None
     if array.ndim not in (2, 3):
-        raise InputError(f"depth npy {path.name} has shape {array.shape}; expected HxW (z) or HxWx3 (xyz)")
-    _check_size(int(array.shape[0]), int(array.shape[1]), path.name)
+        raise InputError(f"depth npy {path.name} has shape {array.shape}; expected HxW (z) or HxWx3 (x, y, z)")
+    _check_size(int(array.shape[0]), int(array.shape[1]), path.name, "depth")
     if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"depth npy {path.name} must hold floats in metres, got {array.dtype}")
+        raise InputError(f"depth npy {path.name} holds {array.dtype} values; expected floats in metres")
     return _depth_from_array(array, path.name, "npy")
 
 
@@ -255,5 +273,6 @@ def depth_shape(path: str | Path) -> tuple[int, int]:
             return int(array.shape[0]), int(array.shape[1])
         with Image.open(path) as image:
             return image.height, image.width
-    except Exception as error:  # noqa: BLE001 - header readers raise many types for corrupt files
-        raise InputError(f"depth file {path.name} is not readable ({error})") from None
+    except Exception:  # noqa: BLE001 - header readers raise many types for corrupt files
+        raise InputError(f"depth file {path.name} is not readable: it is truncated, corrupt or not a "
+                         f"{path.suffix.lstrip('.').upper()} at all") from None
