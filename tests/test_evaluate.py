@@ -1,0 +1,171 @@
+"""Calibration reads only validation; evaluation JSON has the documented shape; scores are comparable."""
+
+import json
+
+import numpy as np
+import pytest
+
+from easynet.data import registry
+from easynet.data.types import Split
+from easynet.evaluate import _f1_threshold, gate_scores
+
+
+def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch):
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+    from easynet.pipeline import train_category
+
+    opened = []
+    real = registry.open_dataset
+
+    def spy(root, category=None, split=Split.TEST, **kw):
+        opened.append(Split(split))
+        return real(root, category, split, **kw)
+
+    monkeypatch.setattr("easynet.pipeline.open_dataset", spy)
+    train_category(
+        tiny_tree,
+        "toy",
+        tmp_path / "m.pt",
+        model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
+        train_cfg=TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
+        progress=False,
+        device="cpu",
+    )
+    assert opened == [Split.TRAIN, Split.VALIDATION]
+
+
+def test_f1_threshold_hand_computed():
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    # t=0.35 -> predicted {0.4, 0.35, 0.8}: tp 2, F1 = 4/5; t=0.8 -> tp 1, F1 = 2/3; t=0.4 -> tp 1, F1 = 2/4
+    assert _f1_threshold(labels, scores) == pytest.approx(0.35)
+
+
+def test_gate_scores_normalise_each_head():
+    from easynet.checkpoint import Calibration
+    from easynet.evaluate import HeadOutputs
+
+    cal = Calibration(alpha=0.0)
+    cal.rgb.threshold, cal.fused.threshold = 0.5, 0.2
+    heads = HeadOutputs(
+        prob_rgb=np.zeros((2, 4, 4)),
+        prob_fused=np.zeros((2, 4, 4)),
+        score_rgb=np.array([0.5, 0.25]),
+        score_fused=np.array([0.1, 0.4]),
+        entropy_rgb=np.array([0.5, 0.5]),
+        entropy_fused=np.array([0.4, 0.6]),
+    )
+    scores, _, used = gate_scores(heads, cal, "control")
+    assert used.tolist() == [False, True]
+    assert scores.tolist() == pytest.approx([1.0, 2.0])  # 0.5 / 0.5 and 0.4 / 0.2
+
+
+def test_cli_end_to_end(tiny_tree, tiny_checkpoint, tmp_path, capsys):
+    from easynet.cli import main
+
+    report_path = tmp_path / "r.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(tiny_tree),
+                "--category",
+                "toy",
+                "--json",
+                str(report_path),
+                "--save-maps",
+                str(tmp_path / "maps"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(report_path.read_text())
+    assert set(report) == {"category", "checkpoint", "n_images", "gates"}
+    assert set(report["gates"]) == {"close", "open", "control"}
+    for name, g in report["gates"].items():
+        keys = {"i_auroc", "i_ap", "p_auroc", "p_ap", "aupro", "per_defect_i_auroc"}
+        assert set(g) == keys | ({"fused_fraction"} if name == "control" else set())
+        assert set(g["per_defect_i_auroc"]) == {"hole"}
+    assert "I-AUROC" in capsys.readouterr().out
+    assert len(list((tmp_path / "maps").glob("*.npy"))) == 2 * report["n_images"]
+
+    rgb = tiny_tree / "toy/test/hole/rgb/000.png"
+    xyz = tiny_tree / "toy/test/hole/xyz/000.tiff"
+    out, pj = tmp_path / "pred", tmp_path / "p.json"
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--rgb",
+                str(rgb),
+                "--depth",
+                str(xyz),
+                "--gate",
+                "open",
+                "--out",
+                str(out),
+                "--json",
+                str(pj),
+            ]
+        )
+        == 0
+    )
+    pred = json.loads(pj.read_text())
+    for key in ("score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb", "entropy_fused", "alpha"):
+        assert key in pred
+    assert pred["used"] == "fused" and pred["gate"] == "open"
+    for name in ("heatmap.png", "overlay.png", "reconstruction_rgb.png", "reconstruction_depth.png", "anomaly_map.npy"):
+        assert (out / name).is_file()
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(rgb), "--json", str(pj)]) == 0
+    assert json.loads(pj.read_text())["used"] == "rgb"  # RGB alone: the gate is closed
+
+    assert main(["info", "--checkpoint", str(tiny_checkpoint), "--image-size", "32"]) == 0
+    assert main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), "--rgb", str(rgb)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_train_on_tree(tiny_tree, tmp_path):
+    from easynet.checkpoint import load_checkpoint
+    from easynet.cli import main
+
+    out = tmp_path / "cli.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_tree),
+                "--category",
+                "toy",
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--image-size",
+                "32",
+                "--layers",
+                "1",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    ckpt = load_checkpoint(out)
+    assert ckpt.model_config.layers == 1 and ckpt.provenance["steps"] == 2
+    assert ckpt.calibration.rule != "uncalibrated defaults"
+
+
+def test_info_paper_reports_140_6_million(capsys):
+    from easynet.cli import main
+
+    assert main(["info", "--preset", "paper", "--image-size", "32"]) == 0
+    assert "140.6 M" in capsys.readouterr().out
