@@ -64,6 +64,17 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from easynet.pipeline import recalibrate_checkpoint
+
+    r = recalibrate_checkpoint(
+        a.checkpoint, a.data, a.category, a.out, data_format=a.format, device=a.device, half=a.half
+    )
+    print(f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
+          f"anomalies); alpha {r['alpha']:.4f}")
+    return 0
+
+
 # --- evaluate -------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from easynet.gate import MODES
@@ -278,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ship", action="store_true", help="fp16 weights, no optimizer state (small files)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("calibrate", help="re-fit alpha, thresholds and heat-map scale on a validation split")
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--data", required=True)
+    c.add_argument("--category", default=None)
+    c.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
+    c.add_argument("--out", help="write here instead of over the checkpoint")
+    c.add_argument("--half", action="store_true", help="store the weights as float16 (shipped checkpoints)")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=cmd_calibrate)
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on a test split")
     e.add_argument("--checkpoint", required=True)

@@ -3,9 +3,11 @@
 Calibration rule (stored in the checkpoint):
 * The calibration set is every validation image once clean and CALIBRATION_VARIANTS times with a
   synthetic anomaly (the training recipe, fixed seed): validation only, the test split is never read.
-* Per head (RGB, fused): the image threshold is the F1-optimal score separating clean from synthetic
-  images; the heat-map scale runs from the 99.5th percentile of clean pixels (0) to the median image
-  score of the synthetic images (1).
+* Per head (RGB, fused): the image threshold maximises Youden's J (true-positive rate minus false-positive
+  rate) between clean and synthetic images, half-way between two scores; F1 was dropped because it ignores
+  true negatives and, with three synthetic anomalies per clean image, flagged most good parts.
+  The heat-map scale runs from the 99.5th percentile of clean pixels (0) to the median image score of the
+  synthetic images (1).
 * Scores from the two heads are compared as score / threshold of their head (``normalized``), so that
   the control gate can mix heads per image; alpha is the value that maximises control's I-AUROC on
   the calibration set (ties: the alpha closest to 0).
@@ -89,15 +91,19 @@ def run_heads(
     )
 
 
-def _f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    best, best_f1 = float(np.median(scores)), -1.0
-    for t in np.unique(scores):
+def _youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The image threshold that maximises Youden's J = TPR - FPR (ties: the lower, more sensitive one), placed
+    half-way to the next lower score so that images scoring like the calibration set's land on the right side."""
+    values = np.unique(scores)[::-1]  # candidate thresholds, high to low
+    pos, neg = max(int((labels == 1).sum()), 1), max(int((labels == 0).sum()), 1)
+    best, best_j = 0, -np.inf
+    for i, t in enumerate(values):
         pred = scores >= t
-        tp = float((pred & (labels == 1)).sum())
-        f1 = 2 * tp / max(pred.sum() + (labels == 1).sum(), 1)
-        if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return best
+        j = (pred & (labels == 1)).sum() / pos - (pred & (labels == 0)).sum() / neg
+        if j >= best_j - 1e-12:
+            best, best_j = i, j
+    below = values[best + 1] if best + 1 < len(values) else values[best]
+    return float((values[best] + below) / 2)
 
 
 def _head_calibration(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray) -> HeadCalibration:
@@ -105,7 +111,7 @@ def _head_calibration(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray)
     low = float(np.percentile(clean, PIXEL_LOW_QUANTILE)) if clean.size else 0.0
     high = float(np.median(scores[labels == 1])) if (labels == 1).any() else 1.0
     return HeadCalibration(
-        threshold=max(_f1_threshold(labels, scores), 1e-6), pixel_low=low, pixel_high=max(high, low + 1e-3)
+        threshold=max(_youden_threshold(labels, scores), 1e-6), pixel_low=low, pixel_high=max(high, low + 1e-3)
     )
 
 

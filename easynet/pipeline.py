@@ -97,6 +97,40 @@ def train_category(
     }
 
 
+def recalibrate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    category: str | None,
+    out: str | Path | None = None,
+    *,
+    data_format: str | None = None,
+    device: str = "auto",
+    half: bool = False,
+) -> dict[str, Any]:
+    """Re-fit a checkpoint's calibration (alpha, thresholds, heat-map scale) on a category's validation split,
+    e.g. after the calibration rule changed or for a new production line; weights are untouched.
+
+    Writes ``out`` (default: the checkpoint itself, atomically) and returns the new calibration metrics.
+    """
+    from easynet.checkpoint import load_checkpoint
+
+    configure_threads()
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt.model_config
+    validation = open_dataset(
+        data, category, Split.VALIDATION, format=data_format, image_size=cfg.image_size, modality=cfg.modality
+    )
+    dev = resolve_device(device)
+    model = ckpt.build_model().to(dev).eval()
+    synth = ckpt.train_config.synth if ckpt.train_config is not None else None
+    ckpt.calibration = calibrate(model, validation, dev, synth)
+    command = f"easynet calibrate --checkpoint {Path(checkpoint).name} --data {Path(data).name}"
+    command += f" --category {category}" if category else ""
+    ckpt.provenance = {**ckpt.provenance, "n_validation": len(validation), "recalibrated": command}
+    save_checkpoint(ckpt, out or checkpoint, half=half)
+    return {"checkpoint": str(out or checkpoint), "alpha": ckpt.calibration.alpha, **ckpt.calibration.metrics}
+
+
 def evaluate_category(
     checkpoint: str | Path,
     data: str | Path,

@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from easynet.data import registry
 from easynet.data.types import Split
-from easynet.evaluate import _f1_threshold, gate_scores
+from easynet.evaluate import _youden_threshold, gate_scores
 
 
 def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch):
@@ -34,11 +35,17 @@ def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch
     assert opened == [Split.TRAIN, Split.VALIDATION]
 
 
-def test_f1_threshold_hand_computed():
+def test_youden_threshold_hand_computed():
     labels = np.array([0, 0, 1, 1])
     scores = np.array([0.1, 0.4, 0.35, 0.8])
-    # t=0.35 -> predicted {0.4, 0.35, 0.8}: tp 2, F1 = 4/5; t=0.8 -> tp 1, F1 = 2/3; t=0.4 -> tp 1, F1 = 2/4
-    assert _f1_threshold(labels, scores) == pytest.approx(0.35)
+    # J(t >= 0.8) = 1/2 - 0 = 0.5; J(0.4) = 1/2 - 1/2 = 0; J(0.35) = 1 - 1/2 = 0.5; J(0.1) = 0.
+    # Tie: the lower threshold 0.35 wins (catch every defect), placed half-way to the next score 0.1.
+    assert _youden_threshold(labels, scores) == pytest.approx(0.225)
+    # many clean images with low scores: F1 would sit at the lowest anomaly, Youden above the clean ones
+    labels = np.array([0] * 6 + [1] * 2)
+    scores = np.array([0.1, 0.2, 0.2, 0.3, 0.3, 0.6, 0.5, 0.9])
+    # t=0.9: J=0.5; t=0.6: 0.5-1/6; t=0.5: 1-1/6 = 0.833 (best); t=0.3: 1-3/6
+    assert _youden_threshold(labels, scores) == pytest.approx(0.4)
 
 
 def test_gate_scores_normalise_each_head():
@@ -169,3 +176,27 @@ def test_info_paper_reports_140_6_million(capsys):
 
     assert main(["info", "--preset", "paper", "--image-size", "32"]) == 0
     assert "140.6 M" in capsys.readouterr().out
+
+
+def test_cli_calibrate_refits_calibration_and_keeps_weights(tiny_tree, tiny_checkpoint, tmp_path, capsys):
+    from easynet.checkpoint import Calibration, load_checkpoint, save_checkpoint
+    from easynet.cli import main
+
+    stale = load_checkpoint(tiny_checkpoint)
+    stale.calibration = Calibration(alpha=123.0)  # a calibration nobody fitted
+    src = save_checkpoint(stale, tmp_path / "stale.pt")
+    out = tmp_path / "fresh.pt"
+    args = ["calibrate", "--checkpoint", str(src), "--data", str(tiny_tree), "--category", "toy", "--out", str(out)]
+    assert main(args + ["--device", "cpu"]) == 0
+    fresh = load_checkpoint(out)
+    assert fresh.calibration.alpha != 123.0
+    assert fresh.calibration.metrics["n_images"] > 0  # fitted on the validation images and their synthetics
+    assert "calibrate" in fresh.provenance["recalibrated"]
+    for k, v in stale.state_dict.items():
+        assert torch.equal(v, fresh.state_dict[k]), k
+    assert "calibrated" in capsys.readouterr().out
+    assert main(args[:-1] + [str(tmp_path / "half.pt"), "--half", "--device", "cpu"]) == 0
+    half = load_checkpoint(tmp_path / "half.pt").state_dict
+    for k, v in stale.state_dict.items():  # stored as float16, loaded back as float32
+        expected = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(half[k], expected), k
