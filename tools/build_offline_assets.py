@@ -1,7 +1,8 @@
 """Build what the project ships for offline use: the synthetic data set (not committed), one `lite` checkpoint
-per synthetic category with its evaluation JSON, and checkpoints/README.md with the results table.
+per synthetic category with its evaluation JSON, checkpoints/README.md with the results table, and samples/.
 
-    python tools/build_offline_assets.py --data data/synthetic --steps 1000
+    python tools/build_offline_assets.py --data data/synthetic --steps 800           # everything
+    python tools/build_offline_assets.py --skip-generate --skip-train                 # samples + table only
 
 Runs on the CPU; records the command, wall time and hardware in checkpoints/manifest.json.
 """
@@ -18,9 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from offline_report import replace_block, results_table, write_samples  # noqa: E402
+
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
 from easynet.data.synthetic import CATEGORIES, generate  # noqa: E402
-from easynet.pipeline import evaluate_category, train_category  # noqa: E402
+from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category  # noqa: E402
 from easynet.visualize import atomic_write_bytes  # noqa: E402
 
 GATES = ("close", "open", "control")
@@ -64,6 +67,13 @@ def main() -> int:
     parser.add_argument("--n-train", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--skip-train", action="store_true", help="keep the checkpoints, rebuild samples and table")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="re-fit the calibration of existing checkpoints on validation, then re-evaluate",
+    )
+    parser.add_argument("--samples", default="samples")
     a = parser.parse_args()
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,16 +81,25 @@ def main() -> int:
         generate(data, categories=a.categories, size=a.size, n_train=a.n_train, seed=a.seed)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"categories": {}}
-    manifest["hardware"] = hardware()
-    manifest["command"] = "python tools/build_offline_assets.py " + " ".join(sys.argv[1:])
-    manifest["data"] = {"generator": "easynet.data.synthetic", "size": a.size, "n_train": a.n_train, "seed": a.seed}
+    command = "python tools/build_offline_assets.py " + " ".join(sys.argv[1:])
+    if not a.skip_train:
+        manifest["hardware"], manifest["command"] = hardware(), command
+        manifest["data"] = {"generator": "easynet.data.synthetic", "size": a.size, "n_train": a.n_train, "seed": a.seed}
     train_cfg = TRAIN_PRESETS["paper"].replace(steps=a.steps)
-    for category in a.categories:
+    for category in [] if a.skip_train else a.categories:
         ckpt = out / f"{category}.pt"
         t0 = time.time()
         summary = train_category(
-            data, category, ckpt, model_cfg=MODEL_PRESETS["lite"], train_cfg=train_cfg, device="cpu",
-            ship=True, preset="lite", progress=False, callback=log_progress,
+            data,
+            category,
+            ckpt,
+            model_cfg=MODEL_PRESETS["lite"],
+            train_cfg=train_cfg,
+            device="cpu",
+            ship=True,
+            preset="lite",
+            progress=False,
+            callback=log_progress,
         )
         train_s = time.time() - t0
         report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
@@ -88,6 +107,7 @@ def main() -> int:
         write_json(out / f"{category}.json", report)
         manifest["categories"][category] = {
             "checkpoint": ckpt.name,
+            "command": command,
             "steps": summary["steps"],
             "train_and_calibrate_seconds": round(train_s, 1),
             "final_loss": summary["history"][-1]["total"] if summary["history"] else None,
@@ -96,6 +116,24 @@ def main() -> int:
         }
         write_json(manifest_path, manifest)
         print(f"{category}: {train_s:.0f} s, control I-AUROC {report['gates']['control']['i_auroc']:.3f}", flush=True)
+    for category in a.categories if a.recalibrate else []:
+        ckpt = out / f"{category}.pt"
+        calibration = recalibrate_checkpoint(ckpt, data, category, half=True, device="cpu")
+        report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
+        report["checkpoint"] = ckpt.name
+        write_json(out / f"{category}.json", report)
+        entry = manifest["categories"][category]
+        entry["alpha"] = calibration["alpha"]
+        entry["validation"] = {k: v for k, v in calibration.items() if k not in ("checkpoint", "alpha")}
+        entry["recalibrated"] = command
+        write_json(manifest_path, manifest)
+        print(f"{category}: recalibrated, control I-AUROC {report['gates']['control']['i_auroc']:.3f}", flush=True)
+    shipped = sorted(json.loads(manifest_path.read_text())["categories"])
+    write_samples(Path(a.samples), out, shipped, seed=a.seed)
+    table, summary = results_table(out, shipped)
+    atomic_write_bytes(out / "README.md", table.encode())
+    readme = REPO / "README.md"
+    atomic_write_bytes(readme, replace_block(readme.read_text(), "results-summary", summary).encode())
     return 0
 
 

@@ -1,0 +1,100 @@
+"""The offline default: every shipped checkpoint loads and works on its shipped samples, with no other step."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from easynet.checkpoint import load_checkpoint
+from easynet.predict import Predictor
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS, SAMPLES = REPO / "checkpoints", REPO / "samples"
+MANIFEST = json.loads((CHECKPOINTS / "manifest.json").read_text())
+CATEGORIES = sorted(MANIFEST["categories"])
+KINDS = ("good", "stain", "dent", "cut")
+
+
+def samples_of(category: str) -> dict[str, tuple[Path, Path]]:
+    pairs = {}
+    for rgb in sorted((SAMPLES / category).glob("*_rgb.png")):
+        kind = rgb.name.split("_")[0]
+        pairs.setdefault(kind, (rgb, rgb.with_name(rgb.name.replace("_rgb.png", "_xyz.tiff"))))
+    return pairs
+
+
+@pytest.fixture(scope="module", params=CATEGORIES)
+def shipped(request) -> tuple[str, Predictor]:
+    return request.param, Predictor.from_checkpoint(CHECKPOINTS / f"{request.param}.pt", device="cpu")
+
+
+def test_four_categories_are_shipped_small_with_their_evaluation():
+    assert len(CATEGORIES) >= 4
+    for category in CATEGORIES:
+        path = CHECKPOINTS / f"{category}.pt"
+        assert path.stat().st_size < 5 * 2**20  # fits in git
+        ckpt = load_checkpoint(path)
+        assert ckpt.provenance["category"] == category and ckpt.model_config.has_depth
+        assert ckpt.provenance["n_validation"] > 0  # calibrated on validation
+        report = json.loads((CHECKPOINTS / f"{category}.json").read_text())
+        assert set(report["gates"]) == {"close", "open", "control"}
+        assert set(report["gates"]["control"]["per_defect_i_auroc"]) == {"stain", "dent", "cut"}
+
+
+def test_each_category_has_a_sample_of_every_kind():
+    for category in CATEGORIES:
+        pairs = samples_of(category)
+        assert set(pairs) == set(KINDS), category
+        for kind, (rgb, xyz) in pairs.items():
+            assert rgb.is_file() and xyz.is_file()
+            assert (kind == "good") != rgb.with_name(rgb.name.replace("_rgb.png", "_gt.png")).is_file()
+
+
+def test_checkpoint_predicts_on_its_samples_in_every_gate(shipped):
+    category, predictor = shipped
+    size = predictor.cfg.image_size
+    for rgb, xyz in samples_of(category).values():
+        for gate in ("close", "open", "control"):
+            p = predictor.predict(rgb, xyz, gate=gate)
+            assert p.anomaly_map.shape == (size, size) and np.isfinite(p.anomaly_map).all()
+            assert p.used == ("rgb" if gate == "close" else "fused" if gate == "open" else p.used)
+            assert np.isfinite(p.score) and p.threshold > 0
+
+
+def test_defective_samples_score_above_the_good_one(shipped):
+    """Control gate; scores are compared relative to the threshold of the head the gate chose."""
+    category, predictor = shipped
+    pairs = samples_of(category)
+    relative = {}
+    for kind, (rgb, xyz) in pairs.items():
+        p = predictor.predict(rgb, xyz, gate="control")
+        relative[kind] = p.score / p.threshold
+    assert relative["good"] < 1.0, relative  # the good part passes
+    for kind in ("stain", "dent", "cut"):
+        assert relative[kind] > relative["good"], (category, relative)
+
+
+def test_cli_predict_on_a_fresh_clone_needs_no_other_step(tmp_path, capsys):
+    from easynet.cli import main
+
+    category = CATEGORIES[0]
+    rgb, xyz = samples_of(category)["dent"]
+    out = tmp_path / "pred.json"
+    args = ["predict", "--checkpoint", str(CHECKPOINTS / f"{category}.pt"), "--rgb", str(rgb), "--depth", str(xyz)]
+    assert main(args + ["--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert result["gate"] == "control" and result["score"] > 0
+
+
+def test_results_table_and_readme_summary_are_what_the_script_writes():
+    sys.path.insert(0, str(REPO / "tools"))
+    from offline_report import replace_block, results_table
+
+    table, summary = results_table(CHECKPOINTS, CATEGORIES)
+    assert (CHECKPOINTS / "README.md").read_text() == table
+    readme = (REPO / "README.md").read_text()
+    assert replace_block(readme, "results-summary", summary) == readme
