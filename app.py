@@ -2,7 +2,7 @@
 
 `demo` is built at module level so that `gradio app.py` (reload mode), Hugging Face Spaces and the tests can
 import it; `launch()` runs only under __main__, with `launch_settings()` (upload size limit from
-EASYNET_MAX_UPLOAD_MB). Limits are listed in docs/reliability.md.
+EASYNET_MAX_UPLOAD_MB). Limits are listed in README.md ("Limits").
 """
 
 from __future__ import annotations
