@@ -20,7 +20,7 @@ from easynet.config import MODEL_PRESETS
 from easynet.errors import CheckpointError
 from easynet.model import EasyNet
 
-KEYS_TSV = Path(__file__).resolve().parents[2] / "shared/reference/official_2layer_Fusion1_keys.tsv"
+KEYS_TSV = Path(__file__).resolve().parent / "data" / "official_2layer_Fusion1_keys.tsv"  # from shared/reference
 CFG = MODEL_PRESETS["lite"].replace(image_size=32)
 
 
@@ -139,7 +139,6 @@ def _official_state_from_tsv() -> dict:
     }
 
 
-@pytest.mark.skipif(not KEYS_TSV.is_file(), reason="shared reference key list not present")
 def test_official_import_round_trips(tmp_path):
     official = _official_state_from_tsv()
     assert len(official) == 382
