@@ -109,9 +109,17 @@ def preview_depth(depth: Any) -> np.ndarray | None:
 
 
 def example_rows() -> tuple[list[list[str | None]], list[str]]:
+    """Rows (rgb, depth, category) for the sample gallery, and their labels."""
     pairs = workspace.sample_pairs()
     labels = [f"{Path(r).parent.name} · {Path(r).name.removesuffix('_rgb.png')}" for r, _ in pairs]
-    return [[r, d] for r, d in pairs], labels
+    return [[r, d, Path(r).parent.name] for r, d in pairs], labels
+
+
+def model_for_sample(category: str | None, current: str | None) -> str | None:
+    """The shipped or fine-tuned model of a clicked sample's category, else the current choice."""
+    found = [m for m in models.list_models() if category and m.category == category]
+    shipped = [m for m in found if m.source == "shipped"] or found
+    return shipped[0].name if shipped else current
 
 
 def build() -> gr.Dropdown:
@@ -130,8 +138,10 @@ def build() -> gr.Dropdown:
                                     info="the calibrated threshold is divided by it (2 flags more images)")
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             rows, labels = example_rows()
-            examples = gr.Examples(rows, [rgb, depth], label="Samples (click one)", example_labels=labels or None,
-                                   examples_per_page=12, api_name="load_sample") if rows else None
+            sample_category = gr.Textbox(visible=False)
+            examples = gr.Examples(rows, [rgb, depth, sample_category], label="Samples (click one)",
+                                   example_labels=labels or None, examples_per_page=20,
+                                   api_name="load_sample") if rows else None
         with gr.Column(scale=2):
             verdict = gr.Markdown("Upload an RGB image (depth optional) or click a sample, then **Inspect**.",
                                   elem_id="inspect-verdict")
@@ -157,5 +167,7 @@ def build() -> gr.Dropdown:
     sensitivity.release(rerender, again, outputs, api_name="predict_sensitivity")
     colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud")
     if examples is not None:
-        examples.load_input_event.then(predict, inputs, outputs, api_name="predict_sample")
+        examples.load_input_event.then(model_for_sample, [sample_category, model], model,
+                                       api_name="sample_model").then(predict, inputs, outputs,
+                                                                      api_name="predict_sample")
     return model

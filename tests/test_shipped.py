@@ -98,3 +98,16 @@ def test_results_table_and_readme_summary_are_what_the_script_writes():
     assert (CHECKPOINTS / "README.md").read_text() == table
     readme = (REPO / "README.md").read_text()
     assert replace_block(readme, "results-summary", summary) == readme
+
+
+def test_clicking_a_sample_selects_its_categorys_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path))  # no fine-tuned models: only the shipped ones
+    from app import inspect_tab
+
+    rows, labels = inspect_tab.example_rows()
+    assert len(rows) == sum(len(samples_of(c)) for c in CATEGORIES)
+    for (rgb, depth, category), label in zip(rows, labels):
+        assert Path(rgb).parent.name == category
+        assert label.startswith(f"{category} · ") and Path(depth).is_file()
+        assert inspect_tab.model_for_sample(category, "other") == category
+    assert inspect_tab.model_for_sample("no_such_part", "other") == "other"
