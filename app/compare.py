@@ -57,9 +57,7 @@ def dataset_for(source: str, synthetic: str | None, folder: str | None, folder_c
     if source == "annotated":
         return workspace.annotations_root(), workspace.safe_name(annotated, "category")
     if source == "folder":
-        if not folder or not Path(folder).is_dir():
-            raise InputError(f"{folder!r} is not a folder on the server; give the data set root")
-        return Path(folder), workspace.safe_name(folder_category, "category")
+        return workspace.allowed_folder(folder), workspace.safe_name(folder_category, "category")
     raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
 
 

@@ -66,6 +66,31 @@ def safe_name(name: str | None, what: str) -> str:
     return name
 
 
+# --- server folders ---------------------------------------------------------------------------------------
+DATA_ROOTS_ENV = "EASYNET_DATA_ROOTS"
+
+
+def allowed_folder(folder: str | None) -> Path:
+    """A server folder the Compare tab may read: under one of EASYNET_DATA_ROOTS (os.pathsep-separated).
+
+    Unset: any folder on a private server, none on a Hugging Face Space (SPACE_ID set); empty: none.
+    """
+    if not folder or not folder.strip():
+        raise InputError("give the data set root, a folder on the server")
+    path = Path(folder.strip()).expanduser().resolve()
+    roots = os.environ.get(DATA_ROOTS_ENV)
+    if roots is None and os.environ.get("SPACE_ID"):
+        roots = ""
+    if roots is not None:
+        allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
+        if not any(path == r or r in path.parents for r in allowed):
+            raise InputError(f"reading {folder!r} is not allowed on this server; allowed folders are set with "
+                             f"{DATA_ROOTS_ENV} ({', '.join(map(str, allowed)) or 'none'})")
+    if not path.is_dir():
+        raise InputError(f"{folder!r} is not a folder on the server; give the data set root")
+    return path
+
+
 # --- samples ---------------------------------------------------------------------------------------------
 def sample_pairs(folder: Path | None = None) -> list[tuple[str, str | None]]:
     """(rgb, xyz or None) for every samples/<category>/<kind>_<NN>_rgb.png, sorted."""

@@ -249,3 +249,26 @@ def test_annotation_editor_is_prefilled_from_the_model(assets):
     image = cv2.imread(str(assets.rgb))
     assert value["background"].shape == image.shape and value["layers"][0].shape == (*image.shape[:2], 4)
     assert "Pre-filled" in note and current is None
+
+
+def test_server_folders_are_limited_to_the_allowed_roots(tmp_path, monkeypatch):
+    from app.workspace import allowed_folder
+
+    inside, outside = tmp_path / "data" / "mvtec", tmp_path / "private"
+    inside.mkdir(parents=True)
+    outside.mkdir()
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("EASYNET_DATA_ROOTS", raising=False)
+    assert allowed_folder(str(outside)) == outside.resolve()  # a private server reads any folder by default
+    monkeypatch.setenv("EASYNET_DATA_ROOTS", str(tmp_path / "data"))
+    assert allowed_folder(str(inside)) == inside.resolve()
+    for bad in (outside, inside / ".." / ".." / "private"):  # '..' cannot climb out of an allowed root
+        with pytest.raises(InputError, match="is not allowed on this server"):
+            allowed_folder(str(bad))
+    monkeypatch.delenv("EASYNET_DATA_ROOTS")
+    monkeypatch.setenv("SPACE_ID", "someone/easynet-3d")  # a public Space reads no server folder unless allowed
+    with pytest.raises(InputError, match=r"allowed folders are set with EASYNET_DATA_ROOTS \(none\)"):
+        allowed_folder(str(inside))
+    with pytest.raises(InputError, match="not a folder on the server"):
+        monkeypatch.setenv("EASYNET_DATA_ROOTS", str(tmp_path))
+        allowed_folder(str(tmp_path / "missing"))
