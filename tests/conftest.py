@@ -42,3 +42,16 @@ def tiny_checkpoint(tiny_tree, tmp_path_factory) -> Path:
         device="cpu",
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, tiny_tree, tiny_checkpoint):
+    """The app's workspace in a temporary folder (restored afterwards) and the model + sample the tests use."""
+    from app_helpers import make_assets
+
+    old = os.environ.get("EASYNET_WORKSPACE")
+    yield make_assets(tmp_path_factory.mktemp("workspace"), tiny_tree, tiny_checkpoint)
+    if old is None:
+        os.environ.pop("EASYNET_WORKSPACE", None)
+    else:
+        os.environ["EASYNET_WORKSPACE"] = old

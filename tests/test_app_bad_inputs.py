@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import tifffile
-from app_helpers import load_demo, make_assets
+from app_helpers import load_demo
 from PIL import Image
 
 from easynet.data.io import read_rgb
@@ -23,15 +23,6 @@ from easynet.data.io import read_rgb
 NO_POINT = "has no valid point (every value is 0, NaN, inf or negative); expected positive distances in metres"
 NOT_TIFF = "is not a readable TIFF: it is truncated, corrupt or not a TIFF at all"
 
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory, tiny_tree, tiny_checkpoint):
-    old = os.environ.get("EASYNET_WORKSPACE")
-    yield make_assets(tmp_path_factory.mktemp("workspace"), tiny_tree, tiny_checkpoint)
-    if old is None:
-        os.environ.pop("EASYNET_WORKSPACE", None)
-    else:
-        os.environ["EASYNET_WORKSPACE"] = old
 
 
 def _bad_files(folder: Path, rgb_path: Path) -> dict[str, tuple[Path, Path | None, str]]:

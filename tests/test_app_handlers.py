@@ -15,20 +15,8 @@ import gradio as gr
 import numpy as np
 import pytest
 import tifffile
-from app_helpers import make_assets
 
 from easynet.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory, tiny_tree, tiny_checkpoint):
-    old = os.environ.get("EASYNET_WORKSPACE")
-    yield make_assets(tmp_path_factory.mktemp("workspace"), tiny_tree, tiny_checkpoint)
-    if old is None:
-        os.environ.pop("EASYNET_WORKSPACE", None)
-    else:
-        os.environ["EASYNET_WORKSPACE"] = old
-
 
 JSON_FIELDS = {"score", "normalized_score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb",
                "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms"}
