@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,21 +31,26 @@ def _json_default(o: Any) -> Any:
 
 # --- train ----------------------------------------------------------------------------------------
 def cmd_train(a: argparse.Namespace) -> int:
-    from easynet.pipeline import train_category
+    from easynet.pipeline import default_train_config, train_category
 
     model_cfg = MODEL_PRESETS[a.preset]
     changes = {"layers": a.layers, "image_size": a.image_size, "modality": a.modality}
     model_cfg = model_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
-    cfg = TRAIN_PRESETS[a.train_preset]
+    cfg = TRAIN_PRESETS[a.train_preset] if a.train_preset else default_train_config(a.preset)
     changes = {
         "steps": a.steps,
+        "epochs": a.epochs,
         "batch_size": a.batch_size,
         "lr": a.lr,
         "seed": a.seed,
         "num_workers": a.workers,
         "checkpoint_every": a.checkpoint_every,
+        "crop_size": a.crop_size,
+        "select_every": a.select_every,
     }
     cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    if a.texture_dir:
+        cfg = cfg.replace(synth=dataclasses.replace(cfg.synth, texture_dir=a.texture_dir))
     summary = train_category(
         a.data,
         a.category,
@@ -272,11 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--train-preset",
         choices=sorted(TRAIN_PRESETS),
-        default="official",
-        help="official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper)",
+        help="default: the recipe named like --preset if there is one (base), else official. "
+        "official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper); base: real photographs",
     )
     t.add_argument("--layers", type=int, choices=(1, 2, 3))
     t.add_argument("--steps", type=int)
+    t.add_argument("--epochs", type=int, help="training length in passes over the training set (overrides --steps)")
+    t.add_argument("--crop-size", type=int, help="train on random crops of this side (0: whole images)")
+    t.add_argument("--select-every", type=int, help="keep the best weights by validation, scored every N steps")
+    t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
     t.add_argument("--lr", type=float)

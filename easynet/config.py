@@ -9,6 +9,7 @@ from typing import Any
 GATE_MODES = ("close", "open", "control")
 GATE_SCORINGS = ("attention", "histogram")
 MODALITIES = ("rgbd", "rgb")
+RESIZE_MODES = ("stretch", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ModelConfig:
     head_out_norm: bool = True  # authors' layout: BN + LeakyReLU after the 2-channel logits layer
     input_order: str = "rgb"  # "bgr" for the authors' MVTec 3D-AD weights (they read images with OpenCV)
     depth_encoding: str = "height"  # "height": above the table / max; "z_minmax": authors' Z / max(Z)
+    resize: str = "stretch"  # "stretch" to S x S, or "letterbox": keep the aspect ratio, pad (data/preprocess.py)
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):
@@ -47,6 +49,8 @@ class ModelConfig:
             raise ValueError(f"input_order must be 'rgb' or 'bgr', got {self.input_order!r}")
         if self.depth_encoding not in ("height", "z_minmax"):
             raise ValueError(f"depth_encoding must be 'height' or 'z_minmax', got {self.depth_encoding!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
 
@@ -65,7 +69,9 @@ class ModelConfig:
 
 # `paper` is the authors' released 2-layer Fusion1 model (140.6 M parameters); its state_dict maps one to one
 # onto the official keys. `lite` keeps the architecture with narrow widths so it trains on a CPU in minutes;
-# it uses the paper's SE-attention gate and plain logits.
+# it uses the paper's SE-attention gate and plain logits. `base` is for real photographs (e.g. MVTec 3D-AD):
+# wider, 256 px, aspect ratio kept (letterbox) so that small defects keep their shape; it trains on random
+# crops (TRAIN_PRESETS["base"]) and predicts on the whole letterboxed image.
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
     "lite": ModelConfig(
@@ -77,6 +83,18 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         se_reduction=4,
         gate_scoring="attention",
         head_out_norm=False,
+    ),
+    "base": ModelConfig(
+        base_width=12,
+        head_width=48,
+        image_size=256,
+        modality="rgb",
+        depth_channels=1,
+        attention=True,
+        se_reduction=4,
+        gate_scoring="attention",
+        head_out_norm=False,
+        resize="letterbox",
     ),
 }
 
@@ -94,6 +112,16 @@ class SynthConfig:
     # Where the anomaly lives among anomalous samples: both modalities (the paper), RGB only, depth only.
     kind_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
     texture_dir: str | None = None  # optional folder of texture images (e.g. DTD); procedural otherwise
+    # Mask shapes: (Perlin blobs, scratches = thin polylines, spots = small ellipses), relative weights.
+    shape_weights: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    # RGB content inside the mask: (texture blend as DRAEM, a patch of the same image cut from elsewhere and
+    # pasted (CutPaste / NSA), a darkening or brightening of the surface), relative weights.
+    fill_weights: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    # Rescale textures to the image's own brightness and contrast under the mask (dark parts get dark
+    # anomalies, not white blobs).
+    match_intensity: bool = False
+    # Without depth, place anomalies on the object found in RGB (data/foreground.py) instead of anywhere.
+    rgb_foreground: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,9 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True  # autocast on CUDA only; CPU training stays fp32
     checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
+    epochs: int = 0  # when > 0, training length in passes over the training set (overrides steps)
+    crop_size: int = 0  # when > 0, train on random crops of this side (fully convolutional; predict whole image)
+    select_every: int = 0  # when > 0, score the model on validation every N steps and keep the best weights
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -124,6 +155,21 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "official": TrainConfig(lr=2e-4, batch_size=4),
     "paper": TrainConfig(lr=2e-3, batch_size=8),
+    # Real photographs (MVTec 3D-AD tire, RGB): see benchmarks/real_data.py for how each choice was made.
+    "base": TrainConfig(
+        lr=2e-3,
+        batch_size=8,
+        steps=3000,
+        crop_size=128,
+        select_every=500,
+        synth=SynthConfig(
+            shape_weights=(0.5, 0.25, 0.25),
+            fill_weights=(0.4, 0.3, 0.3),
+            match_intensity=True,
+            rgb_foreground=True,
+            max_perlin_scale=7,
+        ),
+    ),
 }
 
 
@@ -145,7 +191,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig (with its nested SynthConfig) from plain types."""
     data = dict(data)
     synth = data.pop("synth", {}) or {}
-    for key in ("depth_amplitude", "kind_weights"):
+    for key in ("depth_amplitude", "kind_weights", "shape_weights", "fill_weights"):
         if key in synth:
             synth[key] = tuple(synth[key])
     if "milestones" in data:

@@ -27,8 +27,8 @@ from easynet.config import SynthConfig
 from easynet.gate import MODES, entropies
 from easynet.metrics import compute_metrics
 from easynet.model import EasyNet
-from easynet.predict import heatmap_scale, image_scores
-from easynet.synth import AnomalySynthesizer
+from easynet.predict import heatmap_scale, image_scores, valid_masks
+from easynet.synth import AnomalySynthesizer, placement_region
 
 CALIBRATION_VARIANTS = 3
 CALIBRATION_SEED = 1234
@@ -80,12 +80,12 @@ def run_heads(
             progress(min(n, start + BATCH_SIZE), n)
     prob_rgb = torch.cat(probs_r)
     prob_fused = torch.cat(probs_f) if len(probs_f) == len(probs_r) and probs_f else None
-    size = cfg.image_size
+    size, valid = cfg.image_size, valid_masks([items[i] for i in range(n)])
     return HeadOutputs(
         prob_rgb.numpy(),
         None if prob_fused is None else prob_fused.numpy(),
-        image_scores(prob_rgb, size).numpy(),
-        None if prob_fused is None else image_scores(prob_fused, size).numpy(),
+        image_scores(prob_rgb, size, valid).numpy(),
+        None if prob_fused is None else image_scores(prob_fused, size, valid).numpy(),
         torch.cat(h_r).numpy(),
         torch.cat(h_f).numpy(),
     )
@@ -136,6 +136,15 @@ def gate_scores(heads: HeadOutputs, cal: Calibration, mode: str) -> tuple[np.nda
     return scores, maps, used
 
 
+def _common_image_region(samples: Sequence[Any]) -> tuple[slice, slice]:
+    """Pixel metrics leave letterbox padding out: the image rectangle when every sample shares one."""
+    frames = {getattr(s, "frame", None) for s in samples}
+    frame = frames.pop() if len(frames) == 1 else None
+    if frame is None or frame.mode != "letterbox":
+        return slice(None), slice(None)
+    return frame.slices
+
+
 def _safe(a: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n) if a is None else a
 
@@ -150,16 +159,19 @@ def calibrate(
     """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies."""
     if len(validation) == 0:
         return Calibration(rule="no validation images: defaults")
-    synthesizer = AnomalySynthesizer(synth or SynthConfig())
+    synth = synth or SynthConfig()
+    synthesizer = AnomalySynthesizer(synth)
     items, labels = [], []
     for i in range(len(validation)):
         s = validation[i]
         depth = s.depth if model.cfg.has_depth else None
         items.append(s)
         labels.append(0)
+        region = placement_region(s, synth)
         for v in range(CALIBRATION_VARIANTS):
             rng = np.random.default_rng((CALIBRATION_SEED, i, v))
-            syn = synthesizer(s.rgb, depth, s.foreground, rng, force=True)
+            syn = synthesizer(s.rgb, depth, region, rng, force=True)
+            syn.frame = s.frame
             if syn.label:
                 items.append(syn)
                 labels.append(1)
@@ -203,13 +215,15 @@ def evaluate(
 ) -> tuple[dict[str, Any], HeadOutputs]:
     """Metrics per requested gate mode over a test split: {"n_images", "gates": {mode: {...}}}."""
     heads = run_heads(model, test, device, progress)
-    labels = np.asarray([s.label for s in test])
-    masks = np.stack([s.mask for s in test])
-    defects = [s.defect for s in test]
+    samples = [test[i] for i in range(len(test))]
+    labels = np.asarray([s.label for s in samples])
+    masks = np.stack([s.mask for s in samples])
+    defects = [s.defect for s in samples]
+    rows, cols = _common_image_region(samples)
     result: dict[str, Any] = {"n_images": len(test), "gates": {}}
     for mode in gates:
         scores, maps, used = gate_scores(heads, cal, mode)
-        m = compute_metrics(labels, scores, masks, maps, defects)
+        m = compute_metrics(labels, scores, masks[:, rows, cols], maps[:, rows, cols], defects)
         if mode == "control":
             m["fused_fraction"] = float(used.mean())
         result["gates"][mode] = m

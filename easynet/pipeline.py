@@ -22,6 +22,28 @@ from easynet.train import Callback, train
 Progress = Callable[[int, int], None]
 
 
+def loader_options(cfg: ModelConfig) -> dict[str, Any]:
+    """The loader settings a model's preprocessing needs (size, modality, resize): one place for all callers."""
+    return {"image_size": cfg.image_size, "modality": cfg.modality, "resize": cfg.resize}
+
+
+def default_train_config(preset: str) -> TrainConfig:
+    """The training recipe that goes with a model preset: its own when there is one, else the authors'."""
+    return TRAIN_PRESETS.get(preset, TRAIN_PRESETS["official"])
+
+
+def make_selector(validation: Sequence[Any], device: Any, cfg: TrainConfig) -> Callable[[Any], float]:
+    """Scores a model by its I-AUROC on the validation images and their synthetic anomalies (the calibration
+    set; validation only). RGB-D models use the best of their gate modes."""
+
+    def score(model: Any) -> float:
+        metrics = calibrate(model, validation, device, cfg.synth).metrics
+        values = [v for k, v in metrics.items() if k.startswith("i_auroc_") and v == v]
+        return max(values) if values else 0.0
+
+    return score
+
+
 def train_category(
     data: str | Path,
     category: str | None,
@@ -44,15 +66,20 @@ def train_category(
     """
     configure_threads()
     model_cfg = model_cfg or MODEL_PRESETS[preset]
-    train_cfg = train_cfg or TRAIN_PRESETS["official"]
+    train_cfg = train_cfg or default_train_config(preset)
     fmt = data_format or detect_format(data)
-    kw = {"format": fmt, "image_size": model_cfg.image_size, "modality": model_cfg.modality}
     if init_from is not None or resume is not None:
         from easynet.checkpoint import load_checkpoint
 
-        source = load_checkpoint(resume or init_from).model_config
-        kw = {**kw, "image_size": source.image_size, "modality": source.modality}
+        model_cfg = load_checkpoint(resume or init_from).model_config
+    kw = {"format": fmt, **loader_options(model_cfg)}
     train_set = open_dataset(data, category, Split.TRAIN, **kw)
+    dev = resolve_device(device)
+    validation = open_dataset(data, category, Split.VALIDATION, **kw)
+    select = None
+    if train_cfg.select_every > 0 and len(validation) > 0:
+        held = [validation[i] for i in range(len(validation))]  # decoded once, scored many times
+        select = make_selector(held, dev, train_cfg)
     provenance = {
         "data": Path(data).name,
         "category": category,
@@ -74,13 +101,12 @@ def train_category(
         callback=callback,
         progress=progress,
         provenance=provenance,
+        select=select,
     )
     provenance["train_seconds"] = round(time.time() - t0, 1)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 calibrates and writes the checkpoint
         return {"checkpoint": None, "steps": result.checkpoint.provenance["steps"], "stopped": result.stopped,
                 "alpha": None, "validation": None, "history": result.history}
-    dev = resolve_device(device)
-    validation = open_dataset(data, category, Split.VALIDATION, **kw)
     ckpt = result.checkpoint
     ckpt.calibration = calibrate(result.model.to(dev), validation, dev, train_cfg.synth)
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
@@ -117,9 +143,7 @@ def recalibrate_checkpoint(
     configure_threads()
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.model_config
-    validation = open_dataset(
-        data, category, Split.VALIDATION, format=data_format, image_size=cfg.image_size, modality=cfg.modality
-    )
+    validation = open_dataset(data, category, Split.VALIDATION, format=data_format, **loader_options(cfg))
     dev = resolve_device(device)
     model = ckpt.build_model().to(dev).eval()
     synth = ckpt.train_config.synth if ckpt.train_config is not None else None
@@ -149,9 +173,7 @@ def evaluate_category(
 
     predictor = Predictor.from_checkpoint(checkpoint, device)
     cfg = predictor.cfg
-    test = open_dataset(
-        data, category, Split.TEST, format=data_format, image_size=cfg.image_size, modality=cfg.modality
-    )
+    test = open_dataset(data, category, Split.TEST, format=data_format, **loader_options(cfg))
     gates = list(gates)
     if not cfg.has_depth or not getattr(test, "has_depth", True):
         gates = ["close"]

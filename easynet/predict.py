@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint
 from easynet.config import ModelConfig
-from easynet.data.geometry import depth_input, pseudo_xyz, remove_table, resize_mask, resize_rgb
+from easynet.data.geometry import depth_input, pseudo_xyz, remove_table
 from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
+from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
 from easynet.fastpath import Runner, make_runner
@@ -36,11 +36,22 @@ def image_filter_size(image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def image_scores(maps: torch.Tensor, image_size: int) -> torch.Tensor:
-    """(B, H, W) anomaly maps -> (B,) max of the mean-filtered map."""
+def image_scores(maps: torch.Tensor, image_size: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, W) anomaly maps -> (B,) max of the mean-filtered map; ``valid`` (B, H, W) bool leaves letterbox
+    padding out (it is set to 0 before filtering)."""
     k = image_filter_size(image_size)
-    pooled = F.avg_pool2d(maps[:, None].float(), k, stride=1, padding=k // 2, count_include_pad=False)
+    maps = maps.float() if valid is None else maps.float() * valid.to(maps.device)
+    pooled = F.avg_pool2d(maps[:, None], k, stride=1, padding=k // 2, count_include_pad=False)
     return pooled.flatten(1).max(dim=1).values
+
+
+def valid_masks(items: Any) -> torch.Tensor | None:
+    """(B, S, S) bool of the image pixels of items with a letterbox ``frame``, or None when none has one."""
+    frames = [getattr(item, "frame", None) for item in items]
+    if not any(f is not None and f.mode == "letterbox" for f in frames):
+        return None
+    size = items[0].rgb.shape[0]
+    return torch.from_numpy(np.stack([f.valid if f is not None else np.ones((size, size), bool) for f in frames]))
 
 
 @dataclass
@@ -53,6 +64,7 @@ class ModelInput:
     original_size: tuple[int, int]  # (H, W) of the uploaded image
     xyz: np.ndarray | None = None  # (H, W, 3) metres, for the 3D view (pseudo-xyz for plain depth maps)
     foreground_full: np.ndarray | None = None  # (H, W) bool at the original size
+    frame: Frame | None = None  # where the image sits in the square; maps go back with frame.to_original
 
 
 def prepare_input(
@@ -64,10 +76,10 @@ def prepare_input(
     (H, W, 3) organised point cloud.
     """
     image = read_rgb(rgb) if isinstance(rgb, (str, Path)) else _check_rgb_array(rgb)
-    size = cfg.image_size
-    rgb_in = resize_rgb(image, size)
+    frame = Frame.fit(image.shape[:2], cfg.image_size, cfg.resize)
+    rgb_in = frame.image(image)
     if depth is None:
-        return ModelInput(rgb_in, None, None, image.shape[:2])
+        return ModelInput(rgb_in, None, None, image.shape[:2], frame=frame)
     dmap = _to_depthmap(depth)
     check_same_size(image, dmap)
     geometry = remove_table(dmap)
@@ -76,10 +88,10 @@ def prepare_input(
         full = z / z.max() if z.max() > 0 else z
     else:
         full = depth_input(geometry)
-    depth_in = cv2.resize(full, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
     return ModelInput(
-        rgb_in, depth_in, resize_mask(geometry.foreground, size), image.shape[:2], xyz, geometry.foreground
+        rgb_in, frame.scalar(full), frame.mask(geometry.foreground), image.shape[:2], xyz, geometry.foreground,
+        frame,
     )
 
 
@@ -210,7 +222,7 @@ class Predictor:
         alpha = self.calibration.alpha
         with torch.inference_mode():
             out = self.runner(rgb_t, depth_t, gate, alpha)
-            score = float(image_scores(out.anomaly_map, self.cfg.image_size)[0])
+            score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]))[0])
         t2 = time.perf_counter()
         used_fused = bool(out.used_fused[0])
         head = self.calibration.head(used_fused)

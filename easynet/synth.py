@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from easynet.config import SynthConfig
+from easynet.data.foreground import rgb_foreground
 
 TEXTURE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 ROTATION_DEG = 90.0  # Perlin field rotated by U(-90, 90) degrees
@@ -32,6 +34,7 @@ class Synthetic:
     mask: np.ndarray  # (S, S) float32 {0, 1}: anomaly in any modality (fused head target)
     mask_rgb: np.ndarray  # (S, S) float32 {0, 1}: anomaly visible in RGB (RGB head target)
     label: int
+    frame: Any = None  # the source sample's letterbox frame, when it has one (scores leave padding out)
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -66,12 +69,96 @@ def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Ge
 def perlin_mask(size: int, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     """Binary Perlin mask (S, S) and the rotated noise it was cut from (scales 2**k per axis)."""
     sx, sy = (2 ** rng.integers(cfg.min_perlin_scale, cfg.max_perlin_scale, size=2)).tolist()
-    side = int(np.ceil(size / 32) * 32)  # divisible by every scale up to 32
+    period = max(sx, sy, 32)
+    side = int(np.ceil(size / period) * period)  # divisible by both scales
     noise = perlin_noise((side, side), (sx, sy), rng)[:size, :size].astype(np.float32)
     angle = rng.uniform(-ROTATION_DEG, ROTATION_DEG)
     rot = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
     noise = cv2.warpAffine(noise, rot, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return noise > cfg.threshold, noise
+
+
+SCRATCH_LENGTH = (0.05, 0.3)  # of the side S
+SCRATCH_WIDTH = (1, 3)  # px
+SPOT_RADIUS = (0.01, 0.06)  # of the side S
+DARKEN_GAIN, BRIGHTEN_GAIN = (0.2, 0.7), (1.4, 2.5)
+SHAPES = ("perlin", "scratch", "spot")
+FILLS = ("texture", "cutpaste", "intensity")
+
+
+def scratch_mask(size: int, rng: np.random.Generator) -> np.ndarray:
+    """One to three thin random polylines (cuts, scratches), (S, S) bool."""
+    canvas = np.zeros((size, size), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        length = rng.uniform(*SCRATCH_LENGTH) * size
+        points = [rng.uniform(0, size, 2)]
+        angle = rng.uniform(0, 2 * np.pi)
+        for _ in range(int(rng.integers(1, 4))):
+            angle += rng.uniform(-0.8, 0.8)
+            step = length / 3
+            points.append(points[-1] + step * np.array([np.cos(angle), np.sin(angle)]))
+        pts = np.round(np.array(points)).astype(np.int32)[None]
+        cv2.polylines(canvas, pts, False, 1, int(rng.integers(SCRATCH_WIDTH[0], SCRATCH_WIDTH[1] + 1)))
+    return canvas > 0
+
+
+def spot_mask(size: int, rng: np.random.Generator) -> np.ndarray:
+    """One to three small ellipses (holes, drops, specks), (S, S) bool."""
+    canvas = np.zeros((size, size), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        axes = np.maximum(1, np.round(rng.uniform(*SPOT_RADIUS, size=2) * size)).astype(int)
+        centre = np.round(rng.uniform(0, size, 2)).astype(int)
+        cv2.ellipse(canvas, tuple(centre.tolist()), tuple(axes.tolist()), rng.uniform(0, 180), 0, 360, 1, -1)
+    return canvas > 0
+
+
+def place_in_region(mask: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shifts a small mask so that its centre lies on a random pixel of ``region`` (then keeps the overlap).
+
+    Scratches and spots are drawn anywhere; without this most would miss a small object.
+    """
+    ys, xs = np.nonzero(region)
+    my, mx = np.nonzero(mask)
+    if len(ys) == 0 or len(my) == 0:
+        return mask & region
+    k = int(rng.integers(len(ys)))
+    dy, dx = int(ys[k] - round(my.mean())), int(xs[k] - round(mx.mean()))
+    shifted = np.zeros_like(mask)
+    size_y, size_x = mask.shape
+    ty, tx = my + dy, mx + dx
+    keep = (ty >= 0) & (ty < size_y) & (tx >= 0) & (tx < size_x)
+    shifted[ty[keep], tx[keep]] = True
+    return shifted & region
+
+
+def match_intensity(tex: np.ndarray, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rescales a texture to the image's mean and spread under the mask, times a random contrast."""
+    inside = rgb[mask]
+    mean, std = inside.mean(axis=0), inside.std(axis=0) + 1e-3
+    t_mean, t_std = tex[mask].mean(axis=0), tex[mask].std(axis=0) + 1e-3
+    gain = rng.uniform(1.0, 4.0)
+    shift = rng.uniform(-2.0, 2.0) * std
+    return np.clip((tex - t_mean) / t_std * std * gain + mean + shift, 0.0, 1.0).astype(np.float32)
+
+
+def cut_paste(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image itself shifted by a random offset, maybe flipped and colour-jittered (the pasted content)."""
+    size = rgb.shape[0]
+    dy, dx = (rng.integers(size // 8, size - size // 8, size=2)).tolist()
+    src = np.roll(rgb, (dy, dx), axis=(0, 1))
+    if rng.random() < 0.5:
+        src = src[::-1]
+    if rng.random() < 0.5:
+        src = src[:, ::-1]
+    src = src * rng.uniform(0.7, 1.3, size=3).astype(np.float32)
+    return np.clip(np.ascontiguousarray(src), 0.0, 1.0).astype(np.float32)
+
+
+def intensity_change(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The surface darkened (holes, cuts) or brightened (contamination), with a little grain."""
+    gain = rng.uniform(*DARKEN_GAIN) if rng.random() < 0.6 else rng.uniform(*BRIGHTEN_GAIN)
+    grain = rng.normal(0.0, 0.02, rgb.shape[:2])[..., None].astype(np.float32)
+    return np.clip(rgb * gain + grain, 0.0, 1.0).astype(np.float32)
 
 
 class TextureSource:
@@ -143,6 +230,17 @@ def augment_texture(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return tex
 
 
+def placement_region(sample: Any, cfg: SynthConfig) -> np.ndarray | None:
+    """(S, S) bool where a sample's anomalies may go: its depth foreground inside the image frame; without
+    depth and with ``cfg.rgb_foreground``, the object found in RGB; None means anywhere."""
+    region = sample.region
+    if sample.foreground is None and cfg.rgb_foreground:
+        valid = sample.frame.valid if sample.frame is not None else None
+        found = rgb_foreground(sample.rgb, valid)
+        region = found if found is not None else region
+    return region
+
+
 class AnomalySynthesizer:
     """Turns a clean (rgb, depth, foreground) triple into a training pair (about half stay clean)."""
 
@@ -165,19 +263,17 @@ class AnomalySynthesizer:
         anomalous = rng.random() < self.cfg.anomaly_probability if force is None else force
         if not anomalous:
             return Synthetic(rgb, depth, zeros, zeros, 0)
-        mask, _ = perlin_mask(size, rng, self.cfg)
-        if foreground is not None:
-            mask &= foreground
+        mask = self._mask(size, foreground, rng)
         if not mask.any():
             return Synthetic(rgb, depth, zeros, zeros, 0)
         kind = "rgb" if depth is None else rng.choice(["both", "rgb", "depth"], p=self._kind_p())
         m = mask.astype(np.float32)
         aug_rgb, aug_depth, mask_rgb = rgb, depth, m
         if kind in ("both", "rgb"):
-            tex = self.textures.sample(size, rng)
+            fill = self._fill(rgb, mask, rng)
             beta = rng.uniform(0.0, self.cfg.beta_max)
             m3 = m[..., None]
-            aug_rgb = (rgb * (1 - m3) + (1 - beta) * tex * m3 + beta * rgb * m3).astype(np.float32)
+            aug_rgb = (rgb * (1 - m3) + (1 - beta) * fill * m3 + beta * rgb * m3).astype(np.float32)
         if kind in ("both", "depth"):
             lo, hi = self.cfg.depth_amplitude
             amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
@@ -187,6 +283,35 @@ class AnomalySynthesizer:
             mask_rgb = zeros
         return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1)
 
+    def _mask(self, size: int, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        """The anomaly's (S, S) bool mask: a Perlin blob, scratches or spots, on the foreground."""
+        shape = SHAPES[_pick(self.cfg.shape_weights, rng)]
+        if shape == "perlin":
+            mask, _ = perlin_mask(size, rng, self.cfg)
+            return mask if foreground is None else mask & foreground
+        mask = scratch_mask(size, rng) if shape == "scratch" else spot_mask(size, rng)
+        return mask if foreground is None else place_in_region(mask, foreground, rng)
+
+    def _fill(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """What the RGB image shows inside the mask before blending, (S, S, 3) float32."""
+        fill = FILLS[_pick(self.cfg.fill_weights, rng)]
+        if fill == "cutpaste":
+            return cut_paste(rgb, rng)
+        if fill == "intensity":
+            return intensity_change(rgb, rng)
+        tex = self.textures.sample(rgb.shape[0], rng)
+        return match_intensity(tex, rgb, mask, rng) if self.cfg.match_intensity else tex
+
     def _kind_p(self) -> np.ndarray:
-        w = np.asarray(self.cfg.kind_weights, dtype=np.float64)
-        return w / w.sum()
+        return _normalised(self.cfg.kind_weights)
+
+
+def _pick(weights: tuple[float, ...], rng: np.random.Generator) -> int:
+    """An index drawn by weight; a single non-zero weight draws nothing (seeded recipes stay as they were)."""
+    nonzero = [i for i, w in enumerate(weights) if w > 0]
+    return nonzero[0] if len(nonzero) == 1 else int(rng.choice(len(weights), p=_normalised(weights)))
+
+
+def _normalised(weights: tuple[float, ...]) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    return w / w.sum()

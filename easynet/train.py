@@ -23,18 +23,29 @@ from easynet.errors import InputError
 from easynet.losses import EasyNetLoss
 from easynet.model import EasyNet
 from easynet.runtime import resolve_device
-from easynet.synth import AnomalySynthesizer
+from easynet.synth import AnomalySynthesizer, placement_region
+
+CACHE_LIMIT_BYTES = 4 << 30  # decoded training images are kept in memory up to this size
 
 
 class TrainingSet(Dataset):
-    """Wraps a loader of clean samples; each item gets a synthetic anomaly from a reproducible RNG."""
+    """Wraps a loader of clean samples; each item gets a synthetic anomaly from a reproducible RNG.
+
+    Decoded, resized samples are kept in memory after their first use (when they fit in CACHE_LIMIT_BYTES),
+    so PNG decoding and plane removal run once per image, not once per step. With ``cfg.crop_size`` each
+    item is a random crop that overlaps the image (not only letterbox padding).
+    """
 
     def __init__(self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool) -> None:
         if len(samples) == 0:
             raise InputError("the training split holds no images; at least one good sample is needed")
         self.samples, self.seed, self.use_depth = samples, cfg.seed, use_depth
         self.synth = AnomalySynthesizer(cfg.synth)
+        self.crop = cfg.crop_size
         self.epoch = 0
+        self._cache: dict[int, Any] = {}
+        self._regions: dict[int, Any] = {}
+        self._cacheable = True
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -44,16 +55,35 @@ class TrainingSet(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _sample(self, index: int) -> Any:
+        if index in self._cache:
+            return self._cache[index]
         s = self.samples[index]
+        if hasattr(self.samples, "set_epoch"):  # samples change per epoch (e.g. Eyecandies lights): no cache
+            return s
+        if self._cacheable and s.rgb.nbytes * 2 * len(self.samples) <= CACHE_LIMIT_BYTES:
+            self._cache[index] = s
+        else:
+            self._cacheable = False
+        return s
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self._sample(index)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         depth = s.depth if self.use_depth else None
         if self.use_depth and depth is None:
             raise InputError(f"sample {s.name} has no depth but the model is RGB-D; train with --modality rgb")
-        syn = self.synth(s.rgb, depth, s.foreground, rng)
+        if index not in self._regions or index not in self._cache:
+            self._regions[index] = placement_region(s, self.synth.cfg)
+        rgb, region = s.rgb, self._regions[index]
+        if self.crop and self.crop < rgb.shape[0]:
+            window = crop_window(rgb.shape[0], self.crop, s.frame, rng)
+            rgb, depth = rgb[window], None if depth is None else depth[window]
+            region = None if region is None else region[window]
+        syn = self.synth(rgb, depth, region, rng)
         item = {
             "aug_rgb": _chw(syn.rgb),
-            "rgb": _chw(s.rgb),
+            "rgb": _chw(rgb),
             "mask": torch.from_numpy(syn.mask)[None],
             "mask_rgb": torch.from_numpy(syn.mask_rgb)[None],
         }
@@ -61,6 +91,17 @@ class TrainingSet(Dataset):
             item["aug_depth"] = torch.from_numpy(np.ascontiguousarray(syn.depth))[None]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth))[None]
         return item
+
+
+def crop_window(size: int, crop: int, frame: Any, rng: np.random.Generator) -> tuple[slice, slice]:
+    """A random crop x crop window of an (S, S) input whose centre lies on the image (not on padding)."""
+    top, left, height, width = (0, 0, size, size) if frame is None else (
+        frame.top, frame.left, frame.height, frame.width)
+    cy = rng.uniform(top, top + height)
+    cx = rng.uniform(left, left + width)
+    y0 = int(np.clip(round(cy - crop / 2), 0, size - crop))
+    x0 = int(np.clip(round(cx - crop / 2), 0, size - crop))
+    return slice(y0, y0 + crop), slice(x0, x0 + crop)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
@@ -88,6 +129,7 @@ class TrainResult:
 
 
 Callback = Callable[[TrainEvent], "bool | None"]
+Selector = Callable[[EasyNet], float]  # validation score of a model in eval mode (higher is better)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -107,6 +149,7 @@ def train(
     callback: Callback | None = None,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
+    select: Selector | None = None,
 ) -> TrainResult:
     """Train EasyNet on clean samples with synthetic anomalies.
 
@@ -116,6 +159,8 @@ def train(
         resume: a checkpoint written by this function; training continues from its step.
         init_from: start from these weights (fine-tuning) with a fresh optimizer and schedule.
         callback: called after every step; returning False stops training (the result has stopped=True).
+        select: with ``cfg.select_every``, scores the model every that many steps and at the end; the
+            weights with the best score are kept (validation only: the caller must never pass test data).
     """
     world, rank, local_rank = _distributed()
     dev = resolve_device(device)
@@ -158,8 +203,9 @@ def train(
         drop_last=len(data) >= cfg.batch_size * world,
         pin_memory=dev.type == "cuda",
     )
+    total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    milestones = [max(1, int(f * cfg.steps)) for f in cfg.milestones]
+    milestones = [max(1, int(f * total)) for f in cfg.milestones]
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
@@ -173,9 +219,10 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
 
     history: list[dict[str, float]] = []
+    keeper = _BestKeeper(select if cfg.select_every > 0 and rank == 0 else None)
     step, epoch, stopped, t0 = start_step, 0, False, time.time()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train", unit="step")
-    while step < cfg.steps and not stopped:
+    bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="train", unit="step")
+    while step < total and not stopped:
         data.set_epoch(epoch)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
@@ -195,18 +242,23 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{losses['total']:.4f}")
             elapsed = time.time() - t0
-            eta = elapsed / (step - start_step) * (cfg.steps - step)
-            event = TrainEvent(step, cfg.steps, losses, scheduler.get_last_lr()[0], elapsed, eta)
+            eta = elapsed / (step - start_step) * (total - step)
+            event = TrainEvent(step, total, losses, scheduler.get_last_lr()[0], elapsed, eta)
             if callback is not None and callback(event) is False:
                 stopped = True
             if world > 1:  # every rank must leave the loop together, or the others hang in all-reduce
                 stopped = _any_rank(stopped, dev)
             if out is not None and rank == 0 and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save_checkpoint(_snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance), out)
-            if stopped or step >= cfg.steps:
+            if cfg.select_every and step % cfg.select_every == 0 and step < total:
+                keeper.consider(model, step)
+            if stopped or step >= total:
                 break
         epoch += 1
     bar.close()
+    if not stopped:
+        keeper.consider(model, step)
+    provenance = {**(provenance or {}), **keeper.restore_best(model)}
     if world > 1:  # BN running statistics are per rank after the last step: keep rank 0's everywhere
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
@@ -219,6 +271,33 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+class _BestKeeper:
+    """Keeps a copy of the weights with the best validation score seen so far."""
+
+    def __init__(self, select: Selector | None) -> None:
+        self.select, self.best, self.best_step, self.state = select, -np.inf, 0, None
+        self.history: list[dict[str, float]] = []
+
+    def consider(self, model: EasyNet, step: int) -> None:
+        if self.select is None:
+            return
+        model.eval()
+        score = float(self.select(model))
+        model.train()
+        self.history.append({"step": step, "score": round(score, 5)})
+        if score > self.best:  # ties keep the earlier (less trained) weights
+            self.best, self.best_step = score, step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore_best(self, model: EasyNet) -> dict[str, Any]:
+        """Loads the best weights into ``model``; returns what to record in the checkpoint's provenance."""
+        if self.state is None:
+            return {}
+        model.load_state_dict(self.state)
+        return {"selected_step": self.best_step, "selection_score": round(self.best, 5),
+                "selection_history": self.history}
 
 
 def _any_rank(flag: bool, dev: torch.device) -> bool:

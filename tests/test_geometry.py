@@ -14,9 +14,8 @@ from easynet.data.geometry import (
     prepare_depth,
     pseudo_xyz,
     remove_table,
-    resize_mask,
-    resize_rgb,
 )
+from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 
 
@@ -79,18 +78,7 @@ def test_depth_input_and_prepare_depth():
     resized, foreground = prepare_depth(depth, 32)
     assert resized.shape == (32, 32) and resized.dtype == np.float32 and foreground.dtype == np.bool_
     assert resized.max() <= 1.0 and resized[foreground].min() > 0 and resized[~foreground].mean() < 0.05
-    assert _iou(foreground, resize_mask(truth, 32)) > 0.85
-
-
-def test_resize_helpers():
-    rgb = np.zeros((60, 80, 3), np.uint8)
-    rgb[..., 1] = 255
-    out = resize_rgb(rgb, 16)
-    assert out.shape == (16, 16, 3) and out.dtype == np.float32 and out[..., 1].min() == 1.0
-    mask = np.zeros((60, 80), bool)
-    mask[:30] = True
-    small = resize_mask(mask, 10)
-    assert small.dtype == np.bool_ and small[:5].all() and not small[5:].any()
+    assert _iou(foreground, Frame.fit(truth.shape, 32, "stretch").mask(truth)) > 0.85
 
 
 def test_cache_reuses_and_invalidates(tmp_path):

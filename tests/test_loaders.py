@@ -13,7 +13,7 @@ from easynet.data import Eyecandies, MVTec3D, PairFolder, Sample, Split, detect_
 from easynet.data.eyecandies import EVAL_LIGHT, light_for
 from easynet.errors import InputError
 
-TIRE = Path(__file__).resolve().parents[2] / "shared/data/mvtec3d-tire-rgb-sample"
+TIRE = Path(__file__).resolve().parents[2] / "shared/data/mvtec3d-tire-rgb"
 SIZE = 32
 
 
@@ -75,7 +75,7 @@ def test_mvtec3d_non_square_with_xyz_and_size_mismatch(tmp_path):
         MVTec3D(root, "tall", "train", image_size=SIZE, cache_dir=tmp_path / "c")[0]
 
 
-@pytest.mark.skipif(not TIRE.is_dir(), reason="real MVTec 3D-AD tire sample not available")
+@pytest.mark.skipif(not TIRE.is_dir(), reason="real MVTec 3D-AD tire data (../shared/data) not available")
 def test_real_tire_sample_rgb_only():
     data = MVTec3D(TIRE, "tire", "test", image_size=256)  # at 32 px nearest resizing drops tiny defects
     assert len(data) == 25 and data.defects == ["combined", "contamination", "cut", "good", "hole"]
@@ -84,8 +84,14 @@ def test_real_tire_sample_rgb_only():
     for sample in samples:
         assert sample.rgb.shape == (256, 256, 3) and sample.depth is None and sample.foreground is None
         assert sample.label == int(sample.defect != "good") and sample.mask.any() == bool(sample.label)
-    assert len(MVTec3D(TIRE, "tire", "train", image_size=SIZE)) == 10
+    assert len(MVTec3D(TIRE, "tire", "train", image_size=SIZE)) == 210
+    assert len(MVTec3D(TIRE, "tire", "validation", image_size=SIZE)) == 29
     assert detect_format(TIRE) == "mvtec3d"
+    boxed = MVTec3D(TIRE, "tire", "test", image_size=256, resize="letterbox")
+    for i in range(len(boxed)):  # letterbox keeps every defect pixel inside the 192 x 256 image rectangle
+        sample = boxed[i]
+        assert sample.frame.width == 192 and sample.frame.height == 256
+        assert not (sample.mask & ~sample.frame.valid).any() and sample.mask.any() == bool(sample.label)
 
 
 def test_eyecandies_16bit_depth_yaml_and_lights(tmp_path):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from easynet.data.geometry import cached_prepare_depth, resize_mask, resize_rgb
+from easynet.data.geometry import cached_prepare_depth
 from easynet.data.io import check_same_size, depth_shape, read_mask, read_rgb
+from easynet.data.preprocess import RESIZE_MODES, Frame
 from easynet.data.types import Sample
 from easynet.errors import InputError
 
@@ -36,10 +37,13 @@ class PairedDataset:
         image_size: side S of the square samples.
         modality: "rgbd", or "rgb" for the RGB-only track (depth and foreground are None). A data set
             without depth files behaves as "rgb" whatever was asked (see `has_depth`).
+        resize: "stretch" or "letterbox" (see `easynet.data.preprocess`).
     """
 
     def __init__(self, records: list[Record], image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
+        if resize not in RESIZE_MODES:
+            raise InputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         if modality not in MODALITIES:
             raise InputError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
         if image_size < 8:
@@ -48,6 +52,7 @@ class PairedDataset:
         self.image_size = int(image_size)
         self.modality = modality
         self.cache_dir = cache_dir
+        self.resize = resize
 
     @property
     def has_depth(self) -> bool:
@@ -78,21 +83,22 @@ class PairedDataset:
         record = self.records[index]
         rgb = read_rgb(self.rgb_path(index))
         size = self.image_size
+        frame = Frame.fit(rgb.shape[:2], size, self.resize)
         depth = foreground = None
         if self.has_depth:
             check_same_size(rgb, np.empty(depth_shape(record.depth), dtype=np.uint8))
-            depth, foreground = cached_prepare_depth(record.depth, size, self.cache_dir, record.info_yaml)
+            depth, foreground = cached_prepare_depth(record.depth, frame, self.cache_dir, record.info_yaml)
         if record.mask is not None:
             mask = read_mask(record.mask)
             if mask.shape != rgb.shape[:2]:
                 raise InputError(f"mask {record.mask.name} is {mask.shape[1]}x{mask.shape[0]} but its image "
                                  f"is {rgb.shape[1]}x{rgb.shape[0]}; they must be the same size")
-            mask = resize_mask(mask, size)
+            mask = frame.mask(mask)
         else:
             mask = np.zeros((size, size), dtype=bool)
-        return Sample(rgb=resize_rgb(rgb, size), depth=depth, foreground=foreground, mask=mask,
+        return Sample(rgb=frame.image(rgb), depth=depth, foreground=foreground, mask=mask,
                       label=int(record.defect != GOOD or bool(mask.any())), defect=record.defect,
-                      name=record.name)
+                      name=record.name, frame=frame)
 
 
 def sorted_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:

@@ -38,7 +38,7 @@ class Eyecandies(PairedDataset):
 
     def __init__(self, root: str | Path, category: str, split: Split | str = Split.TRAIN,
                  image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd", light: int | None = None,
-                 epoch: int = 0, cache_dir: str | Path | None = None) -> None:
+                 epoch: int = 0, cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
         root = Path(root)
         if light is not None and light not in range(NUM_LIGHTS):
             raise InputError(f"light must be 0..{NUM_LIGHTS - 1} or None, got {light}")
@@ -59,7 +59,7 @@ class Eyecandies(PairedDataset):
                    for path in sorted(data.glob("*_image_0.png"))]
         if not records:
             raise InputError(f"{data} holds no <idx>_image_0.png files")
-        super().__init__(records, image_size, modality, cache_dir)
+        super().__init__(records, image_size, modality, cache_dir, resize)
 
     def _record(self, data: Path, idx: str) -> Record:
         depth, mask = data / f"{idx}_depth.png", data / f"{idx}_mask.png"

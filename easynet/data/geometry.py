@@ -17,11 +17,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
-from easynet.data.io import read_depth
+from easynet.data.io import depth_shape, read_depth
+from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
 
@@ -152,22 +152,13 @@ def depth_input(geometry: Geometry) -> np.ndarray:
     return np.where(geometry.foreground, geometry.height / top, 0.0).astype(np.float32)
 
 
-def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Resizes an RGB image (uint8 or float in [0, 1]) to (size, size, 3) float32 in [0, 1]."""
-    image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    return np.clip(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-
-
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resizes a bool mask to (size, size) with nearest neighbour."""
-    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
-
-
-def prepare_depth(depth: DepthMap, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Plane removal + depth input, resized: ((S, S) float32 depth input, (S, S) bool foreground)."""
+def prepare_depth(depth: DepthMap, frame: Frame | int) -> tuple[np.ndarray, np.ndarray]:
+    """Plane removal + depth input, fitted to the frame (an int S means stretch to S x S):
+    ((S, S) float32 depth input, (S, S) bool foreground)."""
+    if isinstance(frame, int):
+        frame = Frame.fit(depth.shape, frame, "stretch")
     geometry = remove_table(depth)
-    resized = cv2.resize(depth_input(geometry), (size, size), interpolation=cv2.INTER_LINEAR)
-    return resized.astype(np.float32), resize_mask(geometry.foreground, size)
+    return frame.scalar(depth_input(geometry)), frame.mask(geometry.foreground)
 
 
 def default_cache_dir() -> Path:
@@ -175,8 +166,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "easynet-3d")
 
 
-def _cache_key(path: Path, size: int, info_yaml: Path | None) -> str:
+def _cache_key(path: Path, frame: Frame, info_yaml: Path | None) -> str:
     stat = path.stat()
+    size = frame.size if frame.mode == "stretch" else [frame.size, frame.mode]  # stretch keys as before
     settings = {"path": str(path), "mtime_ns": stat.st_mtime_ns, "bytes": stat.st_size, "size": size,
                 "info_yaml": str(info_yaml) if info_yaml else None, "border": BORDER,
                 "distance": PLANE_DISTANCE, "iterations": PLANE_ITERATIONS, "ransac_n": RANSAC_N,
@@ -184,23 +176,25 @@ def _cache_key(path: Path, size: int, info_yaml: Path | None) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cached_prepare_depth(path: str | Path, size: int, cache_dir: str | Path | None = None,
+def cached_prepare_depth(path: str | Path, frame: Frame | int, cache_dir: str | Path | None = None,
                          info_yaml: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`prepare_depth(read_depth(path), size)` memoised as .npz under `cache_dir` (never in the data set).
+    """`prepare_depth(read_depth(path), frame)` memoised as .npz under `cache_dir` (never in the data set).
 
     The key covers the absolute path, modification time, file size and every preprocessing setting.
     """
     path = Path(path).resolve()
     info = Path(info_yaml).resolve() if info_yaml is not None else None
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = directory / f"{_cache_key(path, size, info)}.npz"
+    if isinstance(frame, int):
+        frame = Frame.fit(depth_shape(path), frame, "stretch")
+    target = directory / f"{_cache_key(path, frame, info)}.npz"
     if target.is_file():
         try:
             with np.load(target, allow_pickle=False) as cached:
                 return cached["depth"], cached["foreground"]
         except (OSError, KeyError, ValueError):
             pass  # unreadable cache entry: recompute and overwrite
-    depth, foreground = prepare_depth(read_depth(path, info), size)
+    depth, foreground = prepare_depth(read_depth(path, info), frame)
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
     try:

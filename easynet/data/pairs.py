@@ -54,7 +54,7 @@ class PairFolder(PairedDataset):
     """All pairs of one folder; pairs whose depth file is missing make the whole folder RGB-only."""
 
     def __init__(self, root: str | Path, image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"pair folder {self.root} is not a folder")
@@ -62,4 +62,4 @@ class PairFolder(PairedDataset):
         if not records:
             raise InputError(f"{self.root} holds no RGB images (.png, .jpg, .bmp); expected NAME.png + "
                              "NAME.tiff pairs or rgb/ and depth/ sub-folders")
-        super().__init__(records, image_size, modality, cache_dir)
+        super().__init__(records, image_size, modality, cache_dir, resize)

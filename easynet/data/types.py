@@ -7,6 +7,8 @@ from enum import Enum
 
 import numpy as np
 
+from easynet.data.preprocess import Frame
+
 
 class Split(str, Enum):
     """A data set split; the value is the folder name used by MVTec 3D-AD."""
@@ -51,6 +53,7 @@ class Sample:
         label: 0 good, 1 anomalous.
         defect: "good" or the defect folder name.
         name: unique name within the data set, e.g. "test/hole/003".
+        frame: where the source image sits in the square (letterbox padding), None for a full square.
     """
 
     rgb: np.ndarray
@@ -60,3 +63,12 @@ class Sample:
     label: int
     defect: str
     name: str
+    frame: Frame | None = None
+
+    @property
+    def region(self) -> np.ndarray | None:
+        """(S, S) bool: where anomalies may be placed: the object (foreground) inside the image's frame."""
+        valid = self.frame.valid if self.frame is not None and self.frame.mode == "letterbox" else None
+        if self.foreground is None:
+            return valid
+        return self.foreground if valid is None else self.foreground & valid

@@ -1,0 +1,94 @@
+"""Fitting images into the model's square input and mapping results back: the one place that decides how an
+(H, W) picture becomes (S, S), used by the loaders, the evaluator, calibration, the Predictor and the app.
+
+Two modes, recorded in the checkpoint's ``ModelConfig.resize``:
+* ``stretch``: resize both sides to S (the aspect ratio changes; what the synthetic world and the authors do).
+* ``letterbox``: resize the long side to S, keep the aspect ratio and pad the short side with zeros
+  (centred). Small defects keep their shape; the padding is never an anomaly and is left out of scores and
+  pixel metrics through ``Frame.valid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from easynet.config import RESIZE_MODES
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where an (H, W) image sits inside the (S, S) model input.
+
+    Attributes:
+        size: S.
+        original: (H, W) of the source image.
+        top, left, height, width: the image's rectangle inside the square (the rest is padding).
+    """
+
+    size: int
+    original: tuple[int, int]
+    top: int
+    left: int
+    height: int
+    width: int
+    mode: str = "stretch"
+
+    @classmethod
+    def fit(cls, original: tuple[int, int], size: int, mode: str) -> Frame:
+        """The frame of an (H, W) image resized to S by ``mode``."""
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
+        h, w = int(original[0]), int(original[1])
+        if mode == "stretch" or h == w:
+            return cls(size, (h, w), 0, 0, size, size, mode)
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        return cls(size, (h, w), (size - nh) // 2, (size - nw) // 2, nh, nw, mode)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(S, S) bool: True on image pixels, False on padding."""
+        out = np.zeros((self.size, self.size), dtype=bool)
+        out[self.top : self.top + self.height, self.left : self.left + self.width] = True
+        return out
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Row and column slices of the image rectangle inside the square."""
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+    def _place(self, resized: np.ndarray, fill: float | bool) -> np.ndarray:
+        out = np.full((self.size, self.size, *resized.shape[2:]), fill, dtype=resized.dtype)
+        out[self.slices] = resized
+        return out
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """An RGB image (uint8 or float in [0, 1]) -> (S, S, 3) float32 in [0, 1]."""
+        image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+        resized = cv2.resize(image, (self.width, self.height), interpolation=_shrink(image.shape, self))
+        return self._place(np.clip(resized, 0.0, 1.0).astype(np.float32), 0.0)
+
+    def scalar(self, values: np.ndarray) -> np.ndarray:
+        """An (H, W) float map (depth input) -> (S, S) float32, bilinear, padding 0."""
+        resized = cv2.resize(values.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return self._place(resized.astype(np.float32), 0.0)
+
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        """An (H, W) bool mask -> (S, S) bool, nearest neighbour, padding False."""
+        resized = cv2.resize(mask.astype(np.uint8), (self.width, self.height), interpolation=cv2.INTER_NEAREST)
+        return self._place(resized > 0, False)
+
+    def to_original(self, values: np.ndarray) -> np.ndarray:
+        """An (S, S) map at model resolution -> (H, W) on the source image's pixels (bilinear)."""
+        inner = np.ascontiguousarray(values[self.slices], dtype=np.float32)
+        return cv2.resize(inner, (self.original[1], self.original[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _shrink(shape: tuple[int, ...], frame: Frame) -> int:
+    """Letterbox shrinks with INTER_AREA (keeps thin structures and small defects); stretch stays bilinear,
+    the interpolation the shipped checkpoints were trained with."""
+    shrinking = shape[0] > frame.height and shape[1] > frame.width
+    return cv2.INTER_AREA if frame.mode == "letterbox" and shrinking else cv2.INTER_LINEAR
