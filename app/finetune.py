@@ -14,7 +14,7 @@ from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
 
 SOURCES = ("synthetic", "annotated", "zip")
-SCRATCH = ("(from scratch, lite preset)", "")
+SCRATCH = ("(from scratch: lite for RGB-D data, base for RGB-only)", "")
 POLL_SECONDS = 2.0
 DEFAULT_STEPS = 200
 
@@ -104,7 +104,8 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component]]:
                                     info="generated into the workspace on first use")
             annotated = gr.Dropdown(workspace.annotated_categories(), label="Annotated category",
                                     allow_custom_value=True)
-            upload = gr.File(label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb ...)", file_types=[".zip"])
+            upload = gr.File(label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)",
+                             file_types=[".zip"])
             init = model_dropdown(label="Start from", extra=[SCRATCH])
             steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.MAX_STEPS, label="Steps")
             with gr.Row():

@@ -71,15 +71,21 @@ TrainFn = Callable[[Job, Callable[[Any], bool]], dict[str, Any]]
 
 
 def default_train(job: Job, callback: Callable[[Any], bool]) -> dict[str, Any]:
-    """Generate the synthetic data if needed, then train_category into a file under jobs/."""
-    from easynet.config import TRAIN_PRESETS
-    from easynet.pipeline import train_category
+    """Generate the synthetic data if needed, then train_category into a file under jobs/.
+
+    From scratch, RGB-D data trains the `lite` preset and RGB-only data (no xyz folders, e.g. real photos)
+    the `base` preset for real images; a fine-tune keeps its starting checkpoint's model.
+    """
+    from easynet.data.registry import open_dataset
+    from easynet.pipeline import default_train_config, train_category
 
     data = workspace.ensure_synthetic(job.category) if job.synthetic else job.data
-    cfg = TRAIN_PRESETS["official"].replace(steps=job.steps, batch_size=job.batch_size)
+    rgb_only = not job.init_from and not open_dataset(data, job.category, "train", image_size=16).has_depth
+    preset = "base" if rgb_only else "lite"
+    cfg = default_train_config(preset).replace(steps=job.steps, batch_size=job.batch_size)
     out = workspace.sub("jobs") / f"{job.id}.pt"
     return train_category(data, job.category, out, init_from=job.init_from, train_cfg=cfg, callback=callback,
-                          progress=False)
+                          progress=False, preset=preset)
 
 
 class JobRunner:

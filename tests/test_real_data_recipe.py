@@ -118,3 +118,19 @@ def test_short_base_training_saves_and_selection_never_reads_test(tmp_path, monk
 def test_the_default_train_recipe_follows_the_model_preset():
     assert pipeline.default_train_config("base") is TRAIN_PRESETS["base"]
     assert pipeline.default_train_config("lite") is TRAIN_PRESETS["official"]
+
+
+def test_app_finetune_on_an_rgb_only_zip_trains_the_base_preset(tmp_path, monkeypatch):
+    """A zip without xyz folders (real photos) trains `base` from scratch; the result is an RGB model."""
+    from app import jobs
+
+    monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
+    root = tmp_path / "photos"
+    make_mvtec3d_tree(root, "part", size=(48, 64), with_xyz=False, n_train=2, n_val=1)
+    job = jobs.Job(id="0001", category="part", data=str(root), steps=1, batch_size=2)
+    summary = jobs.default_train(job, lambda event: True)
+    from easynet.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(summary["checkpoint"])
+    assert ckpt.provenance["preset"] == "base" and ckpt.model_config.modality == "rgb"
+    assert ckpt.model_config.resize == "letterbox"
