@@ -22,8 +22,7 @@ LABELS = ("OK", "NG")
 def predicted_mask(image: np.ndarray, depth: Any, model: str | None) -> np.ndarray:
     """(H, W) bool: the calibrated heat map >= MASK_THRESHOLD, resized to the original image."""
     p = models.predictors.get(model).predict(image, _path(depth), gate="control")
-    heat = cv2.resize(p.heatmap, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return heat >= MASK_THRESHOLD
+    return p.heatmap_original >= MASK_THRESHOLD
 
 
 def editor_value(image: np.ndarray, mask: np.ndarray | None) -> dict[str, Any]:

@@ -35,7 +35,9 @@ def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
     image = read_rgb(rgb_path)
     predictor = models.predictors.get(model)
     results = {g: predictor.predict(image, _path(depth), gate=g) for g in GATES}
-    pictures = [enlarge(overlay(image, shared_scale(results[g].anomaly_map, predictor.calibration))) for g in GATES]
+    pictures = [enlarge(overlay(image, results[g].on_original(shared_scale(results[g].anomaly_map,
+                                                                           predictor.calibration))))
+                for g in GATES]
     lines = ["| gate | head used | score | threshold | verdict |", "|---|---|---|---|---|"]
     for g, p in results.items():
         lines.append(f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {'NG' if p.is_anomalous else 'OK'} |")

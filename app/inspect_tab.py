@@ -68,14 +68,15 @@ def enlarge(image: np.ndarray) -> np.ndarray:
 def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str) -> tuple:
     """Prediction -> the tab's outputs (without the state)."""
     inputs = p.inputs
-    fig = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, p.heatmap, colour_by)
+    heat = p.heatmap_original  # on the uploaded pixels, at the image's own aspect
+    fig = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, heat, colour_by)
     if inputs.depth is None:
         depth_in = rec_depth = figures.placeholder("no depth given")
     else:
         depth_in = depth_preview(inputs.depth)
         rec_depth = figures.placeholder(f"the {p.gate} gate did not run the depth branch") \
             if p.rec_depth is None else depth_preview(np.where(inputs.foreground, p.rec_depth, 0))
-    pictures = [figures.heat_picture(image, p.heatmap), to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
+    pictures = [figures.heat_picture(image, heat), to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
     return (verdict_markdown(p, sensitivity), *[enlarge(x) for x in pictures], gate_markdown(p), fig, p.to_json())
 
 
@@ -85,7 +86,7 @@ def predict(rgb: Any, depth: Any, model: str | None, gate: str = "control", sens
     """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
     p, image = run(rgb, depth, model, gate, sensitivity)
     state = {"rgb": _path(rgb), "depth": _path(depth), "image": image, "xyz": p.inputs.xyz,
-             "foreground": p.inputs.foreground_full, "heat": p.heatmap}
+             "foreground": p.inputs.foreground_full, "heat": p.heatmap_original}
     return (*render(p, image, sensitivity, colour_by), state)
 
 

@@ -133,6 +133,7 @@ def _save_maps(folder: str | Path, test: Any, heads: Any) -> None:
 def cmd_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
+    from easynet.data.io import read_rgb
     from easynet.predict import Predictor
     from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
 
@@ -145,8 +146,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
         _write_json(a.json, result)
     if a.out:
         out = Path(a.out)
-        write_png(out / "heatmap.png", colorize(p.heatmap))
-        write_png(out / "overlay.png", overlay(p.inputs.rgb, p.heatmap))
+        write_png(out / "heatmap.png", colorize(p.heatmap_original))  # on the input's own pixels and aspect
+        write_png(out / "overlay.png", overlay(read_rgb(a.rgb), p.heatmap_original))
         write_png(out / "reconstruction_rgb.png", to_uint8(p.rec_rgb))
         if p.rec_depth is not None:
             write_png(out / "reconstruction_depth.png", depth_preview(p.rec_depth))

@@ -135,6 +135,17 @@ class Prediction:
     inputs: ModelInput
     timings: dict[str, float] = field(default_factory=dict)
 
+    def on_original(self, values: np.ndarray) -> np.ndarray:
+        """An (S, S) map of this prediction (heat map, anomaly map) on the uploaded image's (H, W) pixels:
+        letterbox padding removed, the aspect ratio restored."""
+        frame = self.inputs.frame or Frame.fit(self.inputs.original_size, values.shape[0], "stretch")
+        return frame.to_original(values)
+
+    @property
+    def heatmap_original(self) -> np.ndarray:
+        """(H, W) calibrated heat map on the uploaded image's pixels, in [0, 1]."""
+        return np.clip(self.on_original(self.heatmap), 0.0, 1.0)
+
     def to_json(self) -> dict[str, Any]:
         """The fields of `easynet predict --json` (plain types)."""
         return {

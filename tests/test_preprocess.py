@@ -59,3 +59,28 @@ def test_prepare_input_uses_the_checkpoint_resize():
 def test_unknown_resize_mode_is_refused():
     with pytest.raises(ValueError, match="resize must be one of"):
         MODEL_PRESETS["lite"].replace(resize="crop")
+
+
+def test_predictor_maps_go_back_onto_the_uploaded_pixels():
+    import torch
+
+    from easynet.checkpoint import Calibration
+    from easynet.model import EasyNet
+    from easynet.predict import Predictor
+
+    torch.manual_seed(0)
+    cfg = MODEL_PRESETS["lite"].replace(image_size=32, modality="rgb", resize="letterbox", base_width=4,
+                                        head_width=8)
+    predictor = Predictor(EasyNet(cfg), Calibration(), torch.device("cpu"), backend="eager")
+    rgb = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    p = predictor.predict(rgb)
+    assert p.heatmap.shape == (32, 32) and p.heatmap_original.shape == (60, 80)
+    frame = p.inputs.frame
+    assert np.allclose(p.on_original(p.anomaly_map), frame.to_original(p.anomaly_map))
+    # the score ignores the padding: a map that is hot only on padding rows scores nothing
+    from easynet.predict import image_scores, valid_masks
+
+    hot = torch.zeros(1, 32, 32)
+    hot[0, :frame.top] = 1.0
+    assert float(image_scores(hot, 32, valid_masks([p.inputs]))[0]) == 0.0
+    assert float(image_scores(hot, 32)[0]) > 0.0
