@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from gradio import processing_utils
 
 from app import models
@@ -19,6 +20,8 @@ from easynet.visualize import atomic_write_bytes
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
 INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
+STATE_TTL_S = 900  # a session's gr.State is dropped this long after its last update (Gradio keeps 10,000 sessions)
+STATE_SIDE = 256  # pixels; the long side of the pictures a session keeps between events (never the full image)
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +56,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(INTERNAL_ERROR.format(name=type(err).__name__), print_exception=False) from None
 
     return wrapper
+
+
+def compact_state(rgb: str | None, depth: str | None, image: np.ndarray, xyz: np.ndarray | None,
+                  foreground: np.ndarray | None, heat: np.ndarray) -> dict[str, Any]:
+    """What a session keeps between events: the uploaded files' paths and pictures of at most STATE_SIDE pixels
+    (every k-th pixel of the image, the point cloud and its mask; the heat map is at the model's size)."""
+    step = max(1, -(-max(image.shape[:2]) // STATE_SIDE))  # ceil
+
+    def thin(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a[::step, ::step])
+
+    return {"rgb": rgb, "depth": depth, "image": thin(image), "xyz": thin(xyz), "foreground": thin(foreground),
+            "heat": heat}
 
 
 def _raw_preprocess(payload: Any) -> str | None:
