@@ -168,4 +168,7 @@ def build() -> gr.Dropdown:
                    api_name="annotate_open")
     delete_btn.click(delete, entries, [status, entries, current], api_name="annotate_delete")
     zip_btn.click(download, None, zip_file, api_name="annotate_download")
+    # the page is built for no session: the list fills with this session's entries when it is opened
+    entries.focus(lambda value: gr.update(choices=workspace.list_annotations(), value=value), entries, entries,
+                  api_name="annotate_entries", show_progress="hidden")
     return model
