@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from easynet.visualize import atomic_write_bytes
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
 INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
-STATE_TTL_S = 900  # a session's gr.State is dropped this long after its last update (Gradio keeps 10,000 sessions)
+STATE_TTL_ENV = "EASYNET_STATE_TTL_S"
+STATE_TTL_S = float(os.environ.get(STATE_TTL_ENV) or 900)  # a session's gr.State is dropped this long after its
+# last update (read when the page is built; Gradio would otherwise keep up to 10,000 sessions' state)
 STATE_SIDE = 256  # pixels; the long side of the pictures a session keeps between events (never the full image)
 log = logging.getLogger(__name__)
 
