@@ -232,7 +232,7 @@ def write_markdown(r: dict) -> None:
         f"Machine: {r['machine']}. Gradio runs each event one request at a time by default, so latency under load "
         "is mostly queueing: p95 is about clients x the single-request time. Memory stays bounded: one model per "
         f"name in an LRU of EASYNET_MAX_MODELS={r['max_models']}, uploads are refused above EASYNET_MAX_UPLOAD_MB, "
-        f"images above EASYNET_MAX_PIXELS. {r['note']}\n"
+        f"images above EASYNET_MAX_PIXELS. {r['note']}\n\n"
     )
     text = OUT_MD.read_text() if OUT_MD.is_file() else "# Load\n\n"
     start = text.find("## Load test")

@@ -228,3 +228,25 @@ def test_the_browser_token_keeps_a_session_across_reloads(monkeypatch):
     assert sessions.owner() not in (adopted, first)
     LocalContext.request.set(None)
     assert sessions.owner() == sessions.LOCAL
+
+
+def test_the_inspect_state_keeps_paths_and_small_pictures_only(assets):
+    from app import inspect_tab, ui
+
+    out = inspect_tab.predict(str(assets.rgb), str(assets.depth), assets.model, "control")
+    state = out[-1]
+    assert state["rgb"] == str(assets.rgb) and state["depth"] == str(assets.depth)
+    for key in ("image", "xyz", "foreground", "heat"):
+        assert max(state[key].shape[:2]) <= ui.STATE_SIDE, key  # never the full-resolution arrays
+    assert inspect_tab.recolour(state, "rgb") is not None  # the 3D view is redrawn from the small pictures
+    assert inspect_tab.build.__module__ == "app.inspect_tab" and ui.STATE_TTL_S > 0
+
+
+def test_compact_state_thins_a_large_image_to_the_state_side():
+    from app import ui
+
+    image = np.zeros((6000, 4000, 3), np.uint8)
+    state = ui.compact_state("a.png", None, image, np.zeros((6000, 4000, 3), np.float32), np.ones((6000, 4000), bool),
+                             np.zeros((128, 128), np.float32))
+    assert state["image"].shape == (250, 167, 3) and state["xyz"].shape == (250, 167, 3)
+    assert state["foreground"].shape == (250, 167) and state["depth"] is None
