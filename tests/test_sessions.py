@@ -250,3 +250,24 @@ def test_compact_state_thins_a_large_image_to_the_state_side():
                              np.zeros((128, 128), np.float32))
     assert state["image"].shape == (250, 167, 3) and state["xyz"].shape == (250, 167, 3)
     assert state["foreground"].shape == (250, 167) and state["depth"] is None
+
+
+def test_login_switched_on_by_the_operator_gives_one_team_workspace(monkeypatch):
+    from gradio.context import LocalContext
+
+    from app import sessions
+
+    class Request:
+        session_hash, username = "page-9", "ada"
+
+    assert sessions.auth_pairs() is None or "EASYNET_AUTH" in __import__("os").environ
+    monkeypatch.setenv("EASYNET_AUTH", "ada:secret, bob:hunter2")
+    assert sessions.auth_pairs() == [("ada", "secret"), ("bob", "hunter2")]
+    monkeypatch.setenv("EASYNET_AUTH", "no-password")
+    with pytest.raises(SystemExit, match="EASYNET_AUTH must be 'user:password' pairs"):
+        sessions.auth_pairs()
+    LocalContext.request.set(Request())
+    try:
+        assert sessions.owner() == sessions.TEAM
+    finally:
+        LocalContext.request.set(None)
