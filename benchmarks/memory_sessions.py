@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main() -> int:
             client.close()
         server.terminate()
         server.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "sessions": a.sessions, "image": f"{side}x{side} RGB PNG + {side}x{side} float32 depth .npy",
         "max_pixels": a.max_pixels, "state_ttl_s": a.ttl, "model": a.model,
