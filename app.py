@@ -2,7 +2,8 @@
 
 `demo` is built at module level so that `gradio app.py` (reload mode), Hugging Face Spaces and the tests can
 import it; `launch()` runs only under __main__, with `launch_settings()` (upload size limit from
-EASYNET_MAX_UPLOAD_MB). Limits are listed in README.md ("Limits").
+EASYNET_MAX_UPLOAD_MB, login from EASYNET_AUTH). Each browser session has its own jobs, annotations and
+uploads (app/sessions.py). Limits are listed in README.md ("Limits").
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import annotate, compare, finetune, inspect_tab, models, ui
+from app import annotate, compare, finetune, inspect_tab, models, sessions, ui
 
 TITLE = "EasyNet-3D"
 INTRO = (
@@ -24,6 +25,8 @@ INTRO = (
 MODEL_POLL_SECONDS = 5.0
 MAX_UPLOAD_ENV = "EASYNET_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 500  # per uploaded file; data set zips are the largest uploads
+CACHE_SWEEP_S, CACHE_MAX_AGE_S = 900, 7200  # Gradio's upload/output cache: checked every 15 min, kept 2 hours
+STATE_SESSIONS = 2000  # sessions whose gr.State Gradio keeps in memory (its default is 10,000)
 
 
 def launch_settings() -> dict[str, Any]:
@@ -33,11 +36,17 @@ def launch_settings() -> dict[str, Any]:
         megabytes = float(value)
     except ValueError:
         raise SystemExit(f"{MAX_UPLOAD_ENV} must be a number of megabytes, got {value!r}") from None
-    return {"max_file_size": int(megabytes * gr.FileSize.MB)}
+    settings: dict[str, Any] = {"max_file_size": int(megabytes * gr.FileSize.MB),
+                                "state_session_capacity": STATE_SESSIONS}
+    auth = sessions.auth_pairs()
+    if auth:  # everyone logged in shares one team workspace
+        settings["auth"] = auth
+    return settings
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(CACHE_SWEEP_S, CACHE_MAX_AGE_S)) as demo:
+        browser_session = gr.BrowserState(None, storage_key=sessions.BROWSER_STORAGE_KEY)
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect") as inspect_tab_:
@@ -64,7 +73,10 @@ def build_demo() -> gr.Blocks:
         for i, tab in enumerate((inspect_tab_, compare_tab, annotate_tab, finetune_tab)):
             tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}",
                        show_progress="hidden")
-        demo.load(finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load")
+        # the browser's session token first, so that the job shown after a reload is this browser's
+        demo.load(sessions.adopt, browser_session, browser_session, api_name="session", api_visibility="private",
+                  show_progress="hidden").then(
+            finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load")
     return demo
 
 

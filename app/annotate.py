@@ -95,7 +95,9 @@ def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth:
         replace = current.split(":", 1)[1]
     entry = workspace.save_annotation(category, label, path, _path(depth), mask, defect, ok_split, replace)
     item = f"{workspace.safe_name(category, 'category')}:{entry}"
-    files = {k: str(v) if v else None for k, v in workspace.entry_files(category, entry).items()}
+    base = workspace.annotations_root()  # paths relative to the session's data set, never server paths
+    files = {k: v.relative_to(base).as_posix() if v else None
+             for k, v in workspace.entry_files(category, entry).items()}
     status = f"Saved **{item}** ({label}{', ' + str(int(mask.sum())) + ' defect px' if label == 'NG' else ''})."
     return status, _entry_choices(), item, {"entry": item, "files": files}
 
@@ -165,4 +167,7 @@ def build() -> gr.Dropdown:
                    api_name="annotate_open")
     delete_btn.click(delete, entries, [status, entries, current], api_name="annotate_delete")
     zip_btn.click(download, None, zip_file, api_name="annotate_download")
+    # the page is built for no session: the list fills with this session's entries when it is opened
+    entries.focus(lambda value: gr.update(choices=workspace.list_annotations(), value=value), entries, entries,
+                  api_name="annotate_entries", show_progress="hidden")
     return model

@@ -1,4 +1,6 @@
-"""Fine-tune tab: queue a background training job on a category and follow it with a timer."""
+"""Fine-tune tab: queue a background training job on a category and follow it with a timer.
+
+Every handler acts for the current session only (app/sessions.py): its jobs, its annotations, its uploads."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def job_markdown(job: jobs.Job) -> str:
         text += f"\n\nError: {job.error}"
     queued = jobs.runner().queue()
     if queued:
-        text += f"\n\nQueue (first runs next): {', '.join(queued)}"
+        text += f"\n\nQueue (first runs next; 'other' = another session's job): {', '.join(queued)}"
     return text
 
 
@@ -51,6 +53,7 @@ def queue_rows() -> list[list[Any]]:
 def start(source: str, synthetic: str | None, annotated: str | None, upload: Any, init: str | None,
           steps: float) -> tuple:
     """The /finetune_start endpoint: queue a job; returns (job id, status JSON, status text)."""
+    init_path = models.find(init).path if init else None  # before a zip is extracted, so a bad name leaves nothing
     if source == "synthetic":
         if synthetic not in SYNTHETIC:
             raise InputError(f"choose a synthetic category ({', '.join(SYNTHETIC)})")
@@ -61,10 +64,9 @@ def start(source: str, synthetic: str | None, annotated: str | None, upload: Any
         if _path(upload) is None:
             raise InputError("upload a zip of one category in the MVTec 3D-AD layout")
         root, category = workspace.extract_dataset_zip(_path(upload))
-        spec = {"category": category, "data": root}
+        spec = {"category": category, "data": root, "cleanup": [workspace.upload_folder(root) or root]}
     else:
         raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
-    init_path = models.find(init).path if init else None
     job = jobs.runner().submit(steps=int(steps or 0), init_from=init_path, **spec)
     return job.id, job.status(), job_markdown(job)
 
@@ -107,7 +109,7 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component]]:
             upload = gr.File(label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)",
                              file_types=[".zip"])
             init = model_dropdown(label="Start from", extra=[SCRATCH])
-            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.MAX_STEPS, label="Steps")
+            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.max_steps(), label="Steps")
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
                 cancel_btn = gr.Button("Cancel", variant="stop")

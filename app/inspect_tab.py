@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from app import figures, models, workspace
-from app.ui import GATE_HELP, GATES, friendly, image_upload, model_dropdown
+from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import InputError
 from easynet.predict import Prediction
@@ -85,8 +85,8 @@ def predict(rgb: Any, depth: Any, model: str | None, gate: str = "control", sens
             colour_by: str = "anomaly") -> tuple:
     """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
     p, image = run(rgb, depth, model, gate, sensitivity)
-    state = {"rgb": _path(rgb), "depth": _path(depth), "image": image, "xyz": p.inputs.xyz,
-             "foreground": p.inputs.foreground_full, "heat": p.heatmap_original}
+    state = compact_state(_path(rgb), _path(depth), image, p.inputs.xyz, p.inputs.foreground_full,
+                          p.heatmap_original)
     return (*render(p, image, sensitivity, colour_by), state)
 
 
@@ -125,7 +125,7 @@ def model_for_sample(category: str | None, current: str | None) -> str | None:
 
 def build() -> gr.Dropdown:
     """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
-    state = gr.State(None)
+    state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(elem_id="inspect-model")

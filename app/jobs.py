@@ -3,6 +3,10 @@
 A job's file <workspace>/jobs/<id>.json is rewritten atomically on every change (throttled while training),
 so a reloaded page, another browser tab or a restarted server sees the same state. Jobs that were running
 when the server stopped are reported as failed ("interrupted by a server restart").
+
+Each job belongs to the session that started it (app/sessions.py): other sessions can neither see, cancel nor
+use it. Quotas bound the queue (per session and in all) and the steps of one job; a job's extracted upload and
+its work folder are deleted when it ends in any state.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import workspace
+from app import sessions, workspace
 from easynet.errors import EasyNetError, InputError
 from easynet.visualize import atomic_write_bytes
 
@@ -29,6 +34,12 @@ RESTART_ERROR = "interrupted by a server restart"
 SAVE_EVERY_S = 1.0  # at most one state write per second while training
 MAX_LOSS_POINTS = 1000  # the loss history is thinned to this many points
 MAX_STEPS = 100_000
+SPACE_MAX_STEPS = 2_000  # on a Hugging Face Space (SPACE_ID set) a job shares a small CPU with every visitor
+MAX_STEPS_ENV = "EASYNET_MAX_STEPS"
+MAX_ACTIVE_PER_SESSION = 2  # queued + running jobs of one session
+MAX_ACTIVE_PER_SESSION_ENV = "EASYNET_MAX_JOBS_PER_SESSION"
+MAX_ACTIVE_TOTAL = 8  # queued + running jobs of the whole server
+MAX_ACTIVE_TOTAL_ENV = "EASYNET_MAX_JOBS"
 log = logging.getLogger(__name__)
 
 
@@ -55,16 +66,40 @@ class Job:
     error: str | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    owner: str = sessions.LOCAL  # the session that started it (a folder name, never a secret)
+    cleanup: list[str] = field(default_factory=list)  # folders deleted when the job ends (its extracted upload)
+    work: str = ""  # the folder it writes to while it trains (<workspace>/jobs/<id>.work), deleted when it ends
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def status(self) -> dict[str, Any]:
-        """The compact view behind /finetune_status."""
+        """The compact view behind /finetune_status (file names only, never a server path)."""
         last = self.loss[-1]["total"] if self.loss else None
         return {"id": self.id, "state": self.state, "step": self.step, "total": self.total or self.steps,
-                "loss": last, "eta": self.eta, "category": self.category, "checkpoint": self.checkpoint,
+                "loss": last, "eta": self.eta, "category": self.category,
+                "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
                 "model": self.model, "metrics": self.metrics, "error": self.error}
+
+
+def _limit(env: str, default: int) -> int:
+    value = os.environ.get(env)
+    try:
+        return int(float(value)) if value else default
+    except ValueError:
+        raise InputError(f"{env} must be a whole number, got {value!r}") from None
+
+
+def max_steps() -> int:
+    """Steps one job may ask for: EASYNET_MAX_STEPS, else SPACE_MAX_STEPS on a Space, else MAX_STEPS."""
+    return _limit(MAX_STEPS_ENV, SPACE_MAX_STEPS if os.environ.get("SPACE_ID") else MAX_STEPS)
+
+
+def scrub(text: str) -> str:
+    """An error message without server paths (the workspace and the repository become relative names)."""
+    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.REPO), ".")):
+        text = text.replace(base, name)
+    return text
 
 
 TrainFn = Callable[[Job, Callable[[Any], bool]], dict[str, Any]]
@@ -83,7 +118,7 @@ def default_train(job: Job, callback: Callable[[Any], bool]) -> dict[str, Any]:
     rgb_only = not job.init_from and not open_dataset(data, job.category, "train", image_size=16).has_depth
     preset = "base" if rgb_only else "lite"
     cfg = default_train_config(preset).replace(steps=job.steps, batch_size=job.batch_size)
-    out = workspace.sub("jobs") / f"{job.id}.pt"
+    out = Path(job.work) / "checkpoint.pt"
     return train_category(data, job.category, out, init_from=job.init_from, train_cfg=cfg, callback=callback,
                           progress=False, preset=preset)
 
@@ -114,6 +149,8 @@ class JobRunner:
             if job.state in ACTIVE:
                 job.state, job.error, job.finished = "failed", RESTART_ERROR, time.time()
                 self._save(job)
+            if job.state not in ACTIVE:
+                self._clean(job)
             self._jobs[job.id] = job
 
     def _save(self, job: Job) -> None:
@@ -121,61 +158,102 @@ class JobRunner:
 
     # --- public ---
     def submit(self, category: str, data: str | Path = "", steps: int = 200, synthetic: bool = False,
-               init_from: str | Path | None = None, batch_size: int = 4) -> Job:
-        if not 1 <= int(steps) <= MAX_STEPS:
-            raise InputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-        with self._cond:
-            number = max((int(i) for i in self._jobs if i.isdigit()), default=0) + 1
-            job = Job(f"{number:04d}", category, str(data), int(steps), synthetic,
-                      str(init_from) if init_from else None, int(batch_size), total=int(steps))
-            self._jobs[job.id] = job
-            self._queue.append(job.id)
-            self._save(job)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._worker, name="easynet-finetune", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+               init_from: str | Path | None = None, batch_size: int = 4, owner: str | None = None,
+               cleanup: list[str | Path] | tuple = ()) -> Job:
+        """Queue a job for `owner` (default: the current session). `cleanup` folders are deleted when the job
+        ends, and at once when it is refused (a quota or an impossible value)."""
+        owner = owner or sessions.owner()
+        try:
+            with self._cond:
+                self._check_quota(int(steps), owner)
+                number = max((int(i) for i in self._jobs if i.isdigit()), default=0) + 1
+                job = Job(f"{number:04d}", category, str(data), int(steps), synthetic,
+                          str(init_from) if init_from else None, int(batch_size), total=int(steps), owner=owner,
+                          cleanup=[str(c) for c in cleanup])
+                job.work = str(self.folder / f"{job.id}.work")
+                self._jobs[job.id] = job
+                self._queue.append(job.id)
+                self._save(job)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._worker, name="easynet-finetune", daemon=True)
+                    self._thread.start()
+                self._cond.notify_all()
+        except BaseException:
+            for folder in cleanup:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         return job
 
-    def get(self, job_id: str | None = None) -> Job:
-        """A job by id; without an id the running job, else the newest one."""
+    def _check_quota(self, steps: int, owner: str) -> None:
+        limit = max_steps()
+        if not 1 <= steps <= limit:
+            raise InputError(f"steps must be between 1 and {limit} on this server, got {steps}")
+        active = [j for j in self._jobs.values() if j.state in ACTIVE]
+        mine, per_session = sum(j.owner == owner for j in active), _limit(MAX_ACTIVE_PER_SESSION_ENV,
+                                                                          MAX_ACTIVE_PER_SESSION)
+        if owner != sessions.LOCAL and mine >= per_session:  # LOCAL: the operator's own calls (no web request)
+            raise InputError(f"this session already has {mine} fine-tuning jobs queued or running, the limit; wait "
+                             "for one to finish or cancel one")
+        total = _limit(MAX_ACTIVE_TOTAL_ENV, MAX_ACTIVE_TOTAL)
+        if len(active) >= total:
+            raise InputError(f"the server already has {len(active)} fine-tuning jobs queued or running, the limit; "
+                             "try again when one has finished")
+
+    def get(self, job_id: str | None = None, owner: str | None = None) -> Job:
+        """A job of `owner` (default: the current session) by id; without an id its running job, else its
+        newest one. Another session's job is reported as not existing."""
+        owner = owner or sessions.owner()
         with self._cond:
+            mine = {i: j for i, j in self._jobs.items() if j.owner == owner}
             if job_id:
-                if job_id.strip() not in self._jobs:
-                    raise InputError(f"there is no fine-tuning job {job_id!r}")
-                return self._jobs[job_id.strip()]
-            running = [j for j in self._jobs.values() if j.state == "running"]
-            jobs = running or sorted(self._jobs.values(), key=lambda j: j.id)
+                if job_id.strip() not in mine:
+                    raise InputError(f"there is no fine-tuning job {job_id!r} in this session")
+                return mine[job_id.strip()]
+            running = [j for j in mine.values() if j.state == "running"]
+            jobs = running or sorted(mine.values(), key=lambda j: j.id)
             if not jobs:
                 raise InputError("no fine-tuning job yet; start one first")
             return jobs[-1]
 
-    def jobs(self) -> list[Job]:
-        """All jobs, newest first."""
+    def jobs(self, owner: str | None = None) -> list[Job]:
+        """The jobs of `owner` (default: the current session), newest first."""
+        owner = owner or sessions.owner()
         with self._cond:
-            return sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)
+            return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.id, reverse=True)
 
-    def queue(self) -> list[str]:
+    def queue(self, owner: str | None = None) -> list[str]:
+        """Queued job ids in order: another session's jobs appear as 'other' (they run first all the same)."""
+        owner = owner or sessions.owner()
         with self._cond:
-            return list(self._queue)
+            return [i if self._jobs[i].owner == owner else "other" for i in self._queue]
 
-    def cancel(self, job_id: str | None = None) -> Job:
-        job = self.get(job_id)
+    def active_owners(self) -> set[str]:
+        with self._cond:
+            return {j.owner for j in self._jobs.values() if j.state in ACTIVE}
+
+    def cancel(self, job_id: str | None = None, owner: str | None = None) -> Job:
+        job = self.get(job_id, owner)
         with self._cond:
             if job.id in self._queue:
                 self._queue.remove(job.id)
                 job.state, job.finished = "cancelled", time.time()
                 self._save(job)
+                self._clean(job)
             elif job.state == "running":
                 self._cancel.add(job.id)
         return job
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
-        """Block until the job has finished (tests and scripts)."""
+        """Block until the job has finished (tests and scripts; any owner)."""
         deadline = time.time() + timeout
-        while self.get(job_id).state in ACTIVE and time.time() < deadline:
+        while self._jobs[job_id].state in ACTIVE and time.time() < deadline:
             time.sleep(0.05)
-        return self.get(job_id)
+        return self._jobs[job_id]
+
+    def _clean(self, job: Job) -> None:
+        """Delete what a job no longer needs once it has ended: its extracted upload and its work folder."""
+        for folder in [*job.cleanup, job.work or str(self.folder / f"{job.id}.work")]:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # --- worker ---
     def _worker(self) -> None:
@@ -190,6 +268,7 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         last_save = [0.0]
+        Path(job.work).mkdir(parents=True, exist_ok=True)
 
         def callback(event: Any) -> bool:
             job.step, job.total, job.eta, job.elapsed = event.step, event.total, event.eta, event.elapsed
@@ -209,18 +288,23 @@ class JobRunner:
                 state = "cancelled"
             else:
                 job.metrics = dict(summary.get("validation") or {})
-                target = workspace.sub("models") / f"{job.category}_ft_{job.id}.pt"
+                target = workspace.own("models", job.owner) / f"{job.category}_ft_{job.id}.pt"
                 os.replace(summary["checkpoint"], target)
                 job.checkpoint, job.model, job.eta = str(target), target.stem, 0.0
         except EasyNetError as err:
-            state, error = "failed", str(err)
+            state, error = "failed", scrub(str(err))
         except Exception as err:  # noqa: BLE001 - any crash is reported on the job, the server keeps running
             log.exception("fine-tuning job %s crashed", job.id)
-            state, error = "failed", f"{type(err).__name__}: {err}"
+            state, error = "failed", scrub(f"{type(err).__name__}: {err}")
+        self._clean(job)  # before the final state is visible: an ended job has left nothing behind
         with self._cond:  # the final state becomes visible together with its file
             job.state, job.error, job.finished = state, error, time.time()
             self._cancel.discard(job.id)
             self._save(job)
+        try:
+            workspace.sweep_sessions(self.active_owners())
+        except (OSError, EasyNetError):
+            log.warning("sweeping old session folders failed", exc_info=True)
 
 
 _runners: dict[Path, JobRunner] = {}

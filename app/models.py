@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import workspace
+from app import sessions, workspace
 from easynet.checkpoint import load_checkpoint
 from easynet.errors import InputError
 from easynet.predict import Predictor
@@ -73,9 +73,11 @@ def _info(path: Path, source: str) -> ModelInfo | None:
 
 
 def list_models() -> list[ModelInfo]:
-    """Every checkpoint in checkpoints/ and <workspace>/models/, shipped first, each name once."""
+    """Every checkpoint in checkpoints/, <workspace>/models/ (shared by all sessions) and the current session's
+    models/ (its fine-tuned ones), shipped first, each name once."""
     found: dict[str, ModelInfo] = {}
-    folders = [(workspace.CHECKPOINTS_DIR, "shipped"), (workspace.root() / "models", "fine-tuned")]
+    folders = [(workspace.CHECKPOINTS_DIR, "shipped"), (workspace.root() / "models", "fine-tuned"),
+               (workspace.folder(sessions.owner()) / "models", "fine-tuned")]
     for folder, source in folders:
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
             if path.stem not in found and not path.name.startswith("."):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from gradio import processing_utils
 
 from app import models
@@ -19,6 +21,10 @@ from easynet.visualize import atomic_write_bytes
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
 INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
+STATE_TTL_ENV = "EASYNET_STATE_TTL_S"
+STATE_TTL_S = float(os.environ.get(STATE_TTL_ENV) or 900)  # a session's gr.State is dropped this long after its
+# last update (read when the page is built; Gradio would otherwise keep up to 10,000 sessions' state)
+STATE_SIDE = 256  # pixels; the long side of the pictures a session keeps between events (never the full image)
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +59,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(INTERNAL_ERROR.format(name=type(err).__name__), print_exception=False) from None
 
     return wrapper
+
+
+def compact_state(rgb: str | None, depth: str | None, image: np.ndarray, xyz: np.ndarray | None,
+                  foreground: np.ndarray | None, heat: np.ndarray) -> dict[str, Any]:
+    """What a session keeps between events: the uploaded files' paths and pictures of at most STATE_SIDE pixels
+    (every k-th pixel of the image, the point cloud, its mask and the heat map when it is at the image's size)."""
+    step = max(1, -(-max(image.shape[:2]) // STATE_SIDE))  # ceil
+
+    def thin(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a[::step, ::step])
+
+    return {"rgb": rgb, "depth": depth, "image": thin(image), "xyz": thin(xyz), "foreground": thin(foreground),
+            "heat": thin(heat) if heat.shape[:2] == image.shape[:2] else heat}
 
 
 def _raw_preprocess(payload: Any) -> str | None:

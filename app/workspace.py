@@ -1,6 +1,9 @@
 """The app's workspace folder: annotated data set (MVTec 3D-AD layout), fine-tuned models, jobs, uploads.
 
-Everything the app writes lives under EASYNET_WORKSPACE (default ./workspace, git-ignored).
+Everything the app writes lives under EASYNET_WORKSPACE (default ./workspace, git-ignored). Each session
+(app/sessions.py) has its own annotations, uploads, exports and fine-tuned models under
+sessions/<owner>/; the workspace root holds what all share (models/ placed by the operator, jobs/, synthetic/)
+and is the folder of the LOCAL owner (the CLI, scripts).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from app import sessions
 from easynet.data.geometry import pseudo_xyz
 from easynet.data.io import check_same_size, read_depth, read_rgb
 from easynet.errors import InputError
@@ -26,6 +30,11 @@ WORKSPACE_ENV = "EASYNET_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
 MAX_ZIP_ENV = "EASYNET_MAX_ZIP_BYTES"
 MAX_ZIP_BYTES = 2 * 1024**3
+MAX_ZIP_ENTRIES_ENV = "EASYNET_MAX_ZIP_ENTRIES"
+MAX_ZIP_ENTRIES = 10_000  # files and folders in a fine-tuning zip, counted from its directory before reading it
+SESSIONS = "sessions"
+SESSION_TTL_ENV = "EASYNET_SESSION_TTL_HOURS"
+SESSION_TTL_HOURS = 72.0  # a session folder untouched this long is deleted (its jobs must have ended)
 MIN_TRAIN_IMAGES = 2  # good images a fine-tuning zip must hold under CATEGORY/train/good/rgb
 MIN_VALIDATION_IMAGES = 1  # and under CATEGORY/validation/good/rgb (calibration needs them)
 LAYOUT = "CATEGORY/train/good/rgb/NNN.png + xyz/NNN.tiff, CATEGORY/validation/good/..."
@@ -46,9 +55,47 @@ def root() -> Path:
 
 
 def sub(name: str) -> Path:
+    """A shared folder of the workspace root (jobs, synthetic data, operator models)."""
     path = root() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def folder(owner: str) -> Path:
+    """The folder of one owner: the workspace root for LOCAL, sessions/<owner> for everyone else."""
+    return root() if owner == sessions.LOCAL else root() / SESSIONS / owner
+
+
+def own(name: str, owner: str | None = None) -> Path:
+    """A folder of the current session (annotations, uploads, exports, models), created on first use."""
+    path = folder(owner or sessions.owner()) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def session_ttl_s() -> float:
+    value = os.environ.get(SESSION_TTL_ENV)
+    try:
+        return float(value) * 3600 if value else SESSION_TTL_HOURS * 3600
+    except ValueError:
+        raise InputError(f"{SESSION_TTL_ENV} must be a number of hours, got {value!r}") from None
+
+
+def sweep_sessions(busy: set[str], max_age_s: float | None = None, now: float | None = None) -> list[str]:
+    """Delete the folders of sessions untouched for max_age_s (default EASYNET_SESSION_TTL_HOURS), except the
+    owners in `busy` (active jobs) and TEAM; returns the owners removed."""
+    base = root() / SESSIONS
+    max_age_s = session_ttl_s() if max_age_s is None else max_age_s
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(base.iterdir()) if base.is_dir() else []:
+        if not path.is_dir() or path.name in busy or path.name == sessions.TEAM:
+            continue
+        newest = max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
+        if now - max(newest, path.stat().st_mtime) > max_age_s:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def safe_name(name: str | None, what: str) -> str:
@@ -73,19 +120,19 @@ DATA_ROOTS_ENV = "EASYNET_DATA_ROOTS"
 def allowed_folder(folder: str | None) -> Path:
     """A server folder the Compare tab may read: under one of EASYNET_DATA_ROOTS (os.pathsep-separated).
 
-    Unset: any folder on a private server, none on a Hugging Face Space (SPACE_ID set); empty: none.
+    Unset or empty: none, on every server; the operator opens roots explicitly.
     """
     if not folder or not folder.strip():
         raise InputError("give the data set root, a folder on the server")
     path = Path(folder.strip()).expanduser().resolve()
-    roots = os.environ.get(DATA_ROOTS_ENV)
-    if roots is None and os.environ.get("SPACE_ID"):
-        roots = ""
-    if roots is not None:
-        allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
-        if not any(path == r or r in path.parents for r in allowed):
-            raise InputError(f"reading {folder!r} is not allowed on this server; allowed folders are set with "
-                             f"{DATA_ROOTS_ENV} ({', '.join(map(str, allowed)) or 'none'})")
+    roots = os.environ.get(DATA_ROOTS_ENV, "")
+    allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
+    if not any(path == r or r in path.parents for r in allowed):
+        if not allowed:
+            raise InputError(f"reading server folders is switched off on this server; the operator opens data set "
+                             f"roots with {DATA_ROOTS_ENV}")
+        raise InputError(f"reading {folder!r} is not allowed on this server; the allowed data set roots are set with "
+                         f"{DATA_ROOTS_ENV}")
     if not path.is_dir():
         raise InputError(f"{folder!r} is not a folder on the server; give the data set root")
     return path
@@ -105,7 +152,8 @@ def sample_pairs(folder: Path | None = None) -> list[tuple[str, str | None]]:
 
 # --- annotated data set ------------------------------------------------------------------------------------
 def annotations_root() -> Path:
-    return sub("annotations")
+    """The current session's annotated data set."""
+    return own("annotations")
 
 
 def annotated_categories() -> list[str]:
@@ -202,7 +250,7 @@ def zip_annotations() -> Path:
         for path in sorted(annotations_root().rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 zf.write(path, path.relative_to(annotations_root()).as_posix())
-    return atomic_write_bytes(sub("exports") / "annotations.zip", buffer.getvalue())
+    return atomic_write_bytes(own("exports") / "annotations.zip", buffer.getvalue())
 
 
 # --- uploaded data set zips -----------------------------------------------------------------------------
@@ -212,6 +260,33 @@ def max_zip_bytes() -> int:
         return int(float(value)) if value else MAX_ZIP_BYTES
     except ValueError:
         raise InputError(f"{MAX_ZIP_ENV} must be a number of bytes, got {value!r}") from None
+
+
+def max_zip_entries() -> int:
+    value = os.environ.get(MAX_ZIP_ENTRIES_ENV)
+    try:
+        return int(float(value)) if value else MAX_ZIP_ENTRIES
+    except ValueError:
+        raise InputError(f"{MAX_ZIP_ENTRIES_ENV} must be a number of entries, got {value!r}") from None
+
+
+def _declared_entries(path: Path) -> int | None:
+    """The entry count in a zip's end-of-central-directory record, read before the directory is parsed."""
+    try:
+        with open(path, "rb") as f:
+            record = zipfile._EndRecData(f)  # the stdlib's own reader of that record
+    except (OSError, AttributeError):
+        return None
+    return int(record[zipfile._ECD_ENTRIES_TOTAL]) if record else None
+
+
+def upload_folder(data_root: str | Path) -> Path | None:
+    """The extraction folder (under the session's uploads/) holding a data root from extract_dataset_zip."""
+    data_root = Path(data_root).resolve()
+    for base in (root() / "uploads", *(root() / SESSIONS).glob("*/uploads")):
+        if base in data_root.parents:
+            return base / data_root.relative_to(base).parts[0]
+    return None
 
 
 def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
@@ -224,7 +299,14 @@ def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path.name} is not a zip file; expected a .zip of one category ({LAYOUT})")
+    entries = _declared_entries(path)
+    if entries is not None and entries > max_zip_entries():
+        raise InputError(f"{path.name} holds {entries} entries, more than the limit of {max_zip_entries()} "
+                         f"(set {MAX_ZIP_ENTRIES_ENV} to raise it); zip one category of images")
     with zipfile.ZipFile(path) as zf:
+        if len(zf.infolist()) > max_zip_entries():  # a directory that disagrees with its end record
+            raise InputError(f"{path.name} holds {len(zf.infolist())} entries, more than the limit of "
+                             f"{max_zip_entries()} (set {MAX_ZIP_ENTRIES_ENV} to raise it); zip one category of images")
         members = [m for m in zf.infolist() if not m.is_dir()]
         if not members:
             raise InputError(f"{path.name} holds no files; expected one category ({LAYOUT})")
@@ -243,7 +325,7 @@ def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
             raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {limit} bytes "
                              f"(set {MAX_ZIP_ENV} to raise it)")
         category = _zip_category(path.name, [m.filename for m in members])
-        out = sub("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        out = own("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
         try:
             _extract(zf, members, out, limit, path.name)
         except BaseException:

@@ -8,6 +8,7 @@ state_dict by renaming its keys one to one.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pickle
 import tempfile
@@ -30,6 +31,10 @@ from easynet.model import EasyNet
 
 FORMAT = "easynet-3d-checkpoint"
 VERSION = 1
+# bounds a checkpoint's header must respect before any model is built from it (an absurd width or size would
+# allocate gigabytes); the paper preset uses base_width 128, head_width 512, image_size 256
+CONFIG_BOUNDS = {"base_width": (1, 512), "head_width": (2, 4096), "image_size": (16, 2048),
+                 "depth_channels": (1, 3), "se_reduction": (1, 1024)}
 # authors' module prefix -> ours (see easynet/model.py); every key is renamed, nothing else changes
 OFFICIAL_PREFIXES = {
     "encoder.": "rgb.encoder.",
@@ -179,7 +184,42 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path.name} has a damaged header: {err}") from err
+    _check_config(cfg, path.name)
+    _check_calibration(calibration, path.name)
+    _check_finite(state, path.name)
     return Checkpoint(cfg, state, calibration, train, payload.get("provenance") or {})
+
+
+def _check_config(cfg: ModelConfig, name: str) -> None:
+    """Refuses a header whose architecture is out of CONFIG_BOUNDS (checked before any model is built)."""
+    for key, (low, high) in CONFIG_BOUNDS.items():
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise CheckpointError(f"{name} has an impossible model config: {key} is {value!r}, expected an integer "
+                                  f"from {low} to {high}; the file was edited or damaged")
+
+
+def _check_calibration(calibration: Calibration, name: str) -> None:
+    """Refuses a calibration whose alpha, thresholds or heat-map scale are not finite numbers."""
+    values = {"alpha": calibration.alpha}
+    for head in ("rgb", "fused"):
+        for key in ("threshold", "pixel_low", "pixel_high"):
+            values[f"{head}.{key}"] = getattr(calibration.head(head == "fused"), key)
+    for key, value in values.items():
+        bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        if bad or (key.endswith("threshold") and value <= 0):
+            raise CheckpointError(f"{name} has a broken calibration: {key} is {value!r}, expected a finite number "
+                                  "(thresholds above 0); recalibrate it with `easynet calibrate`")
+
+
+def _check_finite(state: dict[str, torch.Tensor], name: str) -> None:
+    """Refuses weights holding NaN or inf (a diverged training run or a damaged file): they would score nan."""
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{name} has a damaged header: weight {key} is not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{name} holds non-finite weights (NaN or inf in {key}); it comes from a diverged "
+                                  "training run or is damaged, so it is refused; retrain it or use another checkpoint")
 
 
 def load_model(path: str | Path) -> tuple[EasyNet, Checkpoint]:

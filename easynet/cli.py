@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, config_to_dict
-from easynet.errors import EasyNetError
+from easynet.errors import EasyNetError, InputError
 
 COMMANDS = ("train", "evaluate", "predict", "bench", "export", "import-official", "info", "synth")
 
@@ -264,9 +266,67 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# option -> (is the value possible, what is expected); checked before any work (None = not given)
+OPTION_RULES: dict[str, tuple[Any, str]] = {
+    "steps": (lambda v: v >= 1, "a number of steps of at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "image_size": (lambda v: 16 <= v <= 2048 and v % 16 == 0, "a multiple of 16 from 16 to 2048"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
+    "workers": (lambda v: 0 <= v <= 256, "from 0 to 256"),
+    "checkpoint_every": (lambda v: v >= 0, "0 (only at the end) or more"),
+    "seed": (lambda v: v >= 0, "0 or more"),
+    "sensitivity": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
+    "iterations": (lambda v: v >= 1, "at least 1"),
+    "warmup": (lambda v: v >= 0, "0 or more"),
+    "min_seconds": (lambda v: math.isfinite(v) and v >= 0, "0 or more seconds"),
+    "size": (lambda v: 16 <= v <= 4096, "from 16 to 4096 pixels"),
+    "n_train": (lambda v: v >= 1, "at least 1"),
+}
+# option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
+OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
+
+
+def _writable(value: str, flag: str, kind: str) -> None:
+    """Refuses an output path that cannot be written, before any work (`--out` that is a file, a folder given
+    for a file, a parent that is a file or not writable)."""
+    path = Path(value).expanduser()
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{flag} {value} is a folder; give a file name, e.g. {Path(value) / 'out'}")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {value} is an existing file; give a folder for the outputs")
+    parent = path if kind == "folder" else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {value} cannot be written: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {value} cannot be written: no permission to write in {parent}")
+
+
+def check_options(a: argparse.Namespace) -> None:
+    """Impossible option values and unwritable outputs are refused with one sentence before any work."""
+    for name, (ok, expected) in OPTION_RULES.items():
+        value = getattr(a, name, None)
+        if value is not None and not ok(value):
+            raise InputError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+    for name, kind in OUTPUT_RULES.items():
+        if getattr(a, name, None):
+            _writable(getattr(a, name), f"--{name.replace('_', '-')}", kind)
+    out = getattr(a, "out", None)
+    if out:  # predict writes pictures into a folder; train and calibrate write one checkpoint file
+        _writable(out, "--out", "folder" if a.command == "predict" else "file")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="easynet", description="EasyNet RGB-D anomaly detection")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="easynet", description="EasyNet RGB-D anomaly detection")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gates = ("close", "open", "control")
 
     t = sub.add_parser("train", help="train on a data set's good images (synthetic anomalies)")
@@ -389,9 +449,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error is one line on stderr and exit status 1 (2 for unknown options)."""
     args = build_parser().parse_args(argv)
     try:
+        check_options(args)
         return args.func(args)
     except EasyNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        message = str(err)
+    except MemoryError:
+        message = (f"`easynet {args.command}` ran out of memory; use a smaller image, batch size or preset, or a "
+                   "machine with more memory")
+    except OSError as err:  # a file that cannot be read or written (permissions, disk full, a file as a folder)
+        where = f" ({err.filename})" if err.filename else ""
+        message = f"{err.strerror or type(err).__name__}{where}; check the paths given to `easynet {args.command}`"
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(f"error: {message}", file=sys.stderr)
+    return 1

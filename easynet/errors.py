@@ -11,3 +11,7 @@ class InputError(EasyNetError, ValueError):
 
 class CheckpointError(EasyNetError):
     """A file is not a usable EasyNet-3D checkpoint."""
+
+
+class NonFiniteError(EasyNetError):
+    """A model produced NaN or inf (a score at prediction, a loss in training): never turned into a verdict."""

@@ -21,7 +21,7 @@ from easynet.data.geometry import depth_input, pseudo_xyz, remove_table
 from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
 from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
-from easynet.errors import InputError
+from easynet.errors import InputError, NonFiniteError
 from easynet.fastpath import Runner, make_runner
 from easynet.gate import MODES
 from easynet.model import EasyNet
@@ -234,6 +234,9 @@ class Predictor:
         with torch.inference_mode():
             out = self.runner(rgb_t, depth_t, gate, alpha)
             score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]))[0])
+        if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
+            raise NonFiniteError(f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
+                                 "image, so there is no verdict; its weights are damaged or diverged, retrain it")
         t2 = time.perf_counter()
         used_fused = bool(out.used_fused[0])
         head = self.calibration.head(used_fused)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint
 from easynet.config import ModelConfig, TrainConfig
-from easynet.errors import InputError
+from easynet.errors import InputError, NonFiniteError
 from easynet.losses import EasyNetLoss
 from easynet.model import EasyNet
 from easynet.runtime import resolve_device
@@ -231,6 +231,10 @@ def train(
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
                 pred = net(batch["aug_rgb"], batch.get("aug_depth"))
             terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
+            if not bool(torch.isfinite(terms.total)):  # stop before the optimizer spreads NaN into the weights
+                raise NonFiniteError(f"training diverged at step {step + 1}: the loss became {float(terms.total)}; "
+                                     "the run stops before its weights turn non-finite; lower the learning rate "
+                                     "or check the training images")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
             scaler.step(optimizer)

@@ -73,7 +73,9 @@ def test_annotate_save_endpoint_writes_the_mvtec_layout(server):
                             handle_file(str(assets.depth)), None, assets.model, api_name="/annotate_save")
     saved = next(r for r in result if isinstance(r, dict) and "entry" in r)
     assert saved["entry"] == "api_part:validation/good/000"
-    base = assets.workspace / "annotations" / "api_part" / "validation" / "good"
+    assert saved["files"]["rgb"] == "api_part/validation/good/rgb/000.png"  # relative, no server path
+    # a client is one session: its data set lives in its own folder under <workspace>/sessions/
+    [base] = list(assets.workspace.glob("sessions/*/annotations/api_part/validation/good"))
     assert (base / "rgb" / "000.png").is_file()
     xyz = tifffile.imread(base / "xyz" / "000.tiff")
     assert xyz.dtype == np.float32 and xyz.shape[2] == 3
@@ -99,12 +101,15 @@ def test_finetune_runs_registers_its_checkpoint_and_cancel_works(server, tmp_pat
     long_id, _, _ = client.predict("zip", None, None, upload, "toy", 5000, api_name="/finetune_start")
     done = _wait(client, job_id, ("done", "failed"))
     assert done["state"] == "done", done["error"]
-    assert done["step"] == 2 and done["loss"] is not None and Path(done["checkpoint"]).is_file()
-    assert Path(done["checkpoint"]).parent == assets.workspace / "models"
+    assert done["step"] == 2 and done["loss"] is not None
+    assert done["checkpoint"] == f"{done['model']}.pt"  # a file name, never a server path
+    [saved] = list(assets.workspace.glob(f"sessions/*/models/{done['checkpoint']}"))  # the client's own session
 
-    from app import models
+    from app import models, sessions
 
-    assert done["model"] in [name for _, name in models.choices()]
+    assert done["model"] not in [name for _, name in models.choices()]  # not another session's model
+    with sessions.as_owner(saved.parents[1].name):
+        assert done["model"] in [name for _, name in models.choices()]
     result = client.predict(handle_file(str(assets.rgb)), None, done["model"], "close", api_name="/predict")
     assert _json_output(result)["gate"] == "close"
 
@@ -112,3 +117,39 @@ def test_finetune_runs_registers_its_checkpoint_and_cancel_works(server, tmp_pat
     client.predict(long_id, api_name="/finetune_cancel")
     cancelled = _wait(client, long_id, ("cancelled", "done", "failed"))
     assert cancelled["state"] == "cancelled" and cancelled["step"] < 5000
+
+
+def test_a_second_session_cannot_see_or_touch_the_first_ones_jobs_and_annotations(server, tmp_path):
+    """Client A saved an annotation and ran jobs above; client B (another session) gets none of them."""
+    import zipfile
+
+    from gradio_client.exceptions import AppError
+
+    client_a, assets = server
+    a_job = client_a.predict("", api_name="/finetune_status")[0]
+    assert a_job["id"]  # A sees its own newest job
+    client_b = gradio_client.Client(client_a.src, verbose=False)
+    try:
+        state, _, _, rows, _ = client_b.predict("", api_name="/finetune_status")
+        assert state == {"state": None} and not rows["data"]  # B lists no job
+        for api_name in ("/finetune_status", "/finetune_cancel"):
+            with pytest.raises(AppError, match=f"there is no fine-tuning job '{a_job['id']}' in this session"):
+                client_b.predict(a_job["id"], api_name=api_name)
+        assert client_a.predict(a_job["id"], api_name="/finetune_status")[0]["id"] == a_job["id"]
+
+        item = "api_part:validation/good/000"
+        for api_name in ("/annotate_open", "/annotate_delete"):
+            # refused by the handler, or earlier by the dropdown, which lists only B's entries
+            with pytest.raises(AppError, match="annotation api_part/validation/good/000 does not exist|is not in "
+                                               "the list of choices"):
+                client_b.predict(item, api_name=api_name)
+        [a_rgb] = list(assets.workspace.glob("sessions/*/annotations/api_part/validation/good/rgb/000.png"))
+        assert a_rgb.is_file()  # B's delete did not reach A's entry
+        download = client_b.predict(api_name="/annotate_download")
+        with zipfile.ZipFile(download) as zf:
+            assert not [n for n in zf.namelist() if n.startswith("api_part/")]  # B's download holds only B's data
+        download = client_a.predict(api_name="/annotate_download")
+        with zipfile.ZipFile(download) as zf:
+            assert "api_part/validation/good/rgb/000.png" in zf.namelist()
+    finally:
+        client_b.close()

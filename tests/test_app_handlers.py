@@ -99,7 +99,7 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
     xyz = tifffile.imread(base / "xyz" / "000.tiff")
     assert xyz.dtype == np.float32 and xyz.shape == (*gt.shape, 3)
     assert np.array_equal(cv2.imread(str(base / "rgb" / "000.png")), cv2.imread(str(assets.rgb)))
-    assert saved["files"]["gt"] == str(base / "gt" / "000.png")
+    assert saved["files"]["gt"] == "part_a/test/scratch/gt/000.png"  # relative: no server path leaks
 
     reopened = annotate.reopen(item)
     assert reopened[3] == "NG" and reopened[5] == "scratch"
@@ -218,8 +218,10 @@ def test_finetune_status_without_jobs_is_a_sentence(assets):
         finetune.status("no-such-job")
 
 
-def test_category_evaluation_per_gate_and_defect(assets):
+def test_category_evaluation_per_gate_and_defect(assets, monkeypatch):
     from app import compare
+
+    monkeypatch.setenv("EASYNET_DATA_ROOTS", os.pathsep.join([str(assets.data_root), str(assets.workspace)]))
 
     table, bars, report, note = compare.evaluate("folder", None, str(assets.data_root), assets.category, None,
                                                  assets.model)
@@ -246,16 +248,22 @@ def test_server_folders_are_limited_to_the_allowed_roots(tmp_path, monkeypatch):
     inside.mkdir(parents=True)
     outside.mkdir()
     monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.delenv("EASYNET_DATA_ROOTS", raising=False)
-    assert allowed_folder(str(outside)) == outside.resolve()  # a private server reads any folder by default
+    for roots in (None, ""):  # no folder by default, on a private server as on a Space
+        if roots is None:
+            monkeypatch.delenv("EASYNET_DATA_ROOTS", raising=False)
+        else:
+            monkeypatch.setenv("EASYNET_DATA_ROOTS", roots)
+        with pytest.raises(InputError, match="reading server folders is switched off on this server; the operator "
+                                             "opens data set roots with EASYNET_DATA_ROOTS"):
+            allowed_folder(str(outside))
     monkeypatch.setenv("EASYNET_DATA_ROOTS", str(tmp_path / "data"))
     assert allowed_folder(str(inside)) == inside.resolve()
     for bad in (outside, inside / ".." / ".." / "private"):  # '..' cannot climb out of an allowed root
         with pytest.raises(InputError, match="is not allowed on this server"):
             allowed_folder(str(bad))
     monkeypatch.delenv("EASYNET_DATA_ROOTS")
-    monkeypatch.setenv("SPACE_ID", "someone/easynet-3d")  # a public Space reads no server folder unless allowed
-    with pytest.raises(InputError, match=r"allowed folders are set with EASYNET_DATA_ROOTS \(none\)"):
+    monkeypatch.setenv("SPACE_ID", "someone/easynet-3d")
+    with pytest.raises(InputError, match="switched off on this server"):
         allowed_folder(str(inside))
     with pytest.raises(InputError, match="not a folder on the server"):
         monkeypatch.setenv("EASYNET_DATA_ROOTS", str(tmp_path))

@@ -252,6 +252,20 @@ def test_zip_bomb_is_refused_from_its_declared_size(tmp_path, monkeypatch):
         "raise it)")
 
 
+def test_zip_of_30000_entries_is_refused_from_its_directory_record(tmp_path, monkeypatch):
+    from app import workspace
+
+    monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
+    members = {**GOOD_TRAIN, **GOOD_VAL, **{f"toy/train/good/rgb/{i:05d}.png": b"" for i in range(30_000)}}
+    with zipfile.ZipFile(tmp_path / "many.zip", "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert _refused(workspace.extract_dataset_zip, tmp_path / "many.zip") == (
+        "many.zip holds 30003 entries, more than the limit of 10000 (set EASYNET_MAX_ZIP_ENTRIES to raise it); "
+        "zip one category of images")
+    assert not list((tmp_path / "ws").rglob("uploads/*"))  # nothing was extracted
+
+
 def test_not_a_zip(tmp_path, monkeypatch):
     from app import workspace
 

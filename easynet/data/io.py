@@ -17,6 +17,7 @@ from easynet.errors import InputError
 MIN_SIDE = 8  # pixels; anything smaller cannot be a real image
 MAX_PIXELS = 40_000_000  # default upper limit, overridable with the EASYNET_MAX_PIXELS environment variable
 MAX_PIXELS_ENV = "EASYNET_MAX_PIXELS"
+MAX_VALUES_PER_PIXEL = 4  # channels a file may hold per pixel (RGBA); bounds all dimensions and pages together
 RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DEPTH_EXTENSIONS = (".tif", ".tiff", ".png", ".npy")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -55,6 +56,16 @@ def _check_size(height: int, width: int, name: str, what: str) -> None:
                          f"downscale it or set {MAX_PIXELS_ENV} to raise the limit")
 
 
+def _check_values(shape: tuple[int, ...], height: int, width: int, name: str, what: str) -> None:
+    """Refuses, before decoding, a file declaring more than MAX_VALUES_PER_PIXEL values per pixel over all its
+    dimensions and pages: a header may declare a third dimension of thousands behind a small height x width."""
+    total = int(np.prod([int(d) for d in shape], dtype=np.float64))
+    if total > max(1, height * width) * MAX_VALUES_PER_PIXEL:
+        dims = "x".join(str(int(d)) for d in shape)
+        raise InputError(f"{what} file {name} declares {dims} values, {total // max(1, height * width)} per pixel; "
+                         f"expected one image of at most {MAX_VALUES_PER_PIXEL} channels (refused before decoding)")
+
+
 def _read_tiff(path: Path, what: str) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
@@ -63,6 +74,7 @@ def _read_tiff(path: Path, what: str) -> np.ndarray:
                 h, w = (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4 \
                     else (shape[0], shape[1])
                 _check_size(int(h), int(w), path.name, what)
+                _check_values(tuple(shape), int(h), int(w), path.name, what)
             array = tif.asarray()
     except InputError:
         raise
@@ -223,17 +235,36 @@ def read_depth(path: str | Path, info_yaml: str | Path | None = None) -> DepthMa
         return _depth_from_array(_read_tiff(path, "depth"), path.name, "tiff")
     if suffix == ".png":
         return _depth_from_png(path, info_yaml)
+    shape, dtype = npy_header(path)
+    if len(shape) not in (2, 3):
+        raise InputError(f"depth npy {path.name} has shape {shape}; expected HxW (z) or HxWx3 (x, y, z)")
+    _check_size(int(shape[0]), int(shape[1]), path.name, "depth")
+    _check_values(shape, int(shape[0]), int(shape[1]), path.name, "depth")
+    if not np.issubdtype(dtype, np.floating):
+        raise InputError(f"depth npy {path.name} holds {dtype} values; expected floats in metres")
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         raise InputError(f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds "
                          "Python objects (never loaded)") from None
-    if array.ndim not in (2, 3):
-        raise InputError(f"depth npy {path.name} has shape {array.shape}; expected HxW (z) or HxWx3 (x, y, z)")
-    _check_size(int(array.shape[0]), int(array.shape[1]), path.name, "depth")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"depth npy {path.name} holds {array.dtype} values; expected floats in metres")
     return _depth_from_array(array, path.name, "npy")
+
+
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a .npy file from its header alone (numpy.lib.format; no data is read or unpickled)."""
+    path = Path(path)
+    unreadable = (f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds Python "
+                  "objects (never loaded)")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except (OSError, ValueError, EOFError, SyntaxError):
+        raise InputError(unreadable) from None
+    if dtype.hasobject:
+        raise InputError(unreadable)
+    return tuple(int(d) for d in shape), dtype
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -269,8 +300,8 @@ def depth_shape(path: str | Path) -> tuple[int, int]:
             planar = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4
             return (int(shape[1]), int(shape[2])) if planar else (int(shape[0]), int(shape[1]))
         if suffix == ".npy":
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            return int(array.shape[0]), int(array.shape[1])
+            shape, _ = npy_header(path)
+            return int(shape[0]), int(shape[1])
         with Image.open(path) as image:
             return image.height, image.width
     except Exception:  # noqa: BLE001 - header readers raise many types for corrupt files
