@@ -9,6 +9,7 @@ splits: `open_dataset` returns the same samples for every split.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from easynet.data.base import DEFAULT_IMAGE_SIZE, GOOD, PairedDataset, Record, sorted_files
 from easynet.data.io import read_mask
@@ -54,7 +55,7 @@ class PairFolder(PairedDataset):
     """All pairs of one folder; pairs whose depth file is missing make the whole folder RGB-only."""
 
     def __init__(self, root: str | Path, image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
+                 cache_dir: str | Path | None = None, resize: str = "stretch", **depth_options: Any) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"pair folder {self.root} is not a folder")
@@ -62,4 +63,4 @@ class PairFolder(PairedDataset):
         if not records:
             raise InputError(f"{self.root} holds no RGB images (.png, .jpg, .bmp); expected NAME.png + "
                              "NAME.tiff pairs or rgb/ and depth/ sub-folders")
-        super().__init__(records, image_size, modality, cache_dir, resize)
+        super().__init__(records, image_size, modality, cache_dir, resize, **depth_options)
