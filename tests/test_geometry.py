@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from scipy import ndimage
 from helpers import OBJECT_HEIGHT, make_scene_xyz, with_gaps
+from scipy import ndimage
 
 from easynet.data.geometry import (
     cached_prepare_depth,
