@@ -231,8 +231,11 @@ def load_model(path: str | Path) -> tuple[EasyNet, Checkpoint]:
         raise CheckpointError(f"{Path(path).name}: {err}") from err
 
 
-def import_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the authors' 2-layer Fusion1 keys to ours; strict: every key and shape must match."""
+def import_official_state_dict(
+    state: dict[str, torch.Tensor], cfg: ModelConfig | None = None
+) -> dict[str, torch.Tensor]:
+    """Rename the authors' 2-layer Fusion1 keys to ours; strict: every key and shape must match those of
+    ``cfg`` (default ``official_config()``; narrower widths only in tests)."""
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -242,7 +245,7 @@ def import_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
         if prefix is None:
             raise CheckpointError(f"unexpected key {key!r}: this is not the authors' 2-layer Fusion1 model")
         renamed[OFFICIAL_PREFIXES[prefix] + key[len(prefix) :]] = value
-    expected = EasyNet(official_config()).state_dict()
+    expected = EasyNet(cfg or official_config()).state_dict()
     missing = sorted(set(expected) - set(renamed))
     if missing:
         raise CheckpointError(f"{len(missing)} keys of the 2-layer Fusion1 model are missing (e.g. {missing[0]})")
@@ -253,21 +256,58 @@ def import_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
     return renamed
 
 
+# The authors' input handling and score rule (their MVTec 3D-AD preprocessing, data loader and test.py): BGR
+# images, background RGB zeroed and zero padding to a square, 8-bit min-max Z depth, raw probability of the head
+# the gate chose, 21x21 mean filter counting zero padding, gate open on H_fused >= H_rgb + alpha.
+OFFICIAL_INPUT = {
+    "input_order": "bgr",
+    "depth_encoding": "z_minmax",
+    "rgb_background": "zero",
+    "resize": "pad",
+    "score_rule": "official",
+}
+# Their per-class alpha (checkpoint/checkpoint.yaml, key `entropy`; MVTec 3D-AD only, apparently tuned on test).
+OFFICIAL_ALPHA = {
+    "bagel": 0.38,
+    "cable_gland": 0.44,
+    "carrot": 0.0,
+    "cookie": 0.0,
+    "dowel": 0.0,
+    "foam": 0.0,
+    "peach": -0.29,
+    "potato": 0.0,
+    "rope": -0.11,
+    "tire": 0.0,
+}
+
+
 def official_config() -> ModelConfig:
-    """The authors' released model: the `paper` preset fed BGR images and min-max Z depth."""
-    return MODEL_PRESETS["paper"].replace(input_order="bgr", depth_encoding="z_minmax")
+    """The authors' released model: the `paper` preset with their input handling and score rule."""
+    return MODEL_PRESETS["paper"].replace(**OFFICIAL_INPUT)
 
 
-def import_official(weights: str | Path, out: str | Path) -> Path:
-    """Convert the authors' released .pth into an EasyNet-3D checkpoint (histogram gate, their alpha 0)."""
+def import_official(weights: str | Path, out: str | Path, alpha: float | None = None,
+                    category: str | None = None) -> Path:
+    """Convert the authors' released .pth into an EasyNet-3D checkpoint (their inputs, histogram gate and score
+    rule). The gate's alpha is ``alpha`` when given, else the authors' value for ``category``, else 0."""
+    if category is not None and category not in OFFICIAL_ALPHA:
+        raise CheckpointError(f"no authors' alpha for {category!r}; they published one for "
+                              f"{', '.join(OFFICIAL_ALPHA)} (or give the alpha itself)")
     raw = _torch_load(Path(weights))
     if not isinstance(raw, dict):
         raise CheckpointError(f"{Path(weights).name} does not hold a state_dict")
     state = import_official_state_dict(raw)
+    if alpha is not None:
+        value, rule = float(alpha), f"alpha {float(alpha):g} given to import-official; thresholds not calibrated"
+    elif category is not None:
+        value, rule = OFFICIAL_ALPHA[category], f"authors' alpha for {category}; thresholds not calibrated"
+    else:
+        value, rule = 0.0, "authors' default alpha 0; thresholds not calibrated"
     ckpt = Checkpoint(
         official_config(),
         state,
-        Calibration(rule="authors' default alpha 0; not calibrated here"),
-        provenance={"source": "authors' released 2-layer Fusion1 weights", "file": Path(weights).name},
+        Calibration(alpha=value, rule=rule),
+        provenance={"source": "authors' released 2-layer Fusion1 weights", "file": Path(weights).name,
+                    "category": category},
     )
     return save_checkpoint(ckpt, out)

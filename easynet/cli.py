@@ -36,7 +36,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     from easynet.pipeline import default_train_config, train_category
 
     model_cfg = MODEL_PRESETS[a.preset]
-    changes = {"layers": a.layers, "image_size": a.image_size, "modality": a.modality}
+    changes = {
+        "layers": a.layers,
+        "image_size": a.image_size,
+        "modality": a.modality,
+        "depth_encoding": a.depth_encoding,
+    }
     model_cfg = model_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     cfg = TRAIN_PRESETS[a.train_preset] if a.train_preset else default_train_config(a.preset)
     changes = {
@@ -202,7 +207,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_import_official(a: argparse.Namespace) -> int:
     from easynet.checkpoint import import_official
 
-    print(f"wrote {import_official(a.weights, a.out)}")
+    print(f"wrote {import_official(a.weights, a.out, alpha=a.alpha, category=a.category)}")
     return 0
 
 
@@ -348,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop-size", type=int, help="train on random crops of this side (0: whole images)")
     t.add_argument("--select-every", type=int, help="keep the best weights by validation, scored every N steps")
     t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
+    t.add_argument(
+        "--depth-encoding",
+        choices=("height", "metric"),
+        help="height (default of the presets): height above the table / the image's highest point; metric: "
+        "height in metres / one scale fitted on the training split, synthetic dents and bumps in millimetres",
+    )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
     t.add_argument("--lr", type=float)
@@ -404,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("import-official", help="convert the authors' 2-layer Fusion1 .pth")
     o.add_argument("--weights", required=True)
     o.add_argument("--out", required=True)
+    o.add_argument("--category", help="MVTec 3D-AD class: use the authors' alpha for it (bagel 0.38, ...)")
+    o.add_argument("--alpha", type=float, help="the gate's alpha (overrides --category's); default 0")
     o.set_defaults(func=cmd_import_official)
 
     s = sub.add_parser("synth", help="generate the synthetic RGB-D data set (MVTec 3D-AD layout)")

@@ -9,7 +9,10 @@ from typing import Any
 GATE_MODES = ("close", "open", "control")
 GATE_SCORINGS = ("attention", "histogram")
 MODALITIES = ("rgbd", "rgb")
-RESIZE_MODES = ("stretch", "letterbox")
+RESIZE_MODES = ("stretch", "letterbox", "pad")
+DEPTH_ENCODINGS = ("height", "metric", "z_minmax")
+RGB_BACKGROUNDS = ("keep", "zero")
+SCORE_RULES = ("calibrated", "official")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,18 @@ class ModelConfig:
     gate_scoring: str = "histogram"  # "attention": entropy of SE scores (paper); "histogram": authors' code
     head_out_norm: bool = True  # authors' layout: BN + LeakyReLU after the 2-channel logits layer
     input_order: str = "rgb"  # "bgr" for the authors' MVTec 3D-AD weights (they read images with OpenCV)
-    depth_encoding: str = "height"  # "height": above the table / max; "z_minmax": authors' Z / max(Z)
-    resize: str = "stretch"  # "stretch" to S x S, or "letterbox": keep the aspect ratio, pad (data/preprocess.py)
+    # "height": height above the table / the image's own highest point; "metric": height in metres /
+    # depth_scale, one scale per checkpoint fitted on its training set; "z_minmax": the authors' Z / max(Z),
+    # 8-bit (data/geometry.py, encode_depth)
+    depth_encoding: str = "height"
+    depth_scale: float = 0.0  # metres per unit of the "metric" depth input (0: not fitted yet)
+    # "stretch" to S x S; "letterbox": keep the aspect ratio, pad; "pad": the authors' zero padding to a square
+    # (sides rounded up to 100 px) and then S x S (data/preprocess.py)
+    resize: str = "stretch"
+    rgb_background: str = "keep"  # "zero": RGB set to 0 on measured points off the object (authors' input)
+    # "calibrated": scores / per-head thresholds, mean filter without padding, gate H_fused > H_rgb + alpha;
+    # "official": the authors' raw chosen-head probability, 21x21 filter counting zero padding, >= in the gate
+    score_rule: str = "calibrated"
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):
@@ -47,10 +60,16 @@ class ModelConfig:
             raise ValueError("gate_scoring='attention' needs attention=True (the SE blocks give the scores)")
         if self.input_order not in ("rgb", "bgr"):
             raise ValueError(f"input_order must be 'rgb' or 'bgr', got {self.input_order!r}")
-        if self.depth_encoding not in ("height", "z_minmax"):
-            raise ValueError(f"depth_encoding must be 'height' or 'z_minmax', got {self.depth_encoding!r}")
+        if self.depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got {self.depth_encoding!r}")
+        if not self.depth_scale >= 0:
+            raise ValueError(f"depth_scale must be >= 0 metres, got {self.depth_scale}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.rgb_background not in RGB_BACKGROUNDS:
+            raise ValueError(f"rgb_background must be one of {RGB_BACKGROUNDS}, got {self.rgb_background!r}")
+        if self.score_rule not in SCORE_RULES:
+            raise ValueError(f"score_rule must be one of {SCORE_RULES}, got {self.score_rule!r}")
         if self.image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
 
@@ -62,6 +81,11 @@ class ModelConfig:
     @property
     def has_depth(self) -> bool:
         return self.modality == "rgbd"
+
+    @property
+    def metric_scale(self) -> float | None:
+        """Metres per depth unit when the depth input is metric (synthetic dents are sized in mm), else None."""
+        return self.depth_scale if self.depth_encoding == "metric" else None
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -109,6 +133,8 @@ class SynthConfig:
     threshold: float = 0.5
     beta_max: float = 0.8  # RGB blend: aug = (1 - beta) * texture + beta * image inside the mask
     depth_amplitude: tuple[float, float] = (0.1, 0.5)  # |displacement| in units of the normalised depth
+    # |displacement| in millimetres, log-uniform, for "metric" depth (applied in metres, before the scale)
+    depth_amplitude_mm: tuple[float, float] = (0.3, 4.0)
     # Where the anomaly lives among anomalous samples: both modalities (the paper), RGB only, depth only.
     kind_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
     texture_dir: str | None = None  # optional folder of texture images (e.g. DTD); procedural otherwise
@@ -191,7 +217,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig (with its nested SynthConfig) from plain types."""
     data = dict(data)
     synth = data.pop("synth", {}) or {}
-    for key in ("depth_amplitude", "kind_weights", "shape_weights", "fill_weights"):
+    for key in ("depth_amplitude", "depth_amplitude_mm", "kind_weights", "shape_weights", "fill_weights"):
         if key in synth:
             synth[key] = tuple(synth[key])
     if "milestones" in data:

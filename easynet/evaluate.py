@@ -48,6 +48,7 @@ class HeadOutputs:
     score_fused: np.ndarray | None
     entropy_rgb: np.ndarray  # (N,) nan without depth
     entropy_fused: np.ndarray
+    score_rule: str = "calibrated"  # the checkpoint's ModelConfig.score_rule (see gate_scores)
 
 
 def run_heads(
@@ -81,13 +82,15 @@ def run_heads(
     prob_rgb = torch.cat(probs_r)
     prob_fused = torch.cat(probs_f) if len(probs_f) == len(probs_r) and probs_f else None
     size, valid = cfg.image_size, valid_masks([items[i] for i in range(n)])
+    pad = cfg.score_rule == "official"
     return HeadOutputs(
         prob_rgb.numpy(),
         None if prob_fused is None else prob_fused.numpy(),
-        image_scores(prob_rgb, size, valid).numpy(),
-        None if prob_fused is None else image_scores(prob_fused, size, valid).numpy(),
+        image_scores(prob_rgb, size, valid, pad).numpy(),
+        None if prob_fused is None else image_scores(prob_fused, size, valid, pad).numpy(),
         torch.cat(h_r).numpy(),
         torch.cat(h_f).numpy(),
+        cfg.score_rule,
     )
 
 
@@ -116,14 +119,26 @@ def _head_calibration(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray)
 
 
 def gate_scores(heads: HeadOutputs, cal: Calibration, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalised image scores, calibrated maps, used_fused) of every image under a gate mode."""
+    """(normalised image scores, calibrated maps, used_fused) of every image under a gate mode.
+
+    With the authors' score rule (``heads.score_rule == "official"``) the gate opens on ``>=`` and the scores
+    and maps are the raw probabilities of the head chosen per image, as in their test.py.
+    """
     n = len(heads.score_rgb)
+    official = heads.score_rule == "official"
     if heads.prob_fused is None or mode == "close":
         used = np.zeros(n, dtype=bool)
     elif mode == "open":
         used = np.ones(n, dtype=bool)
+    elif official:
+        used = heads.entropy_fused >= heads.entropy_rgb + cal.alpha
     else:
         used = heads.entropy_fused > heads.entropy_rgb + cal.alpha
+    if official:
+        scores = np.where(used, _safe(heads.score_fused, n), heads.score_rgb)
+        maps = heads.prob_rgb if heads.prob_fused is None else np.where(used[:, None, None], heads.prob_fused,
+                                                                         heads.prob_rgb)
+        return scores, maps, used
     scores = np.where(used, _safe(heads.score_fused, n) / cal.fused.threshold, heads.score_rgb / cal.rgb.threshold)
     maps = np.stack(
         [
@@ -160,7 +175,7 @@ def calibrate(
     if len(validation) == 0:
         return Calibration(rule="no validation images: defaults")
     synth = synth or SynthConfig()
-    synthesizer = AnomalySynthesizer(synth)
+    synthesizer = AnomalySynthesizer(synth, model.cfg.metric_scale)
     items, labels = [], []
     for i in range(len(validation)):
         s = validation[i]

@@ -148,7 +148,8 @@ class OnnxRunner:
         if gate == "open":
             used, h_rgb, h_fused = torch.ones(batch, dtype=torch.bool), nan, nan
         else:
-            used = gate_lib.decide(h_rgb, h_fused, alpha)
+            inclusive = self._model is not None and self._model.cfg.score_rule == "official"
+            used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive)
         return GatedOutput(gate_lib.select(gate, prob_rgb, prob_fused, used), used, h_rgb, h_fused, rec_rgb, rec_depth)
 
 

@@ -9,7 +9,8 @@ Two scorings of "information entropy", both per image:
   [0, 1] (values outside are dropped) and the entropy of that histogram is taken, in bits (at most 8). The
   authors flatten the whole batch; here each image gets its own entropy.
 
-The gate opens (uses the fused RGB-D map) when ``H_fused > H_rgb + alpha`` (the paper's Formula 3).
+The gate opens (uses the fused RGB-D map) when ``H_fused > H_rgb + alpha`` (the paper's Formula 3); a checkpoint
+with ``score_rule="official"`` uses the authors' ``>=``.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ def entropies(
     raise ValueError(f"unknown gate scoring {scoring!r}")
 
 
-def decide(entropy_rgb: Tensor, entropy_fused: Tensor, alpha: float) -> Tensor:
-    """True where the fused map is used: H_fused > H_rgb + alpha."""
+def decide(entropy_rgb: Tensor, entropy_fused: Tensor, alpha: float, inclusive: bool = False) -> Tensor:
+    """True where the fused map is used: H_fused > H_rgb + alpha (``inclusive``: >=, the authors' test.py)."""
+    if inclusive:
+        return entropy_fused >= entropy_rgb + alpha
     return entropy_fused > entropy_rgb + alpha
 
 

@@ -263,7 +263,7 @@ class EasyNet(nn.Module):
                 h_rgb, h_fused = gate_lib.entropies(
                     self.cfg.gate_scoring, pooled_rgb, pooled_fused, attn_rgb, attn_fused
                 )
-                used = gate_lib.decide(h_rgb, h_fused, alpha)
+                used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive=self.cfg.score_rule == "official")
         prob = torch.empty((batch, *size), device=rgb.device, dtype=rgb.dtype)
         if (~used).any():
             idx = (~used).nonzero().squeeze(1)

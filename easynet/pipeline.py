@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from easynet.checkpoint import save_checkpoint
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig
+from easynet.data.geometry import DEPTH_SCALE_IMAGES, fit_depth_scale
 from easynet.data.registry import detect_format, open_dataset
 from easynet.data.types import Split
 from easynet.evaluate import calibrate, evaluate
@@ -23,8 +26,23 @@ Progress = Callable[[int, int], None]
 
 
 def loader_options(cfg: ModelConfig) -> dict[str, Any]:
-    """The loader settings a model's preprocessing needs (size, modality, resize): one place for all callers."""
-    return {"image_size": cfg.image_size, "modality": cfg.modality, "resize": cfg.resize}
+    """The loader settings a model's preprocessing needs (size, modality, resize, depth encoding and scale, RGB
+    background): one place for all callers, so loaders feed what `Predictor.predict` feeds."""
+    return {"image_size": cfg.image_size, "modality": cfg.modality, "resize": cfg.resize,
+            "depth_encoding": cfg.depth_encoding, "depth_scale": cfg.depth_scale, "rgb_background": cfg.rgb_background}
+
+
+def fit_metric_scale(data: str | Path, category: str | None, cfg: ModelConfig, data_format: str) -> ModelConfig:
+    """``cfg`` with its "metric" depth scale fitted on the training split (heights in metres, evenly spaced images
+    up to DEPTH_SCALE_IMAGES); other encodings, RGB-only models and fitted scales are returned unchanged."""
+    if cfg.depth_encoding != "metric" or cfg.depth_scale > 0 or not cfg.has_depth:
+        return cfg
+    options = {**loader_options(cfg), "depth_scale": 1.0}  # depth input = height above the table in metres
+    metres = open_dataset(data, category, Split.TRAIN, format=data_format, **options)
+    if not metres.has_depth:
+        return cfg
+    picks = np.unique(np.linspace(0, len(metres) - 1, min(len(metres), DEPTH_SCALE_IMAGES)).round().astype(int))
+    return cfg.replace(depth_scale=fit_depth_scale(metres[int(i)].depth for i in picks))
 
 
 def default_train_config(preset: str) -> TrainConfig:
@@ -72,6 +90,7 @@ def train_category(
         from easynet.checkpoint import load_checkpoint
 
         model_cfg = load_checkpoint(resume or init_from).model_config
+    model_cfg = fit_metric_scale(data, category, model_cfg, fmt)
     kw = {"format": fmt, **loader_options(model_cfg)}
     train_set = open_dataset(data, category, Split.TRAIN, **kw)
     dev = resolve_device(device)

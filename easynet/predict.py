@@ -1,7 +1,8 @@
 """The Predictor: the one front door that the CLI, the evaluator and the web app call.
 
 Image score = max of the anomaly map after a mean filter of IMAGE_FILTER_AT_256 px at 256x256 (DRAEM's
-21x21 rule, scaled with the image size; padding is not counted, so borders are not lowered).
+21x21 rule, scaled with the image size; padding is not counted, so borders are not lowered). A checkpoint with
+``score_rule="official"`` counts the zero padding, as the authors' ``avg_pool2d`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint
 from easynet.config import ModelConfig
-from easynet.data.geometry import depth_input, pseudo_xyz, remove_table
+from easynet.data.geometry import frame_depth, pseudo_xyz, remove_table, zero_background
 from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
 from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
@@ -36,12 +37,13 @@ def image_filter_size(image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def image_scores(maps: torch.Tensor, image_size: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+def image_scores(maps: torch.Tensor, image_size: int, valid: torch.Tensor | None = None,
+                 include_pad: bool = False) -> torch.Tensor:
     """(B, H, W) anomaly maps -> (B,) max of the mean-filtered map; ``valid`` (B, H, W) bool leaves letterbox
-    padding out (it is set to 0 before filtering)."""
+    padding out (it is set to 0 before filtering); ``include_pad`` counts the filter's zero padding (authors)."""
     k = image_filter_size(image_size)
     maps = maps.float() if valid is None else maps.float() * valid.to(maps.device)
-    pooled = F.avg_pool2d(maps[:, None], k, stride=1, padding=k // 2, count_include_pad=False)
+    pooled = F.avg_pool2d(maps[:, None], k, stride=1, padding=k // 2, count_include_pad=include_pad)
     return pooled.flatten(1).max(dim=1).values
 
 
@@ -83,16 +85,11 @@ def prepare_input(
     dmap = _to_depthmap(depth)
     check_same_size(image, dmap)
     geometry = remove_table(dmap)
-    if cfg.depth_encoding == "z_minmax":  # the authors' encoding: Z of the object / max Z, background 0
-        z = np.where(geometry.foreground, dmap.z, 0.0).astype(np.float32)
-        full = z / z.max() if z.max() > 0 else z
-    else:
-        full = depth_input(geometry)
+    prepared = frame_depth(dmap, geometry, frame, cfg.depth_encoding, cfg.depth_scale)
+    if cfg.rgb_background == "zero":
+        rgb_in = frame.image(zero_background(image, prepared.background))
     xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
-    return ModelInput(
-        rgb_in, frame.scalar(full), frame.mask(geometry.foreground), image.shape[:2], xyz, geometry.foreground,
-        frame,
-    )
+    return ModelInput(rgb_in, prepared.depth, prepared.foreground, image.shape[:2], xyz, geometry.foreground, frame)
 
 
 def _check_rgb_array(a: np.ndarray) -> np.ndarray:
@@ -233,7 +230,8 @@ class Predictor:
         alpha = self.calibration.alpha
         with torch.inference_mode():
             out = self.runner(rgb_t, depth_t, gate, alpha)
-            score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]))[0])
+            official = self.cfg.score_rule == "official"
+            score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
         if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
             raise NonFiniteError(f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
                                  "image, so there is no verdict; its weights are damaged or diverged, retrain it")

@@ -244,9 +244,13 @@ def placement_region(sample: Any, cfg: SynthConfig) -> np.ndarray | None:
 class AnomalySynthesizer:
     """Turns a clean (rgb, depth, foreground) triple into a training pair (about half stay clean)."""
 
-    def __init__(self, cfg: SynthConfig | None = None) -> None:
+    def __init__(self, cfg: SynthConfig | None = None, depth_scale: float | None = None) -> None:
+        """``depth_scale``: metres per depth unit of a "metric" model (``ModelConfig.metric_scale``); depth
+        anomalies are then dents and bumps of ``cfg.depth_amplitude_mm``. None: ``cfg.depth_amplitude`` in
+        units of the per-image normalised depth."""
         self.cfg = cfg or SynthConfig()
         self.textures = TextureSource(self.cfg.texture_dir)
+        self.depth_scale = depth_scale
 
     def __call__(
         self,
@@ -275,13 +279,22 @@ class AnomalySynthesizer:
             m3 = m[..., None]
             aug_rgb = (rgb * (1 - m3) + (1 - beta) * fill * m3 + beta * rgb * m3).astype(np.float32)
         if kind in ("both", "depth"):
-            lo, hi = self.cfg.depth_amplitude
-            amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
             bump = cv2.GaussianBlur(m, (0, 0), DEPTH_EDGE_SIGMA) * m
-            aug_depth = np.clip(depth + amplitude * bump, 0.0, DEPTH_MAX).astype(np.float32)
+            aug_depth = self._displace(depth, bump, rng)
         if kind == "depth":
             mask_rgb = zeros
         return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1)
+
+    def _displace(self, depth: np.ndarray, bump: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A dent or bump of profile ``bump`` (0..1) added to the depth input."""
+        if self.depth_scale is None:
+            lo, hi = self.cfg.depth_amplitude
+            amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
+            return np.clip(depth + amplitude * bump, 0.0, DEPTH_MAX).astype(np.float32)
+        lo, hi = np.log(self.cfg.depth_amplitude_mm)  # log-uniform: sub-millimetre as often as millimetres
+        amplitude = np.exp(rng.uniform(lo, hi)) / 1000.0 * rng.choice([-1.0, 1.0])  # metres
+        # (height + displacement) / scale in metres; the scale is fixed, so only the masked pixels move
+        return np.maximum(depth + amplitude * bump / self.depth_scale, 0.0).astype(np.float32)
 
     def _mask(self, size: int, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         """The anomaly's (S, S) bool mask: a Perlin blob, scratches or spots, on the foreground."""

@@ -36,11 +36,14 @@ class TrainingSet(Dataset):
     item is a random crop that overlaps the image (not only letterbox padding).
     """
 
-    def __init__(self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool) -> None:
+    def __init__(self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool,
+                 depth_scale: float | None = None) -> None:
         if len(samples) == 0:
             raise InputError("the training split holds no images; at least one good sample is needed")
         self.samples, self.seed, self.use_depth = samples, cfg.seed, use_depth
-        self.synth = AnomalySynthesizer(cfg.synth)
+        if depth_scale is not None and not depth_scale > 0:
+            raise InputError("a metric-depth model needs its depth scale fitted first (pipeline.fit_metric_scale)")
+        self.synth = AnomalySynthesizer(cfg.synth, depth_scale)  # depth_scale: metric depth (dents in mm)
         self.crop = cfg.crop_size
         self.epoch = 0
         self._cache: dict[int, Any] = {}
@@ -190,7 +193,7 @@ def train(
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    data = TrainingSet(samples, cfg, model_cfg.has_depth)
+    data = TrainingSet(samples, cfg, model_cfg.has_depth, model_cfg.metric_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = (
         DistributedSampler(data, shuffle=True, seed=cfg.seed) if world > 1 else RandomSampler(data, generator=generator)

@@ -43,6 +43,29 @@ def make_scene_xyz(size: int | tuple[int, int] = 64, tilt: float = 10.0, missing
     return xyz.astype(np.float32), (height > 0.005) & ~missing
 
 
+GAP_KINDS = ("seam", "hole", "dropout")
+
+
+def with_gaps(xyz: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+    """A copy of a scan with missing points across its object (placed for `make_scene_xyz`'s box and blob):
+    "seam" = a 1-px line each way, "hole" = a specular disk + a band of 1/32 of the side, "dropout" = 20 %
+    of the points missing at random."""
+    xyz = xyz.copy()
+    h, w = xyz.shape[:2]
+    if kind == "seam":
+        xyz[:, int(0.4 * w)] = 0.0
+        xyz[int(0.45 * h), :] = 0.0
+    elif kind == "hole":
+        yy, xx = np.mgrid[0:h, 0:w]
+        xyz[(yy - 0.4 * h) ** 2 + (xx - 0.4 * w) ** 2 < (0.06 * h) ** 2] = 0.0
+        xyz[int(0.3 * h): int(0.3 * h) + max(2, h // 32)] = 0.0
+    elif kind == "dropout":
+        xyz[np.random.default_rng(seed).random((h, w)) < 0.2] = 0.0
+    else:
+        raise ValueError(f"kind must be one of {GAP_KINDS}")
+    return xyz
+
+
 def _rgb(size: tuple[int, int], seed: int, brightness: float = 1.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.clip(rng.integers(40, 200, (*size, 3)) * brightness, 0, 255).astype(np.uint8)

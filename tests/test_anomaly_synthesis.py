@@ -85,3 +85,21 @@ def test_texture_folder(tmp_path):
     assert tex.shape == (16, 16, 3)
     with pytest.raises(ValueError, match="no texture images"):
         TextureSource(tmp_path / "missing")
+
+
+def test_metric_depth_anomalies_are_millimetres_in_the_mask_only():
+    """With a metric model (0.05 m per depth unit) dents and bumps are 0.3-4 mm, applied in metres."""
+    rgb, depth, fg = scene()
+    scale = 0.05
+    synth = AnomalySynthesizer(SynthConfig(kind_weights=(0.0, 0.0, 1.0)), depth_scale=scale)
+    peaks = []
+    for seed in range(30):
+        s = synth(rgb, depth, fg, np.random.default_rng(seed), force=True)
+        if not s.label:
+            continue
+        moved = np.abs(s.depth - depth) * scale  # metres
+        assert (moved[s.mask == 0] == 0).all()
+        peaks.append(moved.max())
+    peaks = np.array(peaks)
+    assert len(peaks) > 10 and peaks.max() <= 0.004 + 1e-6
+    assert (peaks < 0.001).any() and (peaks > 0.001).any()  # sub-millimetre and millimetre dents both occur

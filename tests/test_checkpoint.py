@@ -156,8 +156,11 @@ def test_official_import_round_trips(tmp_path):
     assert all(torch.equal(back[k], official[k]) for k in official)
     src = tmp_path / "bagel_best.pth"
     torch.save({f"module.{k}": v for k, v in official.items()}, src)  # DataParallel prefix is accepted
-    ckpt = load_checkpoint(import_official(src, tmp_path / "bagel.pt"))
+    ckpt = load_checkpoint(import_official(src, tmp_path / "peach.pt", category="peach"))
     assert ckpt.model_config.input_order == "bgr" and ckpt.model_config.gate_scoring == "histogram"
+    assert ckpt.model_config.score_rule == "official" and ckpt.calibration.alpha == -0.29  # the authors' alpha
+    with pytest.raises(CheckpointError, match="no authors' alpha for 'tablet'"):
+        import_official(src, tmp_path / "x.pt", category="tablet")
     broken = dict(official)
     broken.pop("mlp4.6.weight")
     with pytest.raises(CheckpointError, match="missing"):

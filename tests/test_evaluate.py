@@ -200,3 +200,42 @@ def test_cli_calibrate_refits_calibration_and_keeps_weights(tiny_tree, tiny_chec
     for k, v in stale.state_dict.items():  # stored as float16, loaded back as float32
         expected = v.half().float() if v.is_floating_point() else v
         assert torch.equal(half[k], expected), k
+
+
+def test_pair_folder_calibration_never_sees_test_pairs(tmp_path, monkeypatch):
+    """A plain pair folder: training and calibration get good pairs only, none of the test split's."""
+    from helpers import make_pair_folder
+
+    from easynet import pipeline
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+
+    root = make_pair_folder(tmp_path / "pairs", size=32, n_good=6, n_bad=2)
+    seen = {}
+    real_calibrate, real_train = pipeline.calibrate, pipeline.train
+
+    def spy_calibrate(model, validation, *args, **kw):
+        seen["calibration"] = [validation[i].name for i in range(len(validation))]
+        seen["calibration_labels"] = [validation[i].label for i in range(len(validation))]
+        return real_calibrate(model, validation, *args, **kw)
+
+    def spy_train(model_cfg, train_cfg, samples, **kw):
+        seen["train"] = [samples[i].name for i in range(len(samples))]
+        return real_train(model_cfg, train_cfg, samples, **kw)
+
+    monkeypatch.setattr(pipeline, "calibrate", spy_calibrate)
+    monkeypatch.setattr(pipeline, "train", spy_train)
+    pipeline.train_category(
+        root,
+        None,
+        tmp_path / "m.pt",
+        model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
+        train_cfg=TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
+        progress=False,
+        device="cpu",
+    )
+    test = registry.open_dataset(root, None, Split.TEST, image_size=32)
+    test_names = {r.name for r in test.records}
+    assert {"bad_6", "bad_7"} <= test_names
+    assert seen["calibration"] and not set(seen["calibration"]) & test_names
+    assert not set(seen["train"]) & test_names and not set(seen["train"]) & set(seen["calibration"])
+    assert seen["calibration_labels"] == [0] * len(seen["calibration"])

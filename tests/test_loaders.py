@@ -126,8 +126,45 @@ def test_pair_folder(tmp_path, depth_format, subfolders):
     assert data[0].name == "bad_1" and data[0].mask.any() and data.has_depth
     _check(data[1], depth=True)
     assert detect_format(root) == "pairs"
-    for split in Split:
-        assert len(open_dataset(root, None, split, image_size=SIZE)) == 2
+    splits = {split: open_dataset(root, None, split, image_size=SIZE) for split in Split}
+    assert [r.name for r in splits[Split.TRAIN].records] == ["good_0"] and len(splits[Split.VALIDATION]) == 0
+    assert [r.name for r in splits[Split.TEST].records] == ["bad_1"]  # the labelled defect: test only
+
+
+def _names(data) -> list[str]:
+    return [r.name for r in data.records]
+
+
+def test_pair_folder_seeded_split_trains_on_good_pairs_only(tmp_path):
+    root = make_pair_folder(tmp_path / "pairs", size=16, n_good=10, n_bad=2)
+    (root / "dent-defect.png").write_bytes((root / "good_0.png").read_bytes())  # labelled by its name only
+    splits = {split: open_dataset(root, None, split, image_size=SIZE) for split in Split}
+    train, val, test = (set(_names(splits[s])) for s in (Split.TRAIN, Split.VALIDATION, Split.TEST))
+    assert (len(train), len(val), len(test)) == (6, 2, 2 + 3)
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert train | val | test == {f"good_{i}" for i in range(10)} | {"bad_10", "bad_11", "dent-defect"}
+    assert {"bad_10", "bad_11", "dent-defect"} <= test and splits[Split.TEST].labels.sum() == 3
+    assert (splits[Split.TRAIN].labels == 0).all() and (splits[Split.VALIDATION].labels == 0).all()
+    again = open_dataset(root, None, Split.TRAIN, image_size=SIZE)
+    assert _names(again) == _names(splits[Split.TRAIN])  # seeded: the same split every time
+    assert len(PairFolder(root, image_size=SIZE)) == 13  # no split: every pair (browsing, prediction)
+
+
+def test_pair_split_folders_refuse_defects_in_train(tmp_path):
+    root = tmp_path / "pairs"
+    make_pair_folder(root / "train", size=16, n_good=3, n_bad=0)
+    make_pair_folder(root / "test", size=16, n_good=1, n_bad=1)
+    assert _names(open_dataset(root, None, Split.TEST, image_size=SIZE)) == ["bad_1", "good_0"]
+    assert len(open_dataset(root, None, Split.TRAIN, image_size=SIZE)) + len(
+        open_dataset(root, None, Split.VALIDATION, image_size=SIZE)) == 3  # seeded validation from train
+    make_pair_folder(root / "val", size=16, n_good=1, n_bad=0)
+    assert len(open_dataset(root, None, Split.TRAIN, image_size=SIZE)) == 3  # explicit validation folder
+    make_pair_folder(root / "train", size=16, n_good=0, n_bad=1)  # adds train/bad_0.png with a mask
+    with pytest.raises(InputError, match=r"train split but holds labelled defects \(bad_0\)"):
+        open_dataset(root, None, Split.TRAIN, image_size=SIZE)
+    (root / "train" / "bad_0_mask.png").unlink()  # no mask: still a defect by its name
+    with pytest.raises(InputError, match="labelled defects"):
+        open_dataset(root, None, Split.VALIDATION, image_size=SIZE)
 
 
 def test_registry_detects_and_opens(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -23,15 +24,27 @@ def test_stretch_fills_the_square():
     assert (frame.top, frame.left, frame.height, frame.width) == (0, 0, 16, 16) and frame.valid.all()
 
 
-@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
-def test_defect_pixel_round_trips_to_its_place(mode):
+def test_pad_is_the_authors_zero_padding_to_a_square():
+    """3D-ADS: sides rounded up to 100 px, centred on a zero square of the larger one, then resized to S."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (150, 230, 3)).astype(np.uint8)
+    frame = Frame.fit(rgb.shape[:2], 32, "pad")
+    assert frame.padded == 300
+    square = np.zeros((300, 300, 3), np.float32)
+    square[75:225, 35:265] = rgb / 255.0  # (300 - 150) // 2 rows and (300 - 230) // 2 columns of padding
+    np.testing.assert_allclose(frame.image(rgb), cv2.resize(square, (32, 32)), atol=1e-6)
+    assert Frame.fit((800, 800), 32, "pad").padded == 800 and Frame.fit((800, 600), 32, "pad").padded == 800
+
+
+@pytest.mark.parametrize("mode, size", [("letterbox", 32), ("stretch", 32), ("pad", 40)])  # pad: 100 -> 40
+def test_defect_pixel_round_trips_to_its_place(mode, size):
     """A 60x80 image with a small defect: the defect lands where the frame says, and the map of it maps
     back onto the original pixels at the same place."""
     rgb = np.zeros((60, 80, 3), np.uint8)
     mask = np.zeros((60, 80), bool)
     rgb[30:35, 50:55] = 255  # 5x5 px defect; centre (32, 52)
     mask[30:35, 50:55] = True
-    frame = Frame.fit(rgb.shape[:2], 32, mode)
+    frame = Frame.fit(rgb.shape[:2], size, mode)
     small = frame.image(rgb)
     small_mask = frame.mask(mask)
     rows, cols = np.nonzero(small_mask)

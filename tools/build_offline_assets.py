@@ -74,6 +74,8 @@ def main() -> int:
         help="re-fit the calibration of existing checkpoints on validation, then re-evaluate",
     )
     parser.add_argument("--samples", default="samples")
+    parser.add_argument("--depth-encoding", choices=("height", "metric"), default="height",
+                        help="metric: heights in metres over one scale fitted on the training split (dents in mm)")
     a = parser.parse_args()
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,7 @@ def main() -> int:
             data,
             category,
             ckpt,
-            model_cfg=MODEL_PRESETS["lite"],
+            model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding=a.depth_encoding),
             train_cfg=train_cfg,
             device="cpu",
             ship=True,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from easynet.data.geometry import cached_prepare_depth
+from easynet.config import DEPTH_ENCODINGS, RGB_BACKGROUNDS
+from easynet.data.geometry import cached_prepare_depth, zero_background
 from easynet.data.io import check_same_size, depth_shape, read_mask, read_rgb
 from easynet.data.preprocess import RESIZE_MODES, Frame
 from easynet.data.types import Sample
@@ -37,11 +38,15 @@ class PairedDataset:
         image_size: side S of the square samples.
         modality: "rgbd", or "rgb" for the RGB-only track (depth and foreground are None). A data set
             without depth files behaves as "rgb" whatever was asked (see `has_depth`).
-        resize: "stretch" or "letterbox" (see `easynet.data.preprocess`).
+        resize: "stretch", "letterbox" or "pad" (see `easynet.data.preprocess`).
+        depth_encoding, depth_scale: how depth becomes the model's input (`easynet.data.geometry.encode_depth`).
+        rgb_background: "zero" sets RGB to 0 on measured points off the object (the authors' input).
+        These follow the checkpoint's ModelConfig: `easynet.pipeline.loader_options(cfg)`.
     """
 
     def __init__(self, records: list[Record], image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
+                 cache_dir: str | Path | None = None, resize: str = "stretch", depth_encoding: str = "height",
+                 depth_scale: float = 0.0, rgb_background: str = "keep") -> None:
         if resize not in RESIZE_MODES:
             raise InputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         if modality not in MODALITIES:
@@ -51,8 +56,13 @@ class PairedDataset:
         self.records = records
         self.image_size = int(image_size)
         self.modality = modality
+        if depth_encoding not in DEPTH_ENCODINGS:
+            raise InputError(f"depth_encoding must be one of {', '.join(DEPTH_ENCODINGS)}, got {depth_encoding!r}")
+        if rgb_background not in RGB_BACKGROUNDS:
+            raise InputError(f"rgb_background must be one of {', '.join(RGB_BACKGROUNDS)}, got {rgb_background!r}")
         self.cache_dir = cache_dir
         self.resize = resize
+        self.depth_encoding, self.depth_scale, self.rgb_background = depth_encoding, depth_scale, rgb_background
 
     @property
     def has_depth(self) -> bool:
@@ -87,7 +97,11 @@ class PairedDataset:
         depth = foreground = None
         if self.has_depth:
             check_same_size(rgb, np.empty(depth_shape(record.depth), dtype=np.uint8))
-            depth, foreground = cached_prepare_depth(record.depth, frame, self.cache_dir, record.info_yaml)
+            prepared = cached_prepare_depth(record.depth, frame, self.cache_dir, record.info_yaml,
+                                            self.depth_encoding, self.depth_scale)
+            depth, foreground = prepared.depth, prepared.foreground
+            if self.rgb_background == "zero":
+                rgb = zero_background(rgb, prepared.background)
         if record.mask is not None:
             mask = read_mask(record.mask)
             if mask.shape != rgb.shape[:2]:

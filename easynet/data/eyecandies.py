@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from easynet.data.base import DEFAULT_IMAGE_SIZE, GOOD, PairedDataset, Record, list_dirs
 from easynet.data.io import read_mask
@@ -38,7 +39,8 @@ class Eyecandies(PairedDataset):
 
     def __init__(self, root: str | Path, category: str, split: Split | str = Split.TRAIN,
                  image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd", light: int | None = None,
-                 epoch: int = 0, cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
+                 epoch: int = 0, cache_dir: str | Path | None = None, resize: str = "stretch",
+                 **depth_options: Any) -> None:
         root = Path(root)
         if light is not None and light not in range(NUM_LIGHTS):
             raise InputError(f"light must be 0..{NUM_LIGHTS - 1} or None, got {light}")
@@ -59,7 +61,7 @@ class Eyecandies(PairedDataset):
                    for path in sorted(data.glob("*_image_0.png"))]
         if not records:
             raise InputError(f"{data} holds no <idx>_image_0.png files")
-        super().__init__(records, image_size, modality, cache_dir, resize)
+        super().__init__(records, image_size, modality, cache_dir, resize, **depth_options)
 
     def _record(self, data: Path, idx: str) -> Record:
         depth, mask = data / f"{idx}_depth.png", data / f"{idx}_mask.png"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from easynet.data.base import DEFAULT_IMAGE_SIZE, GOOD, PairedDataset, Record, list_dirs, sorted_files
 from easynet.data.io import RGB_EXTENSIONS
@@ -61,7 +62,7 @@ class MVTec3D(PairedDataset):
 
     def __init__(self, root: str | Path, category: str, split: Split | str = Split.TRAIN,
                  image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch") -> None:
+                 cache_dir: str | Path | None = None, resize: str = "stretch", **depth_options: Any) -> None:
         self.root, self.category, self.split = Path(root), category, _split_of(split)
         folder = category_dir(root, category) / self.split.value
         if not folder.is_dir():
@@ -72,4 +73,4 @@ class MVTec3D(PairedDataset):
         if not defects or not (folder / defects[0]).is_dir():
             raise InputError(f"{folder} holds no defect folders; expected {folder / GOOD}")
         records = [r for defect in defects for r in _folder_records(folder / defect, defect, self.split)]
-        super().__init__(records, image_size, modality, cache_dir, resize)
+        super().__init__(records, image_size, modality, cache_dir, resize, **depth_options)

@@ -1,21 +1,27 @@
 """Fitting images into the model's square input and mapping results back: the one place that decides how an
 (H, W) picture becomes (S, S), used by the loaders, the evaluator, calibration, the Predictor and the app.
 
-Two modes, recorded in the checkpoint's ``ModelConfig.resize``:
-* ``stretch``: resize both sides to S (the aspect ratio changes; what the synthetic world and the authors do).
+Three modes, recorded in the checkpoint's ``ModelConfig.resize``:
+* ``stretch``: resize both sides to S (the aspect ratio changes; what the synthetic world does).
 * ``letterbox``: resize the long side to S, keep the aspect ratio and pad the short side with zeros
   (centred). Small defects keep their shape; the padding is never an anomaly and is left out of scores and
   pixel metrics through ``Frame.valid``.
+* ``pad``: the authors' MVTec 3D-AD preprocessing (3D-ADS): round each side up to a multiple of PAD_MULTIPLE
+  pixels, pad with zeros (centred) to a square of the larger one at the source resolution, then resize that
+  square bilinearly to S. As in their evaluation, the padding stays in scores and pixel metrics.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from easynet.config import RESIZE_MODES
+
+PAD_MULTIPLE = 100  # the authors round each side up to a multiple of 100 px before padding to a square
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Frame:
         size: S.
         original: (H, W) of the source image.
         top, left, height, width: the image's rectangle inside the square (the rest is padding).
+        mode: "stretch", "letterbox" or "pad".
+        padded: "pad" only: side of the zero-padded square at the source resolution (0 otherwise).
     """
 
     size: int
@@ -35,6 +43,7 @@ class Frame:
     height: int
     width: int
     mode: str = "stretch"
+    padded: int = 0
 
     @classmethod
     def fit(cls, original: tuple[int, int], size: int, mode: str) -> Frame:
@@ -42,6 +51,11 @@ class Frame:
         if mode not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
         h, w = int(original[0]), int(original[1])
+        if mode == "pad":
+            side = max(math.ceil(h / PAD_MULTIPLE), math.ceil(w / PAD_MULTIPLE)) * PAD_MULTIPLE
+            scale = size / side
+            top, left = round((side - h) // 2 * scale), round((side - w) // 2 * scale)
+            return cls(size, (h, w), top, left, max(1, round(h * scale)), max(1, round(w * scale)), mode, side)
         if mode == "stretch" or h == w:
             return cls(size, (h, w), 0, 0, size, size, mode)
         scale = size / max(h, w)
@@ -65,24 +79,46 @@ class Frame:
         out[self.slices] = resized
         return out
 
+    def _pad_square(self, values: np.ndarray, fill: float | int = 0) -> np.ndarray:
+        """"pad" mode: the source image centred on a zero (``fill``) square of side ``padded``."""
+        h, w = self.original
+        top, left = (self.padded - h) // 2, (self.padded - w) // 2
+        out = np.full((self.padded, self.padded, *values.shape[2:]), fill, dtype=values.dtype)
+        out[top : top + h, left : left + w] = values
+        return out
+
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """An RGB image (uint8 or float in [0, 1]) -> (S, S, 3) float32 in [0, 1]."""
         image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+        if self.mode == "pad":
+            square = cv2.resize(self._pad_square(image), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            return np.clip(square, 0.0, 1.0).astype(np.float32)
         resized = cv2.resize(image, (self.width, self.height), interpolation=_shrink(image.shape, self))
         return self._place(np.clip(resized, 0.0, 1.0).astype(np.float32), 0.0)
 
     def scalar(self, values: np.ndarray) -> np.ndarray:
         """An (H, W) float map (depth input) -> (S, S) float32, bilinear, padding 0."""
+        if self.mode == "pad":
+            square = self._pad_square(values.astype(np.float32))
+            return cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         resized = cv2.resize(values.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         return self._place(resized.astype(np.float32), 0.0)
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """An (H, W) bool mask -> (S, S) bool, nearest neighbour, padding False."""
+        if self.mode == "pad":
+            square = self._pad_square(mask.astype(np.uint8))
+            return cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_NEAREST) > 0
         resized = cv2.resize(mask.astype(np.uint8), (self.width, self.height), interpolation=cv2.INTER_NEAREST)
         return self._place(resized > 0, False)
 
     def to_original(self, values: np.ndarray) -> np.ndarray:
         """An (S, S) map at model resolution -> (H, W) on the source image's pixels (bilinear)."""
+        if self.mode == "pad":
+            h, w = self.original
+            top, left = (self.padded - h) // 2, (self.padded - w) // 2
+            square = cv2.resize(values.astype(np.float32), (self.padded, self.padded), interpolation=cv2.INTER_LINEAR)
+            return np.ascontiguousarray(square[top : top + h, left : left + w])
         inner = np.ascontiguousarray(values[self.slices], dtype=np.float32)
         return cv2.resize(inner, (self.original[1], self.original[0]), interpolation=cv2.INTER_LINEAR)
 

@@ -41,14 +41,15 @@ def open_dataset(root: str | Path, category: str | None = None, split: Split | s
                  **kw) -> PairedDataset:
     """Opens one category and split of a data set, detecting its format unless `format` is given.
 
-    Extra keywords go to the loader (`cache_dir`; Eyecandies also `light`, `epoch`). A pair folder has
-    no categories or splits: `category` is ignored and every split returns the same samples.
+    Extra keywords go to the loader (`cache_dir`, `resize`, the depth options; Eyecandies also `light`,
+    `epoch`). A pair folder has no categories (`category` is ignored); its splits are split folders or a
+    seeded split of its good pairs, with labelled defects in test only (`easynet.data.pairs`).
     """
     format = format or detect_format(root)
     if format not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if format == "pairs":
-        return PairFolder(root, image_size=image_size, modality=modality, **kw)
+        return PairFolder(root, image_size=image_size, modality=modality, split=split, **kw)
     if not category:
         raise InputError(f"a {format} data set needs a category; found: {', '.join(list_dirs(Path(root)))}")
     loader = MVTec3D if format == "mvtec3d" else Eyecandies

@@ -47,7 +47,7 @@ class Sample:
 
     Attributes:
         rgb: (S, S, 3) float32 in [0, 1], RGB order.
-        depth: (S, S) float32 depth input (height above the table / max height) or None (RGB-only track).
+        depth: (S, S) float32 depth input (`geometry.encode_depth`) or None (RGB-only track).
         foreground: (S, S) bool object mask from plane removal, None without depth.
         mask: (S, S) bool ground truth (all False for good / train / validation).
         label: 0 good, 1 anomalous.
