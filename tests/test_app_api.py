@@ -79,6 +79,20 @@ def test_annotate_save_endpoint_writes_the_mvtec_layout(server):
     assert xyz.dtype == np.float32 and xyz.shape[2] == 3
 
 
+def test_three_api_saves_in_one_session_keep_three_entries(server):
+    client, assets = server
+    from gradio_client import handle_file
+
+    entries = [client.predict("api_three", "OK", "train", "", handle_file(str(assets.rgb)), None, None,
+                              assets.model, api_name="/annotate_save")[-1]["entry"] for _ in range(3)]
+    assert entries == [f"api_three:train/good/{i:03d}" for i in range(3)]
+    for i in range(3):
+        assert (assets.workspace / "annotations/api_three/train/good/rgb" / f"{i:03d}.png").is_file()
+    client.predict(entries[1], api_name="/annotate_delete")
+    assert sorted(p.name for p in (assets.workspace / "annotations/api_three/train/good/rgb").iterdir()) == \
+        ["000.png", "002.png"]
+
+
 def _wait(client, job_id: str, states: tuple[str, ...], timeout: float = 300.0) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -90,8 +90,9 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
     from app import annotate, workspace
 
     editor = _painted(assets.rgb)
-    status, _, item, saved = annotate.save("part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth),
-                                           editor, assets.model)
+    status, _, _, saved = annotate.save("part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth),
+                                        editor, assets.model)
+    item = saved["entry"]
     assert item == "part_a:test/scratch/000" and "Saved" in status
     base = assets.workspace / "annotations" / "part_a" / "test" / "scratch"
     gt = cv2.imread(str(base / "gt" / "000.png"), cv2.IMREAD_GRAYSCALE)
@@ -103,7 +104,7 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
 
     reopened = annotate.reopen(item)
     assert reopened[3] == "NG" and reopened[5] == "scratch"
-    assert annotate.mask_from_editor(reopened[6], gt.shape).sum() == (gt > 0).sum()
+    assert np.array_equal(annotate.mask_from_editor(reopened[6], cv2.imread(str(assets.rgb))[..., ::-1]), gt > 0)
     _, _, moved, _ = annotate.save("part_a", "OK", "train", "", reopened[1], reopened[2], None, assets.model, item)
     assert moved == "part_a:train/good/000" and not (base / "rgb" / "000.png").exists()
     assert (assets.workspace / "annotations/part_a/train/good/xyz/000.tiff").is_file()
@@ -235,7 +236,7 @@ def test_annotation_editor_is_prefilled_from_the_model(assets):
 
     value, note, current = annotate.prefill(str(assets.rgb), str(assets.depth), assets.model)
     image = cv2.imread(str(assets.rgb))
-    assert value["background"].shape == image.shape and value["layers"][0].shape == (*image.shape[:2], 4)
+    assert value["composite"].shape == image.shape and value["layers"] == []
     assert "Pre-filled" in note and current is None
 
 
