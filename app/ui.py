@@ -74,12 +74,13 @@ def image_upload(**kwargs: Any) -> gr.Image:
 
 
 def model_dropdown(label: str = "Model", extra: list[tuple[str, str]] | None = None,
-                   elem_id: str | None = None) -> gr.Dropdown:
-    """A model picker listing the registry (shipped + fine-tuned checkpoints)."""
+                   elem_id: str | None = None, value: str | None = None) -> gr.Dropdown:
+    """A model picker listing the registry (shipped + fine-tuned checkpoints); `value` (if listed) is chosen."""
     choices = (extra or []) + models.choices()
     # allow_custom_value: API callers may name a model fine-tuned after the page was built (checked by models.find)
-    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label=label,
-                       info="category, preset, validation I-AUROC and where it comes from",
+    names = [c[1] for c in choices]
+    return gr.Dropdown(choices=choices, value=value if value in names else (names[0] if names else None), label=label,
+                       info="category, preset, validation I-AUROC (on how many images) and where it comes from",
                        allow_custom_value=True, elem_id=elem_id)
 
 

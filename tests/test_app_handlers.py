@@ -19,7 +19,7 @@ import tifffile
 from easynet.errors import InputError
 
 JSON_FIELDS = {"score", "normalized_score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb",
-               "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms"}
+               "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms", "summary"}
 
 
 def test_registry_lists_the_model_with_its_facts(assets):
@@ -42,9 +42,10 @@ def test_predict_in_each_gate(assets, gate):
     verdict, heat, rgb_in, rec_rgb, depth_in, rec_depth, gate_md, fig, result, state = out
     assert set(result) == JSON_FIELDS and result["gate"] == gate and result["has_depth"]
     original = cv2.imread(str(assets.rgb)).shape
-    assert heat.shape[0] % original[0] == 0 and heat.shape[0] >= original[0] and heat.dtype == np.uint8
+    assert heat.shape[1] % original[1] == 0 and heat.shape[0] > heat.shape[1] >= original[1]  # + the colour bar
+    assert heat.dtype == np.uint8
     assert rec_rgb.shape == rgb_in.shape and depth_in.ndim == 3 and rec_depth.ndim == 3
-    assert ("NG" in verdict) == result["is_anomalous"]
+    assert ("NG" in verdict) == result["is_anomalous"] and "was trained on" in verdict
     assert fig.data and fig.data[0].type == "scatter3d" and fig.layout.height
     assert len(fig.data[0].x) <= 40_000
     if gate == "close":
