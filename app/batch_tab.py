@@ -13,7 +13,7 @@ import gradio as gr
 
 from app import models, workspace
 from app.inspect_tab import _path
-from app.ui import GATE_HELP, GATES, model_dropdown
+from app.ui import GATE_HELP, GATES, error, model_dropdown
 from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
 
@@ -99,7 +99,7 @@ def run(files: Any, model: str | None, gate: str = "control", sensitivity: float
         yield (table_rows(rows), gallery_items(rows), summary_html(rows, len(items), info, True, cancelled),
                str(archive), report)
     except EasyNetError as err:
-        raise gr.Error(str(err), duration=None, print_exception=False) from None
+        raise error(str(err)) from None
     finally:
         with _cancel_lock:
             _cancel.discard(session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from easynet.visualize import atomic_write_bytes
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
 INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
+SERVER_SETTING = re.compile(r"(?:,? ?\(?|; |,? or )set (EASYNET_[A-Z_]+) to raise (?:it|the limit)\)?")
 log = logging.getLogger(__name__)
 
 
@@ -36,21 +38,33 @@ def _atomic_save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", for
 processing_utils.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
 
 
+def for_browser(message: str) -> str:
+    """A library sentence as a browser user should read it: limits that the CLI user may raise with an environment
+    variable are, in the app, this server's limits (only its administrator can change them)."""
+    return SERVER_SETTING.sub(r" (this server's limit; its administrator can raise it with \1)", message)
+
+
+def error(message: str) -> gr.Error:
+    """A gr.Error that stays on screen until closed (duration=None): errors must not vanish unread."""
+    return gr.Error(for_browser(message), duration=None, print_exception=False)
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Library errors (EasyNetError) become a gr.Error with their one sentence; any other exception is logged
-    with its traceback on the server and the user gets one sentence (INTERNAL_ERROR), never a traceback."""
+    with its traceback on the server and the user gets one sentence (INTERNAL_ERROR), never a traceback.
+    The message stays on screen until the user closes it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except EasyNetError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise error(str(err)) from None
         except gr.Error:
             raise
         except Exception as err:  # noqa: BLE001 - a bug must not reach the user as a traceback
             log.exception("handler %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(INTERNAL_ERROR.format(name=type(err).__name__), print_exception=False) from None
+            raise error(INTERNAL_ERROR.format(name=type(err).__name__)) from None
 
     return wrapper
 
