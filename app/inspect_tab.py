@@ -21,6 +21,8 @@ COLOUR_BY = ("anomaly", "rgb")
 DEPTH_TYPES = [".tiff", ".tif", ".png", ".npy"]
 IMAGE_HEIGHT = 260
 OUTPUT_HEIGHT = 220
+SAMPLE_COLUMNS = 8  # 16 shipped samples = two rows, all visible without scrolling on a 1366x768 screen
+SAMPLE_HEIGHT = 330  # px: exactly the two rows
 DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) to at least this for display
 
 
@@ -166,9 +168,9 @@ def build() -> gr.Dropdown:
     """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
     state = gr.State(None)
     samples = sample_gallery()
-    gallery = gr.Gallery(samples, label="Samples: click one to inspect it with its category's model", columns=8,
-                         rows=1, height=190, allow_preview=False, object_fit="cover", elem_id="inspect-samples",
-                         visible=bool(samples))
+    gallery = gr.Gallery(samples, label="Samples: click one to inspect it with its category's model",
+                         columns=SAMPLE_COLUMNS, height=SAMPLE_HEIGHT, allow_preview=False, object_fit="cover",
+                         elem_id="inspect-samples", visible=bool(samples))
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(elem_id="inspect-model")
@@ -186,7 +188,7 @@ def build() -> gr.Dropdown:
             verdict = gr.HTML("<p>Click a sample above, or upload an RGB image (depth optional) and press "
                               "<b>Inspect</b>.</p>", elem_id="inspect-verdict")
             with gr.Row():
-                heat = gr.Image(label="Heat map (colour bar: threshold in the middle)", format="png",
+                heat = gr.Image(label="Heat map", format="png",
                                 elem_id="inspect-heat", height=OUTPUT_HEIGHT + 30)
                 rgb_in = gr.Image(label="RGB input (model size)", format="png", height=OUTPUT_HEIGHT)
                 rec_rgb = gr.Image(label="RGB reconstruction", format="png", height=OUTPUT_HEIGHT)

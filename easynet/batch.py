@@ -78,14 +78,16 @@ def summarise(p: Any, calibration: Any, category: str | None = None) -> dict[str
 
 
 # --- finding the pairs -------------------------------------------------------------------------------------
-def _key(path: Path) -> tuple[str, str]:
+def _key(path: Path, loose: bool = False) -> tuple[str, str]:
+    """(folder, name) that an image and its depth file share; loose files (uploaded one by one, each into its
+    own temporary folder) pair by name alone."""
     stem = path.stem
     for tag in NAME_TAGS:
         if stem.endswith(tag):
             stem = stem[: -len(tag)]
             break
     folder = path.parent.parent if path.parent.name in LAYOUT_FOLDERS else path.parent
-    return str(folder), stem
+    return ("" if loose else str(folder)), stem
 
 
 def _is_depth(path: Path) -> bool:
@@ -127,6 +129,7 @@ def extract_zip(path: str | Path, out: str | Path, limit: int = MAX_ZIP_BYTES) -
 def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> list[BatchItem]:
     """The images to inspect among files, folders (searched recursively) and zips (unpacked under `scratch`)."""
     files: list[Path] = []
+    loose: set[Path] = set()
     for i, raw in enumerate(paths):
         path = Path(raw)
         if path.is_dir():
@@ -138,12 +141,13 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
             files += sorted(p for p in folder.rglob("*") if p.is_file())
         elif path.is_file():
             files.append(path)
+            loose.add(path)
         else:
             raise InputError(f"{path} is neither a file nor a folder; give images, folders or zips")
     files = [f for f in files if not f.name.startswith(".") and "__MACOSX" not in f.parts]
     if len(files) > MAX_FILES:
         raise InputError(f"{len(files)} files given; a batch takes at most {MAX_FILES}")
-    depths = {_key(f): f for f in files if _is_depth(f)}
+    depths = {_key(f, f in loose): f for f in files if _is_depth(f)}
     items, names = [], set()
     for f in files:
         if f.suffix.lower() not in RGB_SUFFIXES or _is_depth(f) or f.stem.endswith(SKIPPED_TAGS):
@@ -153,7 +157,7 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
         while unique in names:
             unique, n = f"{name}_{n}", n + 1
         names.add(unique)
-        items.append(BatchItem(unique, f, depths.get(_key(f))))
+        items.append(BatchItem(unique, f, depths.get(_key(f, f in loose))))
     if not items:
         raise InputError(f"no RGB image ({', '.join(RGB_SUFFIXES)}) among the {len(files)} files given; upload "
                          "images, with depth files named like them (NAME.tiff, NAME_xyz.tiff, NAME_depth.png)")

@@ -46,6 +46,20 @@ def test_files_are_paired_by_name(tiny_tree, tmp_path):
         collect([tmp_path / "in" / "a.tiff"])
 
 
+def test_files_uploaded_one_by_one_pair_by_name_across_folders(tiny_tree, tmp_path):
+    from easynet.batch import collect
+
+    folder = _folder(tiny_tree, tmp_path / "in")
+    uploads = []
+    for i, name in enumerate(["a.png", "a.tiff", "b_rgb.png", "b_xyz.tiff", "d.png"]):
+        target = tmp_path / "gradio" / f"hash{i}" / name  # a browser upload: each file in its own folder
+        target.parent.mkdir(parents=True)
+        shutil.copy(folder / name, target)
+        uploads.append(target)
+    items = {i.name: i for i in collect(uploads)}
+    assert items["a"].depth == uploads[1] and items["b"].depth == uploads[3] and items["d"].depth is None
+
+
 def test_unsafe_zip_is_refused(tmp_path):
     from easynet.batch import collect
 
