@@ -212,9 +212,10 @@ def build() -> gr.Dropdown:
     current = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            model = model_dropdown(label="Model for the pre-filled mask")
-            category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category")
-            rgb = image_upload(label="RGB image", height=200)
+            model = model_dropdown(label="Model for the pre-filled mask", elem_id="annotate-model")
+            category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category",
+                                  elem_id="annotate-category")
+            rgb = image_upload(label="RGB image", height=200, elem_id="annotate-rgb")
             depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES)
             label = gr.Radio(list(LABELS), value="NG", label="Label")
             ok_split = gr.Radio(list(workspace.OK_SPLITS), value="train", label="An OK image goes to",
@@ -223,7 +224,7 @@ def build() -> gr.Dropdown:
             with gr.Row():
                 refill = gr.Button("Pre-fill from model")
                 clear = gr.Button("Clear the mask")
-                save_btn = gr.Button("Save", variant="primary")
+                save_btn = gr.Button("Save", variant="primary", elem_id="annotate-save")
         with gr.Column(scale=2):
             status = gr.Markdown("Upload an image; the model's predicted defect mask is painted in red for you.",
                                  elem_id="annotate-status")

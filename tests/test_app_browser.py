@@ -127,3 +127,45 @@ def test_gallery_banner_and_batch_in_a_real_browser(server, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import cv2
+
+    from app import annotate
+
+    url, assets = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("tab", name="Annotate").click()
+            model = page.locator("#annotate-model input").first
+            model.wait_for()
+            page.locator("#annotate-category input, #annotate-category textarea").first.fill("browser_part")
+            _upload(page, "#annotate-rgb", assets.rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
+            page.wait_for_timeout(1500)  # the editor draws the picture
+            box = page.locator("#annotate-editor canvas").first.bounding_box()
+            page.locator("#annotate-editor button[aria-label='Brush']").first.click()
+            x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.9
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + box["width"] * 0.3, y, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            page.locator("#annotate-save").click()
+            page.locator("#annotate-status").get_by_text("Saved").wait_for()
+        finally:
+            browser.close()
+    from app import models
+
+    name = models.list_models()[0].name  # the page's default model
+    predicted = annotate.predicted_mask(cv2.imread(str(assets.rgb))[..., ::-1].copy(), None, name)
+    gt = cv2.imread(str(assets.workspace / "annotations/browser_part/test/scratch/gt/000.png"),
+                    cv2.IMREAD_GRAYSCALE) > 0
+    assert predicted.any()  # else the test could not tell a kept pre-fill from a lost one
+    assert (gt & predicted).sum() == predicted.sum()  # the pre-fill on screen is saved...
+    assert (gt & ~predicted).sum() > 0  # ...together with the stroke painted over it
