@@ -111,7 +111,7 @@ def build() -> list[gr.Dropdown]:
                 button = gr.Button("Compare the gates", variant="primary")
             with gr.Column(scale=2):
                 with gr.Row():
-                    heats = [gr.Image(label=f"{g} (each at its threshold's colour bar)", format="png")
+                    heats = [gr.Image(label=f"{g} gate", format="png")
                              for g in GATES]
                 table = gr.Markdown()
                 with gr.Accordion("JSON", open=False):
