@@ -216,7 +216,7 @@ def build() -> gr.Dropdown:
             category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category",
                                   elem_id="annotate-category")
             rgb = image_upload(label="RGB image", height=200, elem_id="annotate-rgb")
-            depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES)
+            depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES, elem_id="annotate-depth")
             label = gr.Radio(list(LABELS), value="NG", label="Label")
             ok_split = gr.Radio(list(workspace.OK_SPLITS), value="train", label="An OK image goes to",
                                 info="train/good and validation/good feed fine-tuning; test/good evaluation")
