@@ -13,16 +13,16 @@ from typing import Any
 
 import gradio as gr
 
-from app import annotate, compare, finetune, inspect_tab, models, sessions, ui
+from app import annotate, batch_tab, compare, finetune, inspect_tab, models, sessions, ui
 
 TITLE = "EasyNet-3D"
 INTRO = (
     "# EasyNet-3D · RGB-D industrial anomaly detection\n"
     "Reconstruct the image, compare, and let the entropy gate decide whether depth helps "
     "([EasyNet, ACM MM 2023](https://arxiv.org/abs/2307.13925)). "
-    "**Inspect** one part, **Compare** the gate modes, **Annotate** your own images, **Fine-tune** a model."
+    "**Inspect** one part, **Batch** many, **Compare** the gate modes, **Annotate** your own images, "
+    "**Fine-tune** a model."
 )
-MODEL_POLL_SECONDS = 5.0
 MAX_UPLOAD_ENV = "EASYNET_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 500  # per uploaded file; data set zips are the largest uploads
 CACHE_SWEEP_S, CACHE_MAX_AGE_S = 900, 7200  # Gradio's upload/output cache: checked every 15 min, kept 2 hours
@@ -51,12 +51,14 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect") as inspect_tab_:
                 pickers = [inspect_tab.build()]
+            with gr.Tab("Batch", id="batch") as batch_tab_:
+                pickers.append(batch_tab.build())
             with gr.Tab("Compare", id="compare") as compare_tab:
                 pickers += compare.build()
             with gr.Tab("Annotate", id="annotate") as annotate_tab:
                 pickers.append(annotate.build())
             with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
-                init, job_id, status_outputs = finetune.build()
+                init, job_id, status_outputs, job_timer = finetune.build()
         extras = [None] * len(pickers) + [[finetune.SCRATCH]]
         pickers.append(init)
         seen = gr.State("")
@@ -68,15 +70,15 @@ def build_demo() -> gr.Blocks:
                 return (signature, *[gr.skip() for _ in values])
             return (now, *[ui.refreshed(v, extra) for v, extra in zip(values, extras)])
 
-        timer = gr.Timer(MODEL_POLL_SECONDS)
-        timer.tick(refresh, [seen, *pickers], [seen, *pickers], api_name="refresh_models", show_progress="hidden")
-        for i, tab in enumerate((inspect_tab_, compare_tab, annotate_tab, finetune_tab)):
-            tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}",
-                       show_progress="hidden")
+        # no polling timer: the model lists are refreshed when a tab is opened (a fine-tuned model appears then)
+        hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
+        for i, tab in enumerate((inspect_tab_, batch_tab_, compare_tab, annotate_tab, finetune_tab)):
+            tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}", **hidden)
         # the browser's session token first, so that the job shown after a reload is this browser's
         demo.load(sessions.adopt, browser_session, browser_session, api_name="session", api_visibility="private",
                   show_progress="hidden").then(
-            finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load")
+            finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load", **hidden
+        ).then(finetune.polling, None, job_timer, api_name="finetune_poll_on_load", **hidden)
     return demo
 
 

@@ -14,36 +14,76 @@ from app.ui import friendly, image_upload, model_dropdown
 from easynet.data.io import read_rgb
 from easynet.errors import InputError
 
-MASK_THRESHOLD = 0.5  # on the calibrated heat-map scale
-MASK_RGBA = (255, 0, 0, 150)  # how a mask is painted in the editor layer
+MARK_RGB = np.array([255, 0, 0], np.float32)  # the pre-filled mask is drawn into the photo in this colour...
+MARK_ALPHA = 0.6  # ...at this opacity
+MIN_MARK_DIFF = 60  # a marked pixel differs from the photo by at least this (sum over R, G, B) ...
+CHANGED = 24  # ...and the editor's picture counts as painted where it differs from the photo by more than this
 LABELS = ("OK", "NG")
 
 
 def predicted_mask(image: np.ndarray, depth: Any, model: str | None) -> np.ndarray:
-    """(H, W) bool: the calibrated heat map >= MASK_THRESHOLD, resized to the original image."""
+    """(H, W) bool: the pixels whose anomaly probability reaches the image threshold (the middle of the heat-map
+    colour bar), resized to the original image."""
     p = models.predictors.get(model).predict(image, _path(depth), gate="control")
-    return p.heatmap_original >= MASK_THRESHOLD
+    prob = p.on_original(p.anomaly_map)  # on the photo's own pixels and aspect
+    return prob >= p.threshold
+
+
+def marked(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The photo with `mask` drawn in half-transparent red; every marked pixel differs visibly from the photo."""
+    out = image[..., :3].copy()
+    if mask is None or not mask.any():
+        return out
+    photo = image[..., :3][mask].astype(np.float32)
+    tinted = photo * (1 - MARK_ALPHA) + MARK_RGB * MARK_ALPHA
+    faint = np.abs(tinted - photo).sum(axis=1) < MIN_MARK_DIFF  # a photo already red there: use its inverse
+    tinted[faint] = 255 - photo[faint]
+    out[mask] = (tinted + 0.5).astype(np.uint8)
+    return out
 
 
 def editor_value(image: np.ndarray, mask: np.ndarray | None) -> dict[str, Any]:
-    """An ImageEditor value: the photo as background, the mask as one red half-transparent layer."""
-    layer = np.zeros((*image.shape[:2], 4), np.uint8)
-    composite = image.copy()
-    if mask is not None and mask.any():
-        layer[mask] = MASK_RGBA
-        a = MASK_RGBA[3] / 255
-        composite[mask] = (image[mask] * (1 - a) + np.array(MASK_RGBA[:3]) * a).astype(np.uint8)
-    return {"background": image, "layers": [layer], "composite": composite}
+    """An ImageEditor value showing the photo with the mask drawn into it.
+
+    Gradio 6's editor shows the composite (else the background) and drops `layers` sent by the server, so a
+    pre-filled mask sent as a layer was invisible to the eraser and missing from the next save. The mask is
+    therefore drawn into the picture itself and read back from the picture (`mask_from_editor`): what is on
+    screen is what is saved.
+    """
+    picture = marked(image, mask)
+    return {"background": picture, "layers": [], "composite": picture}
 
 
-def mask_from_editor(value: Any, shape: tuple[int, int]) -> np.ndarray | None:
-    """Union of the painted layers (alpha > 0) at the image size; None when the editor holds no layer."""
-    if not isinstance(value, dict) or not value.get("layers"):
+def _as_rgb(a: Any, shape: tuple[int, int]) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 4:  # transparent pixels show the page's white
+        alpha = a[..., 3:4].astype(np.float32) / 255
+        a = a[..., :3].astype(np.float32) * alpha + 255 * (1 - alpha)
+    a = a[..., :3].astype(np.float32)
+    if a.shape[:2] != shape:
+        a = cv2.resize(a, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return a
+
+
+def mask_from_editor(value: Any, image: np.ndarray) -> np.ndarray | None:
+    """The defect mask on screen: pixels where the editor's picture differs from the photo, plus any painted layer
+    pixel (alpha > 0), at the photo's size. None when the editor holds nothing (API callers may send None)."""
+    if not isinstance(value, dict):
+        return None
+    shape = image.shape[:2]
+    picture = value.get("composite")
+    if picture is None:
+        picture = value.get("background")
+    layers = [np.asarray(x) for x in value.get("layers") or [] if x is not None]
+    if picture is None and not layers:
         return None
     mask = np.zeros(shape, bool)
-    for layer in value["layers"]:
-        layer = np.asarray(layer)
-        painted = layer[..., 3] > 0 if layer.ndim == 3 and layer.shape[2] == 4 else np.asarray(layer) > 0
+    if picture is not None:
+        mask |= np.abs(_as_rgb(picture, shape) - image[..., :3].astype(np.float32)).sum(axis=2) > CHANGED
+    for layer in layers:
+        painted = layer[..., 3] > 0 if layer.ndim == 3 and layer.shape[2] == 4 else layer > 0
         if painted.ndim == 3:
             painted = painted.any(axis=2)
         if painted.shape != shape:
@@ -61,15 +101,17 @@ def prefill(rgb: Any, depth: Any, model: str | None) -> tuple:
     image = read_rgb(path)
     try:
         mask = predicted_mask(image, depth, model)
-        note = f"Pre-filled from the model ({int(mask.sum())} px predicted defective). Correct it, then save."
+        used = "RGB + depth" if _path(depth) else "RGB only (uploading the depth pre-fills again)"
+        note = f"Pre-filled from the model on {used}: {int(mask.sum())} px predicted defective. Correct it, then save."
     except InputError as err:
         mask, note = None, f"No prediction ({err}); paint the defect yourself."
     return editor_value(image, mask), note, None
 
 
-def _entry_choices() -> dict[str, Any]:
+def _entry_choices(selected: str | None = None) -> dict[str, Any]:
+    """The saved entries, with `selected` (the entry just saved) chosen; nothing chosen without one."""
     entries = workspace.list_annotations()
-    return gr.update(choices=entries, value=entries[-1] if entries else None)
+    return gr.update(choices=entries, value=selected if selected in entries else None)
 
 
 def _split(item: str | None) -> tuple[str, str]:
@@ -79,27 +121,46 @@ def _split(item: str | None) -> tuple[str, str]:
     return category, entry
 
 
+def _relabels(current: str | None, category: str, image: np.ndarray) -> str | None:
+    """The entry id that this save replaces: the reopened entry, if the image being saved is still its picture.
+
+    A save of any other picture (a new upload, or an API call in the same session) adds a new entry.
+    """
+    if not current or ":" not in current or current.split(":", 1)[0] != category:
+        return None
+    entry = current.split(":", 1)[1]
+    try:
+        files = workspace.entry_files(category, entry)
+    except InputError:
+        return None
+    old = read_rgb(files["rgb"])
+    return entry if old.shape == image.shape and np.array_equal(old, image) else None
+
+
 @friendly
 def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth: Any, editor: Any,
          model: str | None, current: str | None = None) -> tuple:
-    """The /annotate_save endpoint. Without a painted layer an NG image takes the model's predicted mask."""
+    """The /annotate_save endpoint. The mask is what the editor shows (the picture and any painted layer);
+    an NG image sent without an editor value (API) takes the model's predicted mask.
+
+    Returns (status, entries, current, saved JSON). `current` stays set only while relabelling a reopened entry.
+    """
     path = _path(rgb)
     if path is None:
         raise InputError("upload an RGB image to annotate first")
     image = read_rgb(path)
-    mask = mask_from_editor(editor, image.shape[:2])
+    mask = mask_from_editor(editor, image)
     if mask is None and label == "NG":
         mask = predicted_mask(image, depth, model)
-    replace = None
-    if current and ":" in current and current.split(":", 1)[0] == category:
-        replace = current.split(":", 1)[1]
+    replace = _relabels(current, category, image)
     entry = workspace.save_annotation(category, label, path, _path(depth), mask, defect, ok_split, replace)
     item = f"{workspace.safe_name(category, 'category')}:{entry}"
     base = workspace.annotations_root()  # paths relative to the session's data set, never server paths
     files = {k: v.relative_to(base).as_posix() if v else None
              for k, v in workspace.entry_files(category, entry).items()}
-    status = f"Saved **{item}** ({label}{', ' + str(int(mask.sum())) + ' defect px' if label == 'NG' else ''})."
-    return status, _entry_choices(), item, {"entry": item, "files": files}
+    what = f"{label}, {int(mask.sum())} defect px" if label == "NG" else label
+    status = f"Saved **{item}** ({what}){f', replacing {current}' if replace else ''}."
+    return status, _entry_choices(item), item if replace else None, {"entry": item, "files": files}
 
 
 @friendly
@@ -120,10 +181,28 @@ def reopen(item: str | None) -> tuple:
 
 
 @friendly
+def ask_delete(item: str | None) -> tuple:
+    """Delete, first click: name the entry and show the confirmation buttons."""
+    _split(item)
+    return item, gr.update(visible=True), f"Delete **{item}** for good? Its files are removed from the data set."
+
+
+def cancel_delete() -> tuple:
+    return "", gr.update(visible=False), "Nothing deleted."
+
+
+@friendly
 def delete(item: str | None) -> tuple:
+    """The /annotate_delete endpoint: remove exactly the entry named (in the page: the one confirmed)."""
     category, entry = _split(item)
     workspace.delete_annotation(category, entry)
-    return f"Deleted **{item}**.", _entry_choices(), None
+    return f"Deleted **{item}**.", _entry_choices(), None, "", gr.update(visible=False)
+
+
+def clear_mask(rgb: Any) -> Any:
+    """The photo without any mask, to paint the defect from scratch."""
+    path = _path(rgb)
+    return gr.skip() if path is None else editor_value(read_rgb(path), None)
 
 
 def download() -> str:
@@ -135,37 +214,53 @@ def build() -> gr.Dropdown:
     current = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            model = model_dropdown(label="Model for the pre-filled mask")
-            category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category")
-            rgb = image_upload(label="RGB image", height=200)
-            depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES)
+            model = model_dropdown(label="Model for the pre-filled mask", elem_id="annotate-model")
+            category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category",
+                                  elem_id="annotate-category")
+            rgb = image_upload(label="RGB image", height=200, elem_id="annotate-rgb")
+            depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES, elem_id="annotate-depth")
             label = gr.Radio(list(LABELS), value="NG", label="Label")
             ok_split = gr.Radio(list(workspace.OK_SPLITS), value="train", label="An OK image goes to",
                                 info="train/good and validation/good feed fine-tuning; test/good evaluation")
             defect = gr.Textbox(label="Defect type (NG)", value="scratch")
             with gr.Row():
                 refill = gr.Button("Pre-fill from model")
-                save_btn = gr.Button("Save", variant="primary")
+                clear = gr.Button("Clear the mask")
+                save_btn = gr.Button("Save", variant="primary", elem_id="annotate-save")
         with gr.Column(scale=2):
-            status = gr.Markdown("Upload an image; the model's predicted defect mask is painted in red for you.")
+            status = gr.Markdown("Upload an image; the model's predicted defect mask is painted in red for you.",
+                                 elem_id="annotate-status")
             editor = gr.ImageEditor(type="numpy", format="png", transforms=(), image_mode="RGBA",
-                                    label="Defect mask (paint with the brush, erase mistakes)", height=480,
+                                    label="Defect mask: red is saved as defect (brush adds; eraser removes strokes; "
+                                          "'Clear the mask' starts again)", height=480, elem_id="annotate-editor",
                                     sources=(), brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"))
             with gr.Row():
-                entries = gr.Dropdown(workspace.list_annotations(), label="Saved entries", scale=3)
+                entries = gr.Dropdown(workspace.list_annotations(), value=None, label="Saved entries", scale=3,
+                                      elem_id="annotate-entries")
                 open_btn = gr.Button("Reopen", scale=1)
-                delete_btn = gr.Button("Delete", variant="stop", scale=1)
+                delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="annotate-delete")
+            with gr.Row(visible=False) as confirm_row:
+                confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="annotate-confirm-delete")
+                keep_btn = gr.Button("No, keep it")
             with gr.Row():
                 zip_btn = gr.Button("Download the data set (zip)")
                 zip_file = gr.File(label="annotations.zip", interactive=False)
             saved = gr.JSON(label="Last saved", visible=False)
+    hidden = {"api_visibility": "undocumented"}
     rgb.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill")
-    refill.click(lambda *a: prefill(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill")
+    depth.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth",
+                 **hidden)
+    refill.click(lambda *a: prefill(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill",
+                 **hidden)
+    clear.click(clear_mask, rgb, editor, api_name="annotate_clear", **hidden)
     save_btn.click(save, [category, label, ok_split, defect, rgb, depth, editor, model, current],
                    [status, entries, current, saved], api_name="annotate_save")
     open_btn.click(reopen, entries, [category, rgb, depth, label, ok_split, defect, editor, current, status],
                    api_name="annotate_open")
-    delete_btn.click(delete, entries, [status, entries, current], api_name="annotate_delete")
+    pending = gr.Textbox(visible=False)  # the entry awaiting confirmation (a textbox: API callers name it)
+    delete_btn.click(ask_delete, entries, [pending, confirm_row, status], api_name="annotate_ask_delete", **hidden)
+    keep_btn.click(cancel_delete, None, [pending, confirm_row, status], api_name="annotate_keep", **hidden)
+    confirm_btn.click(delete, pending, [status, entries, current, pending, confirm_row], api_name="annotate_delete")
     zip_btn.click(download, None, zip_file, api_name="annotate_download")
     # the page is built for no session: the list fills with this session's entries when it is opened
     entries.focus(lambda value: gr.update(choices=workspace.list_annotations(), value=value), entries, entries,

@@ -6,47 +6,63 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from app import figures, models, workspace
-from app.inspect_tab import DEPTH_TYPES, _path, enlarge
+from app.inspect_tab import DEPTH_TYPES, _path, model_for_sample
 from app.ui import GATES, friendly, image_upload, model_dropdown
+from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_rgb
 from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
-from easynet.visualize import overlay
 
 SOURCES = ("synthetic", "folder", "annotated")
 
 
-def shared_scale(prob: np.ndarray, calibration: Any) -> np.ndarray:
-    """Anomaly probability on one scale for both heads: the lower noise floor -> 0, the higher peak -> 1."""
-    low = min(calibration.rgb.pixel_low, calibration.fused.pixel_low)
-    high = max(calibration.rgb.pixel_high, calibration.fused.pixel_high)
-    return np.clip((prob - low) / max(high - low, 1e-6), 0, 1).astype(np.float32)
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 @friendly
 def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
-    """The /compare endpoint: three heat maps on one scale, three scores, the gate that control chose."""
+    """The /compare endpoint: three heat maps on the verdict scale (each gate's threshold in the middle of the
+    colour bar, so a map shows warm colours exactly where its verdict comes from), three scores, the gate that
+    control chose."""
     rgb_path = _path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
-    predictor = models.predictors.get(model)
+    predictor, info = models.predictors.get(model), models.find(model)
     results = {g: predictor.predict(image, _path(depth), gate=g) for g in GATES}
-    pictures = [enlarge(overlay(image, results[g].on_original(shared_scale(results[g].anomaly_map,
-                                                                           predictor.calibration))))
-                for g in GATES]
-    lines = ["| gate | head used | score | threshold | verdict |", "|---|---|---|---|---|"]
+    rows = {g: summarise(p, predictor.calibration, info.category) for g, p in results.items()}
+    pictures = [figures.heat_picture(image, display_heat_original(results[g], predictor.calibration),
+                                    256) for g in GATES]
+    lines = ["| gate | head used | score | threshold | score / threshold | verdict |", "|---|---|---|---|---|---|"]
     for g, p in results.items():
-        lines.append(f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {'NG' if p.is_anomalous else 'OK'} |")
+        lines.append(f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {rows[g]['score_over_threshold']:.2f} "
+                     f"| **{rows[g]['verdict']}**{' (borderline)' if rows[g]['borderline'] else ''} |")
     control = results["control"]
     chose = "close (RGB head)" if control.used == "rgb" else "open (fused head)"
-    lines.append(f"\n**control chose {chose}**: entropy RGB {control.entropy_rgb}, fused {control.entropy_fused}, "
-                 f"alpha {control.alpha:.4f}")
-    summary = {g: p.to_json() for g, p in results.items()}
+    lines.append(f"\n**control chose {chose}**: entropy RGB {_fmt(control.entropy_rgb)}, fused "
+                 f"{_fmt(control.entropy_fused)}, alpha {control.alpha:.4f}")
+    warning = next((r["warning"] for r in rows.values() if r["warning"]), None)
+    if warning:
+        lines.append(f"\n⚠ {warning[:1].upper() + warning[1:]}.")
+    lines.append(f"\nModel **{info.name}** was trained on **{info.category or '?'}**"
+                 f"{f' ({info.quality})' if info.quality else ''}.")
+    summary = {g: p.to_json() | {"summary": rows[g]} for g, p in results.items()}
     return (*pictures, "\n".join(lines), summary)
+
+
+def sample_model(category: str | None, current: str | None) -> str | None:
+    """The /compare_sample_model endpoint: the model of a clicked sample's category, else the current one."""
+    return model_for_sample(category, current)
+
+
+def model_for_test_data(source: str, synthetic: str | None, annotated: str | None, folder_category: str | None,
+               current: str | None) -> str | None:
+    """The /evaluate_model endpoint: the model trained on the chosen test category, else the current choice."""
+    category = {"synthetic": synthetic, "annotated": annotated, "folder": folder_category}.get(source)
+    return model_for_sample((category or "").strip() or None, current)
 
 
 def dataset_for(source: str, synthetic: str | None, folder: str | None, folder_category: str | None,
@@ -79,38 +95,48 @@ def evaluate(source: str, synthetic: str | None, folder: str | None, folder_cate
     report, _, _ = evaluate_category(info.path, root, category, gates=GATES, progress=step)
     header, rows = figures.metric_rows(report)
     note = f"**{info.name}** on **{category}** ({report.get('n_images', '?')} test images from {source})"
+    if info.category and info.category != category:
+        note += f"; ⚠ this model was trained on **{info.category}**, not {category}"
     return gr.update(value=rows, headers=header), figures.metric_bars(report), report, note
 
 
 def build() -> list[gr.Dropdown]:
     """Lay out the tab; returns its model dropdowns."""
+    hidden = {"api_visibility": "undocumented"}
     with gr.Accordion("One sample under the three gate modes", open=True):
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                model = model_dropdown()
+                model = model_dropdown(elem_id="compare-model")
                 rgb = image_upload(label="RGB image", height=220)
                 depth = gr.File(label="Depth", file_types=DEPTH_TYPES)
                 button = gr.Button("Compare the gates", variant="primary")
             with gr.Column(scale=2):
                 with gr.Row():
-                    heats = [gr.Image(label=f"{g} (shared scale)", format="png") for g in GATES]
+                    heats = [gr.Image(label=f"{g} gate", format="png")
+                             for g in GATES]
                 table = gr.Markdown()
                 with gr.Accordion("JSON", open=False):
                     result = gr.JSON()
         pairs = workspace.sample_pairs()
+        sample_category = gr.Textbox(visible=False)
         if pairs:
-            gr.Examples([[r, d] for r, d in pairs], [rgb, depth], label="Samples", examples_per_page=12,
-                        example_labels=[f"{Path(r).parent.name} · {Path(r).name[:-8]}" for r, _ in pairs],
-                        api_name="compare_load_sample")
+            examples = gr.Examples([[r, d, Path(r).parent.name] for r, d in pairs], [rgb, depth, sample_category],
+                                   label="Samples (the model switches to the sample's category)",
+                                   examples_per_page=16,
+                                   example_labels=[f"{Path(r).parent.name} · {Path(r).name[:-8]}" for r, _ in pairs],
+                                   api_name="compare_load_sample", api_visibility="undocumented")
+            examples.load_input_event.then(sample_model, [sample_category, model], model,
+                                           api_name="compare_sample_model", **hidden)
     button.click(compare_sample, [rgb, depth, model], [*heats, table, result], api_name="compare")
 
     with gr.Accordion("A whole category: metrics per gate and per defect kind", open=True):
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                eval_model = model_dropdown()
+                first = next(iter(SYNTHETIC))
+                eval_model = model_dropdown(elem_id="evaluate-model", value=models.for_category(first))
                 source = gr.Radio(list(SOURCES), value="synthetic", label="Test data")
-                synthetic = gr.Dropdown(list(SYNTHETIC), value=next(iter(SYNTHETIC)), label="Synthetic category",
-                                        info="generated into the workspace on first use")
+                synthetic = gr.Dropdown(list(SYNTHETIC), value=first, label="Synthetic category",
+                                        info="generated into the workspace on first use; the model follows it")
                 folder = gr.Textbox(label="Data set root on the server (MVTec 3D-AD layout)")
                 folder_category = gr.Textbox(label="Category in that folder")
                 annotated = gr.Dropdown(workspace.annotated_categories(), label="Annotated category",
@@ -118,12 +144,17 @@ def build() -> list[gr.Dropdown]:
                 run = gr.Button("Evaluate", variant="primary")
             with gr.Column(scale=2):
                 note = gr.Markdown()
-                metrics = gr.Dataframe(label="Metrics", interactive=False)
+                metrics = gr.Dataframe(value=[], headers=["gate", "I-AUROC", "P-AUROC", "AUPRO"],
+                                       label="Metrics (appear after Evaluate)", interactive=False)
                 bars = gr.Plot(label="Per gate")
                 with gr.Accordion("Report JSON", open=False):
                     report = gr.JSON()
     inputs = [source, synthetic, folder, folder_category, annotated, eval_model]
     run.click(evaluate, inputs, [metrics, bars, report, note], api_name="evaluate_category")
+    choose = [source, synthetic, annotated, folder_category, eval_model]
+    for i, trigger in enumerate((synthetic.change, annotated.change, folder_category.blur)):
+        trigger(model_for_test_data, choose, eval_model, api_name=f"evaluate_model_{i}", **hidden)
     source.change(lambda: gr.update(choices=workspace.annotated_categories()), None, annotated,
-                  api_name="annotated_categories")
+                  api_name="annotated_categories", **hidden).then(model_for_test_data, choose, eval_model,
+                                                                  api_name="evaluate_model", **hidden)
     return [model, eval_model]

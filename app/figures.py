@@ -16,6 +16,9 @@ DEFAULT_MAX_POINTS = 40_000
 CLOUD_HEIGHT = 480  # px; fixed so the page does not jump
 CHART_HEIGHT = 320
 POINT_SIZE = 2
+CAMERA_DISTANCE = 2.2  # plotly camera eye distance in scene units (the data box spans about 2): whole part in view
+CAMERA_DIRECTION = (0.3, -0.5, 0.81)  # slightly above and to the right of the sensor's line of sight
+LEGEND_ON_TOP = {"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"}
 GATE_COLOURS = {"close": "#1f77b4", "open": "#ff7f0e", "control": "#2ca02c"}
 
 
@@ -68,14 +71,26 @@ def point_cloud(xyz: np.ndarray | None, foreground: np.ndarray | None, rgb: np.n
     else:
         values = np.clip(_resize(heat.astype(np.float32), hw).reshape(-1)[idx], 0, 1)
         marker = {"color": values, "colorscale": "Jet", "cmin": 0.0, "cmax": 1.0, "size": POINT_SIZE,
-                  "colorbar": {"title": {"text": "anomaly"}, "thickness": 12}}
+                  "colorbar": {"title": {"text": "anomaly"}, "thickness": 12, "tickvals": [0, 0.5, 1],
+                               "ticktext": ["noise floor", "threshold", "2x threshold"]}}
     # camera looks along +z with y down (image convention): flip y and z so the object faces the viewer
     fig = go.Figure(go.Scatter3d(x=pts[:, 0], y=-pts[:, 1], z=-pts[:, 2], mode="markers", marker=marker,
                                  hoverinfo="skip"))
-    fig.update_layout(height=CLOUD_HEIGHT, margin={"l": 0, "r": 0, "t": 0, "b": 0},
-                      scene={"aspectmode": "data", "xaxis": {"visible": False}, "yaxis": {"visible": False},
-                             "zaxis": {"visible": False}, "camera": {"eye": {"x": 0.7, "y": -1.1, "z": 1.2}}})
+    fig.update_layout(height=CLOUD_HEIGHT, margin={"l": 0, "r": 0, "t": 0, "b": 0}, scene=fitted_scene(pts))
     return fig
+
+
+def fitted_scene(pts: np.ndarray) -> dict[str, Any]:
+    """A scene whose axes span the points (plus a margin) and whose camera sees all of them: the view is fitted
+    to the part, not to plotly's default distance."""
+    shown = np.stack([pts[:, 0], -pts[:, 1], -pts[:, 2]], axis=1)
+    low, high = shown.min(axis=0), shown.max(axis=0)
+    pad = 0.05 * max(float((high - low).max()), 1e-6)
+    axes = {f"{a}axis": {"visible": False, "range": [float(lo - pad), float(hi + pad)]}
+            for a, lo, hi in zip("xyz", low, high)}
+    eye = np.asarray(CAMERA_DIRECTION) / np.linalg.norm(CAMERA_DIRECTION) * CAMERA_DISTANCE
+    return {"aspectmode": "data", **axes,
+            "camera": {"eye": dict(zip("xyz", map(float, eye))), "center": {"x": 0, "y": 0, "z": 0}}}
 
 
 def loss_curve(history: list[dict[str, float]]) -> go.Figure:
@@ -88,7 +103,7 @@ def loss_curve(history: list[dict[str, float]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], mode="lines", name=key,
                                  line={"width": 3 if key == "total" else 1.5}))
     fig.update_layout(height=CHART_HEIGHT, xaxis_title="step", yaxis_title="loss",
-                      margin={"l": 40, "r": 10, "t": 20, "b": 40}, legend={"orientation": "h"})
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend=LEGEND_ON_TOP)
     return fig
 
 
@@ -114,15 +129,20 @@ def metric_bars(report: dict[str, Any]) -> go.Figure:
     for row in rows:
         fig.add_trace(go.Bar(x=header[1:], y=row[1:], name=row[0], marker_color=GATE_COLOURS.get(row[0])))
     fig.update_layout(barmode="group", height=CHART_HEIGHT, yaxis={"range": [0, 1]},
-                      margin={"l": 40, "r": 10, "t": 20, "b": 40}, legend={"orientation": "h"})
+                      margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend=LEGEND_ON_TOP)
     return fig
 
 
-def heat_picture(rgb: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """Calibrated heat map blended over the RGB at the RGB's size."""
-    from easynet.visualize import overlay
+def heat_picture(rgb: np.ndarray, heat: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """A heat map on the verdict scale blended over the RGB at the RGB's size (enlarged to at least `min_side`
+    pixels), with the colour bar below it."""
+    from easynet.visualize import overlay, with_colour_bar
 
-    return overlay(rgb, heat)
+    picture = overlay(rgb, heat)
+    factor = int(np.ceil(min_side / max(1, min(picture.shape[:2]))))
+    if factor > 1:
+        picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+    return with_colour_bar(picture)
 
 
 def placeholder(text: str, size: tuple[int, int] = (128, 256)) -> np.ndarray:

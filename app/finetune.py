@@ -35,7 +35,8 @@ def job_markdown(job: jobs.Job) -> str:
     if job.loss:
         text += f" · loss {job.loss[-1]['total']:.4f}"
     if job.state == "done":
-        text += f"\n\nSaved as model **{job.model}**; it is now in every model dropdown."
+        quality = models.quality_text(job.metrics) or "no validation metric recorded"
+        text += f"\n\nSaved as model **{job.model}** ({quality}); it is now in every model dropdown."
     if job.error:
         text += f"\n\nError: {job.error}"
     queued = jobs.runner().queue()
@@ -97,8 +98,9 @@ def cancel(job_id: str | None) -> tuple:
     return job.status(), job_markdown(job)
 
 
-def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component]]:
-    """Lay out the tab; returns (its starting-checkpoint dropdown, the job-id box, the status outputs)."""
+def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.Timer]:
+    """Lay out the tab; returns (its starting-checkpoint dropdown, the job-id box, the status outputs, the status
+    timer)."""
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             source = gr.Radio(list(SOURCES), value="synthetic", label="Training data")
@@ -122,12 +124,19 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component]]:
                 state = gr.JSON(label="Status")
             queue = gr.Dataframe(headers=["job", "category", "state", "step", "model", "error"], label="Jobs",
                                  interactive=False)
-    timer = gr.Timer(POLL_SECONDS)
+    timer = gr.Timer(POLL_SECONDS, active=False)  # switched on by polling() only while a job is queued or running
+    hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
     start_btn.click(start, [source, synthetic, annotated, upload, init, steps], [job_id, state, text],
-                    api_name="finetune_start")
+                    api_name="finetune_start").then(polling, None, timer, api_name="finetune_poll_start", **hidden)
     outputs = [state, text, curve, queue, metrics]
-    timer.tick(status, job_id, outputs, api_name="finetune_status", concurrency_limit=None, show_progress="hidden")
+    timer.tick(status, job_id, outputs, api_name="finetune_status", concurrency_limit=None,
+               show_progress="hidden").then(polling, None, timer, api_name="finetune_poll", **hidden)
     cancel_btn.click(cancel, job_id, [state, text], api_name="finetune_cancel")
     source.change(lambda: gr.update(choices=workspace.annotated_categories()), None, annotated,
-                  api_name="finetune_annotated_categories")
-    return init, job_id, outputs
+                  api_name="finetune_annotated_categories", api_visibility="undocumented")
+    return init, job_id, outputs, timer
+
+
+def polling() -> gr.Timer:
+    """The status timer ticks only while some job is queued or running: an idle page sends no requests."""
+    return gr.Timer(active=any(j.state in jobs.ACTIVE for j in jobs.runner().jobs()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from app import figures, models, workspace
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown
+from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import InputError
 from easynet.predict import Prediction
@@ -19,6 +21,8 @@ COLOUR_BY = ("anomaly", "rgb")
 DEPTH_TYPES = [".tiff", ".tif", ".png", ".npy"]
 IMAGE_HEIGHT = 260
 OUTPUT_HEIGHT = 220
+SAMPLE_COLUMNS = 8  # 16 shipped samples = two rows, all visible without scrolling on a 1366x768 screen
+SAMPLE_HEIGHT = 330  # px: exactly the two rows
 DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) to at least this for display
 
 
@@ -42,11 +46,31 @@ def run(rgb: Any, depth: Any, model: str | None, gate: str = "control",
     return predictor.predict(image, _path(depth), gate=gate, sensitivity=float(sensitivity)), image
 
 
-def verdict_markdown(p: Prediction, sensitivity: float) -> str:
-    verdict = "NG (anomalous)" if p.is_anomalous else "OK (normal)"
-    sign = "≥" if p.is_anomalous else "<"
-    return (f"## {verdict}\nscore **{p.score:.4f}** {sign} threshold **{p.threshold:.4f}** "
-            f"(calibrated threshold ÷ sensitivity {sensitivity:g}); normalised score {p.score / p.threshold:.2f}")
+BANNER_COLOURS = {"OK": ("#e8f5e9", "#1b5e20", "#2e7d32"), "NG": ("#ffebee", "#b71c1c", "#c62828")}
+BANNER_STYLE = ("border:2px solid {edge};background:{bg};color:{fg};border-radius:8px;padding:10px 14px;"
+                "font-size:15px;line-height:1.45")
+
+
+def banner_html(row: dict[str, Any], info: models.ModelInfo | None, sensitivity: float = 1.0) -> str:
+    """The verdict banner: green OK / red NG, the score against the threshold, a sentence when the score is just
+    over the threshold, the wrong-part warning and the category the model was trained on."""
+    bg, fg, edge = BANNER_COLOURS[row["verdict"]]
+    word = "OK · normal" if row["verdict"] == "OK" else "NG · anomalous"
+    sign = "≥" if row["verdict"] == "NG" else "<"
+    lines = [f'<div style="font-size:26px;font-weight:700">{word}</div>',
+             f"score <b>{row['score']:.4f}</b> {sign} threshold <b>{row['threshold']:.4f}</b> "
+             f"(×{row['score_over_threshold']:.2f}; {row['head']} head, gate {row['gate']}"
+             f"{f', sensitivity {sensitivity:g}' if sensitivity != 1 else ''})"]
+    if row.get("borderline"):
+        lines.append("Borderline: the score is less than 10 % over the threshold, so only a small, faint area "
+                     "reaches the threshold colour (the middle of the colour bar); look closely before rejecting.")
+    if row.get("warning"):
+        lines.append(f"⚠ {html.escape(row['warning'][:1].upper() + row['warning'][1:])}.")
+    if info is not None:
+        trained = f"Model <b>{html.escape(info.name)}</b> was trained on <b>{html.escape(info.category or '?')}</b>"
+        lines.append(f"{trained}{f' ({info.quality})' if info.quality else ''}.")
+    style = BANNER_STYLE.format(edge=edge, bg=bg, fg=fg)
+    return f'<div class="easynet-verdict verdict-{row["verdict"].lower()}" style="{style}">{"<br>".join(lines)}</div>'
 
 
 def gate_markdown(p: Prediction) -> str:
@@ -65,10 +89,12 @@ def enlarge(image: np.ndarray) -> np.ndarray:
     return image if factor <= 1 else np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
-def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str) -> tuple:
+def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str, model: str | None = None) -> tuple:
     """Prediction -> the tab's outputs (without the state)."""
     inputs = p.inputs
-    heat = p.heatmap_original  # on the uploaded pixels, at the image's own aspect
+    predictor, info = models.predictors.get(model), models.find(model)
+    row = summarise(p, predictor.calibration, info.category)
+    heat = display_heat_original(p, predictor.calibration)  # on the uploaded pixels, at their own aspect
     fig = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, heat, colour_by)
     if inputs.depth is None:
         depth_in = rec_depth = figures.placeholder("no depth given")
@@ -76,8 +102,9 @@ def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str)
         depth_in = depth_preview(inputs.depth)
         rec_depth = figures.placeholder(f"the {p.gate} gate did not run the depth branch") \
             if p.rec_depth is None else depth_preview(np.where(inputs.foreground, p.rec_depth, 0))
-    pictures = [figures.heat_picture(image, heat), to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
-    return (verdict_markdown(p, sensitivity), *[enlarge(x) for x in pictures], gate_markdown(p), fig, p.to_json())
+    pictures = [to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
+    return (banner_html(row, info, sensitivity), figures.heat_picture(image, heat, DISPLAY_MIN_SIDE),
+            *[enlarge(x) for x in pictures], gate_markdown(p), fig, p.to_json() | {"summary": row})
 
 
 @friendly
@@ -85,9 +112,10 @@ def predict(rgb: Any, depth: Any, model: str | None, gate: str = "control", sens
             colour_by: str = "anomaly") -> tuple:
     """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
     p, image = run(rgb, depth, model, gate, sensitivity)
-    state = compact_state(_path(rgb), _path(depth), image, p.inputs.xyz, p.inputs.foreground_full,
-                          p.heatmap_original)
-    return (*render(p, image, sensitivity, colour_by), state)
+    out = render(p, image, sensitivity, colour_by, model)
+    heat = display_heat_original(p, models.predictors.get(model).calibration)
+    state = compact_state(_path(rgb), _path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
+    return (*out, state)
 
 
 def rerender(state: dict | None, model: str | None, gate: str, sensitivity: float, colour_by: str) -> tuple:
@@ -109,11 +137,10 @@ def preview_depth(depth: Any) -> np.ndarray | None:
     return None if path is None else enlarge(depth_preview(read_depth(path).z))
 
 
-def example_rows() -> tuple[list[list[str | None]], list[str]]:
-    """Rows (rgb, depth, category) for the sample gallery, and their labels."""
+def sample_gallery() -> list[tuple[str, str]]:
+    """(rgb path, caption 'category · kind_NN') of every shipped sample, for the thumbnail gallery."""
     pairs = workspace.sample_pairs()
-    labels = [f"{Path(r).parent.name} · {Path(r).name.removesuffix('_rgb.png')}" for r, _ in pairs]
-    return [[r, d, Path(r).parent.name] for r, d in pairs], labels
+    return [(r, f"{Path(r).parent.name} · {Path(r).name.removesuffix('_rgb.png')}") for r, _ in pairs]
 
 
 def model_for_sample(category: str | None, current: str | None) -> str | None:
@@ -123,52 +150,66 @@ def model_for_sample(category: str | None, current: str | None) -> str | None:
     return shipped[0].name if shipped else current
 
 
+def pick_sample(index: int, current: str | None) -> tuple[str, str | None, str | None]:
+    """The /pick_sample endpoint: sample number `index` (gallery order) -> (rgb, depth, the model of its
+    category, else `current`)."""
+    pairs = workspace.sample_pairs()
+    if not 0 <= int(index) < len(pairs):
+        raise InputError(f"there is no sample {index}; choose 0 to {len(pairs) - 1}")
+    rgb, depth = pairs[int(index)]
+    return rgb, depth, model_for_sample(Path(rgb).parent.name, current)
+
+
+def on_gallery_select(current: str | None, evt: gr.SelectData) -> tuple:
+    return pick_sample(evt.index, current)
+
+
 def build() -> gr.Dropdown:
     """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
     state = gr.State(None, time_to_live=STATE_TTL_S)
+    samples = sample_gallery()
+    gallery = gr.Gallery(samples, label="Samples: click one to inspect it with its category's model",
+                         columns=SAMPLE_COLUMNS, height=SAMPLE_HEIGHT, allow_preview=False, object_fit="cover",
+                         elem_id="inspect-samples", visible=bool(samples))
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(elem_id="inspect-model")
-            rgb = image_upload(label="RGB image", height=IMAGE_HEIGHT, elem_id="inspect-rgb")
+            with gr.Row():
+                rgb = image_upload(label="RGB image", height=IMAGE_HEIGHT, elem_id="inspect-rgb")
+                depth_view = gr.Image(label="Depth preview", height=IMAGE_HEIGHT, interactive=False, format="png",
+                                      elem_id="inspect-depth-preview")
             depth = gr.File(label="Depth (.tiff xyz, 16-bit .png mm, .npy)", file_types=DEPTH_TYPES,
-                            elem_id="inspect-depth")
-            depth_view = gr.Image(label="Depth preview", height=160, interactive=False, format="png",
-                                  elem_id="inspect-depth-preview")
+                            elem_id="inspect-depth", height=90)
+            button = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             gate = gr.Radio(list(GATES), value="control", label="Gate", info=GATE_HELP, elem_id="inspect-gate")
             sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
                                     info="the calibrated threshold is divided by it (2 flags more images)")
-            button = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
-            rows, labels = example_rows()
-            sample_category = gr.Textbox(visible=False)
-            examples = gr.Examples(rows, [rgb, depth, sample_category], label="Samples (click one)",
-                                   example_labels=labels or None, examples_per_page=20,
-                                   api_name="load_sample") if rows else None
         with gr.Column(scale=2):
-            verdict = gr.Markdown("Upload an RGB image (depth optional) or click a sample, then **Inspect**.",
-                                  elem_id="inspect-verdict")
-            gate_md = gr.Markdown(elem_id="inspect-gate-md")
+            verdict = gr.HTML("<p>Click a sample above, or upload an RGB image (depth optional) and press "
+                              "<b>Inspect</b>.</p>", elem_id="inspect-verdict")
             with gr.Row():
-                heat = gr.Image(label="Heat map (calibrated scale 0-1)", format="png", elem_id="inspect-heat",
-                                height=OUTPUT_HEIGHT)
+                heat = gr.Image(label="Heat map", format="png",
+                                elem_id="inspect-heat", height=OUTPUT_HEIGHT + 30)
                 rgb_in = gr.Image(label="RGB input (model size)", format="png", height=OUTPUT_HEIGHT)
                 rec_rgb = gr.Image(label="RGB reconstruction", format="png", height=OUTPUT_HEIGHT)
+            gate_md = gr.Markdown(elem_id="inspect-gate-md")
             with gr.Row():
                 depth_in = gr.Image(label="Depth input (model size)", format="png", height=OUTPUT_HEIGHT)
                 rec_depth = gr.Image(label="Depth reconstruction", format="png", height=OUTPUT_HEIGHT)
             colour_by = gr.Radio(list(COLOUR_BY), value="anomaly", label="Colour the 3D points by")
-            cloud = gr.Plot(label="3D point cloud (table removed)", elem_id="inspect-cloud")
+            cloud = gr.Plot(label="3D point cloud (table removed), same colour scale", elem_id="inspect-cloud")
             with gr.Accordion("JSON (same fields as `easynet predict --json`)", open=False):
                 result = gr.JSON()
     outputs = [verdict, heat, rgb_in, rec_rgb, depth_in, rec_depth, gate_md, cloud, result, state]
     inputs = [rgb, depth, model, gate, sensitivity, colour_by]
+    hidden = {"api_visibility": "undocumented"}
     button.click(predict, inputs, outputs, api_name="predict")
-    depth.change(preview_depth, depth, depth_view, api_name="depth_preview")
+    depth.change(preview_depth, depth, depth_view, api_name="depth_preview", **hidden)
     again = [state, model, gate, sensitivity, colour_by]
-    gate.change(rerender, again, outputs, api_name="predict_gate")
-    sensitivity.release(rerender, again, outputs, api_name="predict_sensitivity")
-    colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud")
-    if examples is not None:
-        examples.load_input_event.then(model_for_sample, [sample_category, model], model,
-                                       api_name="sample_model").then(predict, inputs, outputs,
-                                                                      api_name="predict_sample")
+    gate.change(rerender, again, outputs, api_name="predict_gate", **hidden)
+    sensitivity.release(rerender, again, outputs, api_name="predict_sensitivity", **hidden)
+    colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud", **hidden)
+    gr.api(friendly(pick_sample), api_name="pick_sample")
+    gallery.select(on_gallery_select, model, [rgb, depth, model], api_name="select_sample", **hidden).then(
+        predict, inputs, outputs, api_name="predict_sample", **hidden)
     return model

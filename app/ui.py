@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ STATE_TTL_ENV = "EASYNET_STATE_TTL_S"
 STATE_TTL_S = float(os.environ.get(STATE_TTL_ENV) or 900)  # a session's gr.State is dropped this long after its
 # last update (read when the page is built; Gradio would otherwise keep up to 10,000 sessions' state)
 STATE_SIDE = 256  # pixels; the long side of the pictures a session keeps between events (never the full image)
+SERVER_SETTING = re.compile(r"(?:,? ?\(?|; |,? or )set (EASYNET_[A-Z_]+) to raise (?:it|the limit)\)?")
 log = logging.getLogger(__name__)
 
 
@@ -42,21 +44,33 @@ def _atomic_save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", for
 processing_utils.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
 
 
+def for_browser(message: str) -> str:
+    """A library sentence as a browser user should read it: limits that the CLI user may raise with an environment
+    variable are, in the app, this server's limits (only its administrator can change them)."""
+    return SERVER_SETTING.sub(r" (this server's limit; its administrator can raise it with \1)", message)
+
+
+def error(message: str) -> gr.Error:
+    """A gr.Error that stays on screen until closed (duration=None): errors must not vanish unread."""
+    return gr.Error(for_browser(message), duration=None, print_exception=False)
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Library errors (EasyNetError) become a gr.Error with their one sentence; any other exception is logged
-    with its traceback on the server and the user gets one sentence (INTERNAL_ERROR), never a traceback."""
+    with its traceback on the server and the user gets one sentence (INTERNAL_ERROR), never a traceback.
+    The message stays on screen until the user closes it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except EasyNetError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise error(str(err)) from None
         except gr.Error:
             raise
         except Exception as err:  # noqa: BLE001 - a bug must not reach the user as a traceback
             log.exception("handler %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(INTERNAL_ERROR.format(name=type(err).__name__), print_exception=False) from None
+            raise error(INTERNAL_ERROR.format(name=type(err).__name__)) from None
 
     return wrapper
 
@@ -93,12 +107,13 @@ def image_upload(**kwargs: Any) -> gr.Image:
 
 
 def model_dropdown(label: str = "Model", extra: list[tuple[str, str]] | None = None,
-                   elem_id: str | None = None) -> gr.Dropdown:
-    """A model picker listing the registry (shipped + fine-tuned checkpoints)."""
+                   elem_id: str | None = None, value: str | None = None) -> gr.Dropdown:
+    """A model picker listing the registry (shipped + fine-tuned checkpoints); `value` (if listed) is chosen."""
     choices = (extra or []) + models.choices()
     # allow_custom_value: API callers may name a model fine-tuned after the page was built (checked by models.find)
-    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label=label,
-                       info="category, preset, validation I-AUROC and where it comes from",
+    names = [c[1] for c in choices]
+    return gr.Dropdown(choices=choices, value=value if value in names else (names[0] if names else None), label=label,
+                       info="category, preset, validation I-AUROC (on how many images) and where it comes from",
                        allow_custom_value=True, elem_id=elem_id)
 
 

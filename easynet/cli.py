@@ -140,25 +140,54 @@ def _save_maps(folder: str | Path, test: Any, heads: Any) -> None:
 def cmd_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
+    from easynet.batch import display_heat_original, summarise
     from easynet.data.io import read_rgb
     from easynet.predict import Predictor
     from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
 
     predictor = Predictor.from_checkpoint(a.checkpoint, a.device)
+    if Path(a.rgb).is_dir() or a.rgb.lower().endswith(".zip"):
+        return _predict_batch(predictor, a)
     p = predictor.predict(a.rgb, a.depth, gate=a.gate, sensitivity=a.sensitivity)
-    result = p.to_json()
+    category = (predictor.checkpoint.provenance if predictor.checkpoint else {}).get("category")
+    result = p.to_json() | {"summary": summarise(p, predictor.calibration, category)}
     verdict = "ANOMALOUS" if p.is_anomalous else "good"
     print(f"{verdict}: score {p.score:.4f} (threshold {p.threshold:.4f}, gate {p.gate} -> {p.used} head)")
+    if result["summary"]["warning"]:
+        print(f"warning: {result['summary']['warning']}")
     if a.json:
         _write_json(a.json, result)
     if a.out:
         out = Path(a.out)
-        write_png(out / "heatmap.png", colorize(p.heatmap_original))  # on the input's own pixels and aspect
-        write_png(out / "overlay.png", overlay(read_rgb(a.rgb), p.heatmap_original))
+        heat = display_heat_original(p, predictor.calibration)  # the app's scale, on the input's own pixels
+        write_png(out / "heatmap.png", colorize(heat))
+        write_png(out / "overlay.png", overlay(read_rgb(a.rgb), heat))
         write_png(out / "reconstruction_rgb.png", to_uint8(p.rec_rgb))
         if p.rec_depth is not None:
             write_png(out / "reconstruction_depth.png", depth_preview(p.rec_depth))
         np.save(out / "anomaly_map.npy", p.anomaly_map.astype(np.float32))
+    return 0
+
+
+def _predict_batch(predictor: Any, a: argparse.Namespace) -> int:
+    """`predict --rgb FOLDER|ZIP`: every image (paired with its depth file by name) -> a report folder + zip."""
+    from easynet.batch import collect, run_batch
+
+    if a.depth:
+        raise EasyNetError("--depth goes with one image; in a folder, depth files are paired with images by name")
+    out = Path(a.out or "batch_report")
+    items = collect([a.rgb], scratch=out / "unpacked")
+    category = (predictor.checkpoint.provenance if predictor.checkpoint else {}).get("category")
+    rows, archive = run_batch(predictor, items, out, a.gate, a.sensitivity, category)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        facts = f"{r['score']:.4f} / {r['threshold']:.4f} ({r['head']} head)" if r["verdict"] != "error" else ""
+        print(f"{r['name']:<{width}}  {r['verdict']:<5}  {facts}  {r.get('warning') or ''}".rstrip())
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
+    print(f"{len(rows)} images: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable; report "
+          f"{out / 'report.csv'}, {out / 'report.json'}, overlays in {out / 'overlays'}, all in {archive}")
+    if a.json:
+        _write_json(a.json, rows)
     return 0
 
 
@@ -393,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="score one RGB (+ depth) image")
+    p = sub.add_parser("predict", help="score one RGB (+ depth) image, or every image of a folder or zip")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--rgb", required=True)
+    p.add_argument("--rgb", required=True, help="an image, or a folder / .zip of images with depth files named "
+                   "like them (a batch: report.csv, report.json and overlays/ in --out, default batch_report)")
     p.add_argument("--depth")
     p.add_argument("--gate", choices=gates, default="control")
     p.add_argument("--sensitivity", type=float, default=1.0)

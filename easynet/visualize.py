@@ -11,6 +11,8 @@ import numpy as np
 
 OVERLAY_ALPHA = 0.5
 COLORMAP = cv2.COLORMAP_JET
+THRESHOLD_LEVEL = 0.5  # the verdict scale: the head's noise floor -> 0, the image threshold -> 0.5, twice as high -> 1
+COLOUR_BAR_LABELS = ((0.0, "noise floor"), (THRESHOLD_LEVEL, "threshold"), (1.0, "2x threshold"))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -33,6 +35,35 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = OVERLAY_ALPHA) -> 
     colour = colorize(heat).astype(np.float32)
     weight = (alpha * np.clip(heat, 0.0, 1.0) ** 0.5)[..., None]
     return (base * (1 - weight) + colour * weight + 0.5).astype(np.uint8)
+
+
+def verdict_scale(prob: np.ndarray, floor: float, threshold: float) -> np.ndarray:
+    """Anomaly probabilities on the one scale every picture uses: `floor` (the head's clean noise floor) -> 0,
+    `threshold` (the image threshold the verdict used) -> THRESHOLD_LEVEL, twice its height above the floor -> 1.
+
+    The image score is the highest mean-filtered probability, so an NG image always shows colours at or above the
+    middle of the bar and warm colours mean the same on every head, gate and sensitivity.
+    """
+    floor = floor if floor < threshold else threshold / 2  # a threshold at or below the floor: still a range
+    scaled = (np.asarray(prob, np.float32) - floor) / max(threshold - floor, 1e-6) * THRESHOLD_LEVEL
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+def with_colour_bar(picture: np.ndarray) -> np.ndarray:
+    """`picture` with the heat-map colour bar below it: noise floor, threshold (middle) and 2x threshold."""
+    w = picture.shape[1]
+    scale = max(0.35, min(0.6, w / 900))
+    bar_h, text_h = max(8, w // 40), int(26 * scale / 0.5)
+    bar = np.repeat(colorize(np.linspace(0, 1, w, dtype=np.float32)[None, :]), bar_h, axis=0)
+    strip = np.full((bar_h + text_h, w, 3), 255, np.uint8)
+    strip[:bar_h] = bar
+    for value, text in COLOUR_BAR_LABELS:
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = int(np.clip(value * (w - 1) - tw / 2, 2, max(2, w - tw - 2)))
+        cv2.putText(strip, text, (x, bar_h + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), 1, cv2.LINE_AA)
+    tick = int(THRESHOLD_LEVEL * (w - 1))
+    strip[:bar_h, max(0, tick - 1): tick + 1] = 0
+    return np.concatenate([to_uint8(picture)[..., :3], strip], axis=0)
 
 
 def depth_preview(depth: np.ndarray | None, size: tuple[int, int] | None = None) -> np.ndarray | None:

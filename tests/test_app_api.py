@@ -81,6 +81,43 @@ def test_annotate_save_endpoint_writes_the_mvtec_layout(server):
     assert xyz.dtype == np.float32 and xyz.shape[2] == 3
 
 
+def test_three_api_saves_in_one_session_keep_three_entries(server):
+    client, assets = server
+    from gradio_client import handle_file
+
+    entries = [client.predict("api_three", "OK", "train", "", handle_file(str(assets.rgb)), None, None,
+                              assets.model, api_name="/annotate_save")[-1]["entry"] for _ in range(3)]
+    assert entries == [f"api_three:train/good/{i:03d}" for i in range(3)]
+    for i in range(3):
+        assert (assets.workspace / "annotations/api_three/train/good/rgb" / f"{i:03d}.png").is_file()
+    client.predict(entries[1], api_name="/annotate_delete")
+    assert sorted(p.name for p in (assets.workspace / "annotations/api_three/train/good/rgb").iterdir()) == \
+        ["000.png", "002.png"]
+
+
+def test_batch_endpoint_gives_one_row_per_image_and_a_report_zip(server, tmp_path):
+    client, assets = server
+    import zipfile
+
+    from gradio_client import handle_file
+
+    pairs = [(assets.rgb, assets.depth), (assets.data_root / "toy/test/good/rgb/000.png",
+                                           assets.data_root / "toy/test/good/xyz/000.tiff")]
+    archive = tmp_path / "lot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, (rgb, depth) in enumerate(pairs):
+            zf.write(rgb, f"part{i}.png")
+            zf.write(depth, f"part{i}.tiff")
+    table, gallery, summary, report_zip, report = client.predict(
+        [handle_file(str(archive)), handle_file(str(assets.rgb))], assets.model, "control", 1.0, api_name="/batch")
+    assert len(table["data"]) == 3 and len(gallery) == 3 and report["done"] == 3
+    with zipfile.ZipFile(report_zip) as zf:
+        assert len([n for n in zf.namelist() if n.startswith("overlays/")]) == 3
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/predict", "/batch", "/batch_cancel", "/compare", "/annotate_save"} <= names
+    assert not any(n.startswith(("/refresh_models", "/finetune_on_load", "/predict_gate")) for n in names)
+
+
 def _wait(client, job_id: str, states: tuple[str, ...], timeout: float = 300.0) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:

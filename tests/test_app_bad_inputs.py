@@ -221,3 +221,17 @@ def test_errors_reach_the_client_and_the_server_keeps_answering(assets, tmp_path
     finally:
         client.close()
         demo.close()
+
+
+def test_limits_are_the_servers_in_the_app_and_errors_stay_on_screen(assets, tmp_path, monkeypatch):
+    from app import finetune
+
+    monkeypatch.setenv("EASYNET_MAX_ZIP_BYTES", "10")
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("toy/train/good/rgb/000.png", b"x" * 100)
+    with pytest.raises(gr.Error) as error:
+        finetune.start("zip", None, None, str(path), None, 2)
+    assert error.value.message == ("big.zip unpacks to 100 bytes, more than the limit of 10 bytes (this server's "
+                                   "limit; its administrator can raise it with EASYNET_MAX_ZIP_BYTES)")
+    assert error.value.duration is None  # the toast stays until closed

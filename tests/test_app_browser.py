@@ -1,4 +1,5 @@
-"""A real headless Chromium session (Playwright, the system's /usr/bin/chromium): upload, inspect, switch gate."""
+"""A real headless Chromium session (Playwright, the system's /usr/bin/chromium): the sample gallery and the verdict
+banner, upload, inspect, switch gate, and a batch with its table, thumbnails and report."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 SCREENSHOT = REPO / "test-artifacts" / "browser.png"
+SMALL_SCREEN = {"width": 1366, "height": 768}
 TIMEOUT_MS = int(os.environ.get("EASYNET_BROWSER_TIMEOUT_MS", 120_000))
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -78,3 +80,92 @@ def test_inspect_in_a_real_browser(server):
             raise
         finally:
             browser.close()
+
+
+def test_gallery_banner_and_batch_in_a_real_browser(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, assets = server
+    if not assets.rgb.is_relative_to(REPO / "samples"):
+        pytest.skip("needs the shipped samples and checkpoints")
+    category, kind = assets.rgb.parent.name, assets.rgb.name.removesuffix("_rgb.png")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport=SMALL_SCREEN)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            thumb = page.locator("#inspect-samples").get_by_text(f"{category} · {kind}", exact=True)
+            thumb.wait_for()
+            box = thumb.bounding_box()  # every sample is on the first screen of a 1366x768 display
+            last = page.locator("#inspect-samples").get_by_text("tablet · stain_01", exact=True).bounding_box()
+            assert box and last and last["y"] + last["height"] <= SMALL_SCREEN["height"]
+            thumb.click()
+            banner = page.locator("#inspect-verdict .easynet-verdict")
+            banner.wait_for()
+            text = banner.inner_text()
+            assert ("NG" in text or "OK" in text) and f"was trained on {category}" in text
+            colour = banner.evaluate("e => getComputedStyle(e).borderColor")
+            assert colour in ("rgb(198, 40, 40)", "rgb(46, 125, 50)")  # red NG or green OK
+            assert category in page.locator("#inspect-model input").first.input_value()
+            page.locator("#inspect-heat img").first.wait_for()
+
+            page.get_by_role("tab", name="Batch").click()
+            files = [assets.rgb, assets.depth, *sorted((REPO / "samples" / category).glob("good_*"))]
+            page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
+            page.locator("#batch-files").get_by_text(assets.rgb.name).first.wait_for()  # the uploads have arrived
+            page.wait_for_timeout(1000)
+            page.locator("#batch-run").click()
+            page.locator("#batch-summary").get_by_text("2 / 2 images done").wait_for()
+            table = page.locator("#batch-table").inner_text()  # one row per image in the sortable table
+            assert kind in table and "good_0" in table and ("NG" in table or "OK" in table)
+            page.locator("#batch-gallery img").nth(1).wait_for()
+            page.locator("#batch-report a").first.wait_for()
+            page.screenshot(path=str(SCREENSHOT.with_name("browser-batch.png")), full_page=True)
+        except Exception:
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT.with_name("browser-failure.png")), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import cv2
+
+    from app import annotate
+
+    url, assets = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("tab", name="Annotate").click()
+            model = page.locator("#annotate-model input").first
+            model.wait_for()
+            page.locator("#annotate-category input, #annotate-category textarea").first.fill("browser_part")
+            _upload(page, "#annotate-rgb", assets.rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
+            page.wait_for_timeout(1500)  # the editor draws the picture
+            box = page.locator("#annotate-editor canvas").first.bounding_box()
+            page.locator("#annotate-editor button[aria-label='Brush']").first.click()
+            x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.9
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + box["width"] * 0.3, y, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            page.locator("#annotate-save").click()
+            page.locator("#annotate-status").get_by_text("Saved").wait_for()
+        finally:
+            browser.close()
+    from app import models
+
+    name = models.list_models()[0].name  # the page's default model
+    predicted = annotate.predicted_mask(cv2.imread(str(assets.rgb))[..., ::-1].copy(), None, name)
+    gt = cv2.imread(str(assets.workspace / "annotations/browser_part/test/scratch/gt/000.png"),
+                    cv2.IMREAD_GRAYSCALE) > 0
+    assert predicted.any()  # else the test could not tell a kept pre-fill from a lost one
+    assert (gt & predicted).sum() == predicted.sum()  # the pre-fill on screen is saved...
+    assert (gt & ~predicted).sum() > 0  # ...together with the stroke painted over it

@@ -19,7 +19,7 @@ import tifffile
 from easynet.errors import InputError
 
 JSON_FIELDS = {"score", "normalized_score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb",
-               "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms"}
+               "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms", "summary"}
 
 
 def test_registry_lists_the_model_with_its_facts(assets):
@@ -42,9 +42,10 @@ def test_predict_in_each_gate(assets, gate):
     verdict, heat, rgb_in, rec_rgb, depth_in, rec_depth, gate_md, fig, result, state = out
     assert set(result) == JSON_FIELDS and result["gate"] == gate and result["has_depth"]
     original = cv2.imread(str(assets.rgb)).shape
-    assert heat.shape[0] % original[0] == 0 and heat.shape[0] >= original[0] and heat.dtype == np.uint8
+    assert heat.shape[1] % original[1] == 0 and heat.shape[0] > heat.shape[1] >= original[1]  # + the colour bar
+    assert heat.dtype == np.uint8
     assert rec_rgb.shape == rgb_in.shape and depth_in.ndim == 3 and rec_depth.ndim == 3
-    assert ("NG" in verdict) == result["is_anomalous"]
+    assert ("NG" in verdict) == result["is_anomalous"] and "was trained on" in verdict
     assert fig.data and fig.data[0].type == "scatter3d" and fig.layout.height
     assert len(fig.data[0].x) <= 40_000
     if gate == "close":
@@ -90,8 +91,9 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
     from app import annotate, workspace
 
     editor = _painted(assets.rgb)
-    status, _, item, saved = annotate.save("part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth),
-                                           editor, assets.model)
+    status, _, _, saved = annotate.save("part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth),
+                                        editor, assets.model)
+    item = saved["entry"]
     assert item == "part_a:test/scratch/000" and "Saved" in status
     base = assets.workspace / "annotations" / "part_a" / "test" / "scratch"
     gt = cv2.imread(str(base / "gt" / "000.png"), cv2.IMREAD_GRAYSCALE)
@@ -103,7 +105,7 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
 
     reopened = annotate.reopen(item)
     assert reopened[3] == "NG" and reopened[5] == "scratch"
-    assert annotate.mask_from_editor(reopened[6], gt.shape).sum() == (gt > 0).sum()
+    assert np.array_equal(annotate.mask_from_editor(reopened[6], cv2.imread(str(assets.rgb))[..., ::-1]), gt > 0)
     _, _, moved, _ = annotate.save("part_a", "OK", "train", "", reopened[1], reopened[2], None, assets.model, item)
     assert moved == "part_a:train/good/000" and not (base / "rgb" / "000.png").exists()
     assert (assets.workspace / "annotations/part_a/train/good/xyz/000.tiff").is_file()
@@ -237,7 +239,7 @@ def test_annotation_editor_is_prefilled_from_the_model(assets):
 
     value, note, current = annotate.prefill(str(assets.rgb), str(assets.depth), assets.model)
     image = cv2.imread(str(assets.rgb))
-    assert value["background"].shape == image.shape and value["layers"][0].shape == (*image.shape[:2], 4)
+    assert value["composite"].shape == image.shape and value["layers"] == []
     assert "Pre-filled" in note and current is None
 
 

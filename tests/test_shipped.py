@@ -104,10 +104,11 @@ def test_clicking_a_sample_selects_its_categorys_model(tmp_path, monkeypatch):
     monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path))  # no fine-tuned models: only the shipped ones
     from app import inspect_tab
 
-    rows, labels = inspect_tab.example_rows()
-    assert len(rows) == sum(len(samples_of(c)) for c in CATEGORIES)
-    for (rgb, depth, category), label in zip(rows, labels):
-        assert Path(rgb).parent.name == category
-        assert label.startswith(f"{category} · ") and Path(depth).is_file()
-        assert inspect_tab.model_for_sample(category, "other") == category
+    gallery = inspect_tab.sample_gallery()
+    assert len(gallery) == sum(len(samples_of(c)) for c in CATEGORIES)
+    for index, (thumbnail, label) in enumerate(gallery):
+        rgb, depth, model = inspect_tab.pick_sample(index, "other")
+        category = Path(rgb).parent.name
+        assert thumbnail == rgb and label.startswith(f"{category} · ") and Path(depth).is_file()
+        assert model == category and inspect_tab.model_for_sample(category, "other") == category
     assert inspect_tab.model_for_sample("no_such_part", "other") == "other"

@@ -1,0 +1,260 @@
+"""Batch inspection: many RGB(-D) files, folders or zips -> one verdict row per image, an overlay picture per image,
+and a report folder (report.csv, report.json, overlays/) zipped for download.
+
+Also the per-image summary that every front end shows next to a verdict: the score against the threshold, whether
+it is borderline, and a warning when the picture does not look like the part the model was trained on.
+
+Files are paired by name: `NAME.png|jpg|jpeg|bmp` (or `NAME_rgb.png`) with `NAME.tiff|tif|npy`, `NAME_xyz.tiff`
+or `NAME_depth.png` in the same folder, or `rgb/NAME.png` with `xyz/NAME.tiff` / `depth/NAME.*` beside it (the
+MVTec 3D-AD layout). `*_mask.*` and `*_gt.*` files are skipped; an image without a depth file is scored RGB-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import stat
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from easynet.errors import EasyNetError, InputError
+from easynet.visualize import THRESHOLD_LEVEL, atomic_write_bytes, overlay, verdict_scale, with_colour_bar, write_png
+
+RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+DEPTH_SUFFIXES = (".tiff", ".tif", ".npy")
+NAME_TAGS = ("_rgb", "_xyz", "_depth")  # stripped from stems when pairing
+SKIPPED_TAGS = ("_mask", "_gt")
+LAYOUT_FOLDERS = ("rgb", "xyz", "depth")  # MVTec 3D-AD style sub-folders: pairs meet one level up
+BORDERLINE_RATIO = 1.10  # score / threshold below this is "just over the threshold"
+WRONG_PART_FRACTION = 0.90  # this much of the object at or above the threshold: probably another part
+# (on the shipped samples a right model flags at most 84 % of the object, on a big cut; wrong models mostly 98-100 %)
+MAX_FILES = 10_000
+MAX_ZIP_BYTES = 2 * 1024**3
+OVERLAY_MAX_SIDE = 512  # overlays in the report are at most this many pixels on their longer side
+COLUMNS = ("name", "verdict", "score", "threshold", "score_over_threshold", "head", "gate", "object_over_threshold",
+           "warning", "rgb", "depth")
+OK_RGB, NG_RGB, ERROR_RGB = (34, 139, 34), (200, 30, 30), (110, 110, 110)
+
+
+@dataclass
+class BatchItem:
+    """One image to inspect and its depth file (None: RGB only)."""
+
+    name: str
+    rgb: Path
+    depth: Path | None = None
+
+
+# --- the summary of one prediction -------------------------------------------------------------------------
+def display_heat(p: Any, calibration: Any) -> np.ndarray:
+    """The prediction's anomaly map on the verdict scale (threshold in the middle of the colour bar)."""
+    return verdict_scale(p.anomaly_map, calibration.head(p.used == "fused").pixel_low, p.threshold)
+
+
+def display_heat_original(p: Any, calibration: Any) -> np.ndarray:
+    """`display_heat` on the uploaded image's own pixels and aspect (letterbox padding removed)."""
+    return np.clip(p.on_original(display_heat(p, calibration)), 0.0, 1.0)
+
+
+def summarise(p: Any, calibration: Any, category: str | None = None) -> dict[str, Any]:
+    """Verdict facts of one Prediction: score vs threshold, borderline flag and the wrong-part warning."""
+    heat = display_heat(p, calibration)
+    obj = p.inputs.foreground if p.inputs.foreground is not None and p.inputs.foreground.any() else None
+    frame = p.inputs.frame
+    if obj is None and frame is not None and frame.mode == "letterbox":
+        obj = frame.valid  # the image without its letterbox padding
+    hot = heat >= THRESHOLD_LEVEL
+    fraction = float(hot[obj].mean() if obj is not None else hot.mean())
+    ratio = p.score / p.threshold if p.threshold > 0 else float("inf")
+    warning = None
+    if fraction > WRONG_PART_FRACTION:
+        part = f"a {category} part" if category else "the part this model was trained on"
+        warning = (f"{fraction:.0%} of the {'object' if obj is not None else 'image'} is at or above the threshold; "
+                   f"defects cover far less, so this is probably not {part}; check the model")
+    return {"verdict": "NG" if p.is_anomalous else "OK", "score": round(p.score, 4), "threshold": round(p.threshold, 4),
+            "score_over_threshold": round(ratio, 3), "head": p.used, "gate": p.gate,
+            "borderline": bool(p.is_anomalous and ratio < BORDERLINE_RATIO),
+            "object_over_threshold": round(fraction, 3), "warning": warning}
+
+
+# --- finding the pairs -------------------------------------------------------------------------------------
+def _key(path: Path, loose: bool = False) -> tuple[str, str]:
+    """(folder, name) that an image and its depth file share; loose files (uploaded one by one, each into its
+    own temporary folder) pair by name alone."""
+    stem = path.stem
+    for tag in NAME_TAGS:
+        if stem.endswith(tag):
+            stem = stem[: -len(tag)]
+            break
+    folder = path.parent.parent if path.parent.name in LAYOUT_FOLDERS else path.parent
+    return ("" if loose else str(folder)), stem
+
+
+def _is_depth(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in DEPTH_SUFFIXES or (suffix == ".png" and path.stem.endswith("_depth"))
+
+
+def extract_zip(path: str | Path, out: str | Path, limit: int = MAX_ZIP_BYTES) -> Path:
+    """Unpack a zip of images into `out` (refusing absolute paths, '..', links and more than `limit` bytes)."""
+    path, out = Path(path), Path(out)
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name} is not a zip file; expected a .zip of RGB images and depth files")
+    with zipfile.ZipFile(path) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        for m in members:
+            name = m.filename.replace("\\", "/")
+            if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
+                raise InputError(f"{path.name} holds the path {m.filename!r}; zips must use plain relative paths")
+            if stat.S_ISLNK(m.external_attr >> 16):
+                raise InputError(f"{path.name} holds a symbolic link ({m.filename}); links are not accepted")
+        total = sum(m.file_size for m in members)
+        if total > limit:
+            raise InputError(f"{path.name} unpacks to {total / 1e6:.0f} MB, more than this server's limit of "
+                             f"{limit / 1e6:.0f} MB; split it into smaller zips")
+        written = 0
+        for m in members:
+            target = out / m.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > limit:
+                        raise InputError(f"{path.name} unpacks to more than this server's limit of "
+                                         f"{limit / 1e6:.0f} MB; split it into smaller zips")
+                    dst.write(chunk)
+    return out
+
+
+def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> list[BatchItem]:
+    """The images to inspect among files, folders (searched recursively) and zips (unpacked under `scratch`)."""
+    files: list[Path] = []
+    loose: set[Path] = set()
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.suffix.lower() == ".zip":
+            if scratch is None:
+                raise InputError(f"{path.name} is a zip; give a scratch folder to unpack it into")
+            folder = extract_zip(path, Path(scratch) / f"zip{i:03d}_{path.stem}")
+            files += sorted(p for p in folder.rglob("*") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+            loose.add(path)
+        else:
+            raise InputError(f"{path} is neither a file nor a folder; give images, folders or zips")
+    files = [f for f in files if not f.name.startswith(".") and "__MACOSX" not in f.parts]
+    if len(files) > MAX_FILES:
+        raise InputError(f"{len(files)} files given; a batch takes at most {MAX_FILES}")
+    depths = {_key(f, f in loose): f for f in files if _is_depth(f)}
+    items, names = [], set()
+    for f in files:
+        if f.suffix.lower() not in RGB_SUFFIXES or _is_depth(f) or f.stem.endswith(SKIPPED_TAGS):
+            continue
+        name = _key(f)[1] or f.stem
+        unique, n = name, 2
+        while unique in names:
+            unique, n = f"{name}_{n}", n + 1
+        names.add(unique)
+        items.append(BatchItem(unique, f, depths.get(_key(f, f in loose))))
+    if not items:
+        raise InputError(f"no RGB image ({', '.join(RGB_SUFFIXES)}) among the {len(files)} files given; upload "
+                         "images, with depth files named like them (NAME.tiff, NAME_xyz.tiff, NAME_depth.png)")
+    return items
+
+
+# --- running -----------------------------------------------------------------------------------------------
+def _banner(picture: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.ndarray:
+    w = picture.shape[1]
+    scale = max(0.4, min(0.8, w / 700))
+    band = np.zeros((int(30 * scale / 0.5), w, 3), np.uint8)
+    band[:] = colour
+    cv2.putText(band, text, (6, band.shape[0] - int(8 * scale / 0.5)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([band, picture], axis=0)
+
+
+def overlay_picture(image: np.ndarray, heat: np.ndarray, row: dict[str, Any]) -> np.ndarray:
+    """The report's picture of one image: a verdict band, the heat map over the photo, the colour bar."""
+    factor = OVERLAY_MAX_SIDE / max(image.shape[:2])
+    if factor < 1:
+        image = cv2.resize(image, (round(image.shape[1] * factor), round(image.shape[0] * factor)),
+                           interpolation=cv2.INTER_AREA)
+    text = f"{row['verdict']}  {row['score']:.4f} / {row['threshold']:.4f}"
+    colour = NG_RGB if row["verdict"] == "NG" else OK_RGB
+    return _banner(with_colour_bar(overlay(image, heat)), text, colour)
+
+
+def inspect_items(predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control",
+                  sensitivity: float = 1.0, category: str | None = None) -> Iterator[dict[str, Any]]:
+    """Predict each item, write its overlay to out/overlays/NAME.png, and yield its row (in order).
+
+    An unreadable file gives a row with verdict "error" and the reason; the batch goes on.
+    """
+    from easynet.data.io import read_rgb
+
+    for item in items:
+        row: dict[str, Any] = {"name": item.name, "rgb": item.rgb.name, "depth": item.depth.name if item.depth else ""}
+        try:
+            image = read_rgb(item.rgb)
+            p = predictor.predict(image, item.depth, gate=gate, sensitivity=sensitivity)
+        except EasyNetError as err:
+            row.update({"verdict": "error", "warning": str(err), "overlay": None})
+            yield row
+            continue
+        row.update(summarise(p, predictor.calibration, category))
+        target = Path(out) / "overlays" / f"{item.name}.png"
+        write_png(target, overlay_picture(image, display_heat_original(p, predictor.calibration), row))
+        row["overlay"] = str(target)
+        yield row
+
+
+def write_report(rows: list[dict[str, Any]], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """report.csv + report.json in `out`, and `out`.zip holding them and every overlay; returns the zip."""
+    out = Path(out)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "report.csv", text.getvalue().encode())
+    public = [{k: v for k, v in r.items() if k != "overlay"} | {"overlay": _relative(r.get("overlay"), out)}
+              for r in rows]
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
+    report = {**(meta or {}), "counts": counts, "images": public}
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in ("report.csv", "report.json"):
+            zf.write(out / name, name)
+        for r in public:
+            if r["overlay"]:
+                zf.write(out / r["overlay"], r["overlay"])
+    return atomic_write_bytes(out.with_suffix(".zip"), buffer.getvalue())
+
+
+def _relative(path: str | None, out: Path) -> str | None:
+    return None if not path else Path(path).relative_to(out).as_posix()
+
+
+def run_batch(predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control",
+              sensitivity: float = 1.0, category: str | None = None,
+              progress: Callable[[int, int], bool] | None = None) -> tuple[list[dict[str, Any]], Path]:
+    """Inspect every item and write the report; `progress(done, total)` returning False stops early (the report
+    then covers the images done). Returns (rows, zip path)."""
+    rows: list[dict[str, Any]] = []
+    for row in inspect_items(predictor, items, out, gate, sensitivity, category):
+        rows.append(row)
+        if progress is not None and progress(len(rows), len(items)) is False:
+            break
+    meta = {"model": getattr(predictor, "name", ""), "category": category, "gate": gate, "sensitivity": sensitivity,
+            "total": len(items), "done": len(rows), "cancelled": len(rows) < len(items)}
+    return rows, write_report(rows, out, meta)
