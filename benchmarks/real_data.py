@@ -151,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants: {', '.join(unknown)}")
-    rows = json.loads(OUTPUT_JSON.read_text())["rows"] if OUTPUT_JSON.is_file() else []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(a.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for name in names:
             row = run_variant(data, a.category, name, a.steps, workdir)
             print(json.dumps(row), flush=True)
+            rows = json.loads(OUTPUT_JSON.read_text())["rows"] if OUTPUT_JSON.is_file() else []  # other runs' rows
             rows = [r for r in rows if (r["variant"], r["steps"], r["category"]) != (name, row["steps"], a.category)]
             rows.append(row)
             rows.sort(key=lambda r: (r["category"], r["variant"] != "base", r["variant"], r["steps"]))

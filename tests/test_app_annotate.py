@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 
+
+def _on_disk(relative: str) -> str:
+    """Saved paths are relative to the session's annotation data set (no server paths leak)."""
+    from app import workspace
+
+    return str(workspace.annotations_root() / relative)
+
 def _rgb(path) -> np.ndarray:
     return cv2.imread(str(path))[..., ::-1].copy()
 
@@ -43,12 +50,12 @@ def test_prefilled_and_edited_mask_saves_exactly_the_on_screen_pixels(assets, mo
     on_screen[stroke] = True
     on_screen[erase] = False
     _, _, _, saved = annotate.save("screen", "NG", "train", "dent", str(assets.rgb), None, edited, assets.model)
-    gt = cv2.imread(saved["files"]["gt"], cv2.IMREAD_GRAYSCALE) > 0
+    gt = cv2.imread(_on_disk(saved["files"]["gt"]), cv2.IMREAD_GRAYSCALE) > 0
     assert gt.sum() == on_screen.sum() and np.array_equal(gt, on_screen)
 
     # saved without touching the editor: the pre-fill alone
     _, _, _, saved = annotate.save("screen", "NG", "train", "dent", str(assets.rgb), None, value, assets.model)
-    assert np.array_equal(cv2.imread(saved["files"]["gt"], cv2.IMREAD_GRAYSCALE) > 0, predicted)
+    assert np.array_equal(cv2.imread(_on_disk(saved["files"]["gt"]), cv2.IMREAD_GRAYSCALE) > 0, predicted)
 
     # 'Clear the mask' then one stroke: the stroke alone
     cleared = annotate.clear_mask(str(assets.rgb))
@@ -56,7 +63,7 @@ def test_prefilled_and_edited_mask_saves_exactly_the_on_screen_pixels(assets, mo
                                    _as_browser_returns(cleared, stroke), assets.model)
     only_stroke = np.zeros((h, w), bool)
     only_stroke[stroke] = True
-    assert np.array_equal(cv2.imread(saved["files"]["gt"], cv2.IMREAD_GRAYSCALE) > 0, only_stroke)
+    assert np.array_equal(cv2.imread(_on_disk(saved["files"]["gt"]), cv2.IMREAD_GRAYSCALE) > 0, only_stroke)
 
 
 def test_a_red_photo_is_still_marked_visibly():
