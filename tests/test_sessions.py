@@ -70,8 +70,9 @@ def test_a_session_cannot_list_open_delete_or_download_another_ones_annotations(
     monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
     shutil.copytree(assets.workspace / "models", tmp_path / "ws" / "models")
     with sessions.as_owner("alice"):
-        _, _, item, saved = annotate.save("part_s", "OK", "train", "", str(assets.rgb), str(assets.depth), None,
+        _, _, _, saved = annotate.save("part_s", "OK", "train", "", str(assets.rgb), str(assets.depth), None,
                                           assets.model)
+        item = saved["entry"]  # a new entry (not a relabel): the "current" output stays empty
         assert item == "part_s:train/good/000" and workspace.list_annotations() == [item]
         assert saved["files"]["rgb"] == "part_s/train/good/rgb/000.png"  # relative, never a server path
     with sessions.as_owner("bob"):
