@@ -28,7 +28,6 @@ from app import sessions, workspace
 from easynet.errors import EasyNetError, InputError
 from easynet.visualize import atomic_write_bytes
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 RESTART_ERROR = "interrupted by a server restart"
 SAVE_EVERY_S = 1.0  # at most one state write per second while training
@@ -293,7 +292,7 @@ class JobRunner:
                 job.checkpoint, job.model, job.eta = str(target), target.stem, 0.0
         except EasyNetError as err:
             state, error = "failed", scrub(str(err))
-        except Exception as err:  # noqa: BLE001 - any crash is reported on the job, the server keeps running
+        except Exception as err:
             log.exception("fine-tuning job %s crashed", job.id)
             state, error = "failed", scrub(f"{type(err).__name__}: {err}")
         self._clean(job)  # before the final state is visible: an ended job has left nothing behind

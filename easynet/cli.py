@@ -14,8 +14,6 @@ from typing import Any
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
 
-COMMANDS = ("train", "evaluate", "predict", "bench", "export", "import-official", "info", "synth")
-
 
 def _write_json(path: str | Path, data: Any) -> None:
     from easynet.visualize import atomic_write_bytes

@@ -313,7 +313,7 @@ def _any_rank(flag: bool, dev: torch.device) -> bool:
     return bool(t.item())
 
 
-def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:  # noqa: ARG001
+def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:
     state = {"step": step, "optimizer": optimizer.state_dict()}
     prov = {**(provenance or {}), "steps": step, "train_state": state}
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
