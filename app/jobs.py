@@ -292,7 +292,7 @@ class JobRunner:
                 job.checkpoint, job.model, job.eta = str(target), target.stem, 0.0
         except EasyNetError as err:
             state, error = "failed", scrub(str(err))
-        except Exception as err:
+        except Exception as err:  # any crash is reported on the job, the server keeps running
             log.exception("fine-tuning job %s crashed", job.id)
             state, error = "failed", scrub(f"{type(err).__name__}: {err}")
         self._clean(job)  # before the final state is visible: an ended job has left nothing behind

@@ -75,7 +75,7 @@ def _info(path: Path, source: str) -> ModelInfo | None:
             return _meta_cache[key]
     try:
         ckpt = load_checkpoint(path)
-    except Exception as err:
+    except Exception as err:  # an unreadable file is left out of the picker, not fatal
         log.warning("left out of the model list: %s", err)
         with _meta_lock:
             _meta_cache[key] = None
