@@ -96,7 +96,8 @@ def max_steps() -> int:
 
 def scrub(text: str) -> str:
     """An error message without server paths (the workspace and the repository become relative names)."""
-    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.REPO), ".")):
+    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.assets_root()), "."),
+                       (str(workspace.SOURCE_TREE), ".")):
         text = text.replace(base, name)
     return text
 

@@ -92,7 +92,7 @@ def list_models() -> list[ModelInfo]:
     """Every checkpoint in checkpoints/, <workspace>/models/ (shared by all sessions) and the current session's
     models/ (its fine-tuned ones), shipped first, each name once."""
     found: dict[str, ModelInfo] = {}
-    folders = [(workspace.CHECKPOINTS_DIR, "shipped"), (workspace.root() / "models", "fine-tuned"),
+    folders = [(workspace.checkpoints_dir(), "shipped"), (workspace.root() / "models", "fine-tuned"),
                (workspace.folder(sessions.owner()) / "models", "fine-tuned")]
     for folder, source in folders:
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:

@@ -34,9 +34,8 @@ SESSION_TTL_HOURS = 72.0  # a session folder untouched this long is deleted (its
 MIN_TRAIN_IMAGES = 2  # good images a fine-tuning zip must hold under CATEGORY/train/good/rgb
 MIN_VALIDATION_IMAGES = 1  # and under CATEGORY/validation/good/rgb (calibration needs them)
 LAYOUT = "CATEGORY/train/good/rgb/NNN.png + xyz/NNN.tiff, CATEGORY/validation/good/..."
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = REPO / "samples"
-CHECKPOINTS_DIR = REPO / "checkpoints"
+ASSETS_ENV = "EASYNET_ASSETS"  # the folder holding the shipped samples/ and checkpoints/
+SOURCE_TREE = Path(__file__).resolve().parents[1]  # the checkout, when the app runs from one
 OK_SPLITS = ("train", "validation", "test")  # where an OK image may go; NG always goes to test/<defect>
 GOOD = "good"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,6 +47,26 @@ def root() -> Path:
     path = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def assets_root() -> Path:
+    """Where the shipped samples/ and checkpoints/ are: EASYNET_ASSETS, else the working directory when it holds
+    either folder, else the source tree (an installed package has none there, so the setting or cwd decides)."""
+    value = os.environ.get(ASSETS_ENV)
+    if value:
+        return Path(value).resolve()
+    cwd = Path.cwd().resolve()
+    if (cwd / "samples").is_dir() or (cwd / "checkpoints").is_dir():
+        return cwd
+    return SOURCE_TREE
+
+
+def samples_dir() -> Path:
+    return assets_root() / "samples"
+
+
+def checkpoints_dir() -> Path:
+    return assets_root() / "checkpoints"
 
 
 def sub(name: str) -> Path:
@@ -137,7 +156,7 @@ def allowed_folder(folder: str | None) -> Path:
 # --- samples ---------------------------------------------------------------------------------------------
 def sample_pairs(folder: Path | None = None) -> list[tuple[str, str | None]]:
     """(rgb, xyz or None) for every samples/<category>/<kind>_<NN>_rgb.png, sorted."""
-    folder = SAMPLES_DIR if folder is None else folder
+    folder = samples_dir() if folder is None else folder
     pairs = []
     for rgb in sorted(folder.glob("*/*_rgb.png")) if folder.is_dir() else []:
         if SAMPLE_PATTERN.match(rgb.name):
