@@ -117,19 +117,25 @@ def test_other_architecture_is_refused(tmp_path):
 
 
 class _Boom:
+    """Unpickling this creates `marker`: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (Path.touch, (Path("/tmp/easynet-pwned"),))
+        return (Path.touch, (self.marker,))
 
 
 def test_pickle_with_code_is_refused_without_running_it(tmp_path):
-    marker = Path("/tmp/easynet-pwned")
-    marker.unlink(missing_ok=True)
+    pickle.loads(pickle.dumps(_Boom(tmp_path / "control")))
+    assert (tmp_path / "control").exists()  # the payload does run when unpickled plainly
+    marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "easynet-3d-checkpoint", "payload": _Boom()}, evil)
+    torch.save({"format": "easynet-3d-checkpoint", "payload": _Boom(marker)}, evil)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(evil)
     raw = tmp_path / "evil.pkl"
-    raw.write_bytes(pickle.dumps(_Boom()))
+    raw.write_bytes(pickle.dumps(_Boom(marker)))
     with pytest.raises(CheckpointError):
         load_checkpoint(raw)
     assert not marker.exists()
