@@ -284,7 +284,8 @@ class JobRunner:
         try:
             summary = self.train_fn(job, callback)
             if job.id in self._cancel:
-                Path(summary.get("checkpoint", "")).unlink(missing_ok=True)
+                if summary.get("checkpoint"):  # a run stopped by the cancel returns none; one that finished first does
+                    Path(summary["checkpoint"]).unlink(missing_ok=True)
                 state = "cancelled"
             else:
                 job.metrics = dict(summary.get("validation") or {})
