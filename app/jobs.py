@@ -28,7 +28,6 @@ from app import sessions, workspace
 from easynet.errors import EasyNetError, InputError
 from easynet.visualize import atomic_write_bytes
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 RESTART_ERROR = "interrupted by a server restart"
 SAVE_EVERY_S = 1.0  # at most one state write per second while training
@@ -97,7 +96,8 @@ def max_steps() -> int:
 
 def scrub(text: str) -> str:
     """An error message without server paths (the workspace and the repository become relative names)."""
-    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.REPO), ".")):
+    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.assets_root()), "."),
+                       (str(workspace.SOURCE_TREE), ".")):
         text = text.replace(base, name)
     return text
 
@@ -284,7 +284,8 @@ class JobRunner:
         try:
             summary = self.train_fn(job, callback)
             if job.id in self._cancel:
-                Path(summary.get("checkpoint", "")).unlink(missing_ok=True)
+                if summary.get("checkpoint"):  # a run stopped by the cancel returns none; one that finished first does
+                    Path(summary["checkpoint"]).unlink(missing_ok=True)
                 state = "cancelled"
             else:
                 job.metrics = dict(summary.get("validation") or {})
@@ -293,7 +294,7 @@ class JobRunner:
                 job.checkpoint, job.model, job.eta = str(target), target.stem, 0.0
         except EasyNetError as err:
             state, error = "failed", scrub(str(err))
-        except Exception as err:  # noqa: BLE001 - any crash is reported on the job, the server keeps running
+        except Exception as err:  # any crash is reported on the job, the server keeps running
             log.exception("fine-tuning job %s crashed", job.id)
             state, error = "failed", scrub(f"{type(err).__name__}: {err}")
         self._clean(job)  # before the final state is visible: an ended job has left nothing behind

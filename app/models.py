@@ -75,7 +75,7 @@ def _info(path: Path, source: str) -> ModelInfo | None:
             return _meta_cache[key]
     try:
         ckpt = load_checkpoint(path)
-    except Exception as err:  # noqa: BLE001 - an unreadable file is left out of the picker, not fatal
+    except Exception as err:  # an unreadable file is left out of the picker, not fatal
         log.warning("left out of the model list: %s", err)
         with _meta_lock:
             _meta_cache[key] = None
@@ -92,7 +92,7 @@ def list_models() -> list[ModelInfo]:
     """Every checkpoint in checkpoints/, <workspace>/models/ (shared by all sessions) and the current session's
     models/ (its fine-tuned ones), shipped first, each name once."""
     found: dict[str, ModelInfo] = {}
-    folders = [(workspace.CHECKPOINTS_DIR, "shipped"), (workspace.root() / "models", "fine-tuned"),
+    folders = [(workspace.checkpoints_dir(), "shipped"), (workspace.root() / "models", "fine-tuned"),
                (workspace.folder(sessions.owner()) / "models", "fine-tuned")]
     for folder, source in folders:
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:

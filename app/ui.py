@@ -68,7 +68,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise error(str(err)) from None
         except gr.Error:
             raise
-        except Exception as err:  # noqa: BLE001 - a bug must not reach the user as a traceback
+        except Exception as err:  # a bug must not reach the user as a traceback
             log.exception("handler %s failed", getattr(fn, "__name__", fn))
             raise error(INTERNAL_ERROR.format(name=type(err).__name__)) from None
 

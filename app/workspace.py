@@ -12,7 +12,6 @@ import io
 import os
 import re
 import shutil
-import stat
 import time
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import tifffile
 
 from app import sessions
+from easynet import archive
 from easynet.data.geometry import pseudo_xyz
 from easynet.data.io import check_same_size, read_depth, read_rgb
 from easynet.errors import InputError
@@ -28,19 +28,14 @@ from easynet.visualize import atomic_write_bytes, write_png
 
 WORKSPACE_ENV = "EASYNET_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
-MAX_ZIP_ENV = "EASYNET_MAX_ZIP_BYTES"
-MAX_ZIP_BYTES = 2 * 1024**3
-MAX_ZIP_ENTRIES_ENV = "EASYNET_MAX_ZIP_ENTRIES"
-MAX_ZIP_ENTRIES = 10_000  # files and folders in a fine-tuning zip, counted from its directory before reading it
 SESSIONS = "sessions"
 SESSION_TTL_ENV = "EASYNET_SESSION_TTL_HOURS"
 SESSION_TTL_HOURS = 72.0  # a session folder untouched this long is deleted (its jobs must have ended)
 MIN_TRAIN_IMAGES = 2  # good images a fine-tuning zip must hold under CATEGORY/train/good/rgb
 MIN_VALIDATION_IMAGES = 1  # and under CATEGORY/validation/good/rgb (calibration needs them)
 LAYOUT = "CATEGORY/train/good/rgb/NNN.png + xyz/NNN.tiff, CATEGORY/validation/good/..."
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = REPO / "samples"
-CHECKPOINTS_DIR = REPO / "checkpoints"
+ASSETS_ENV = "EASYNET_ASSETS"  # the folder holding the shipped samples/ and checkpoints/
+SOURCE_TREE = Path(__file__).resolve().parents[1]  # the checkout, when the app runs from one
 OK_SPLITS = ("train", "validation", "test")  # where an OK image may go; NG always goes to test/<defect>
 GOOD = "good"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -52,6 +47,26 @@ def root() -> Path:
     path = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def assets_root() -> Path:
+    """Where the shipped samples/ and checkpoints/ are: EASYNET_ASSETS, else the working directory when it holds
+    either folder, else the source tree (an installed package has none there, so the setting or cwd decides)."""
+    value = os.environ.get(ASSETS_ENV)
+    if value:
+        return Path(value).resolve()
+    cwd = Path.cwd().resolve()
+    if (cwd / "samples").is_dir() or (cwd / "checkpoints").is_dir():
+        return cwd
+    return SOURCE_TREE
+
+
+def samples_dir() -> Path:
+    return assets_root() / "samples"
+
+
+def checkpoints_dir() -> Path:
+    return assets_root() / "checkpoints"
 
 
 def sub(name: str) -> Path:
@@ -141,7 +156,7 @@ def allowed_folder(folder: str | None) -> Path:
 # --- samples ---------------------------------------------------------------------------------------------
 def sample_pairs(folder: Path | None = None) -> list[tuple[str, str | None]]:
     """(rgb, xyz or None) for every samples/<category>/<kind>_<NN>_rgb.png, sorted."""
-    folder = SAMPLES_DIR if folder is None else folder
+    folder = samples_dir() if folder is None else folder
     pairs = []
     for rgb in sorted(folder.glob("*/*_rgb.png")) if folder.is_dir() else []:
         if SAMPLE_PATTERN.match(rgb.name):
@@ -254,32 +269,6 @@ def zip_annotations() -> Path:
 
 
 # --- uploaded data set zips -----------------------------------------------------------------------------
-def max_zip_bytes() -> int:
-    value = os.environ.get(MAX_ZIP_ENV)
-    try:
-        return int(float(value)) if value else MAX_ZIP_BYTES
-    except ValueError:
-        raise InputError(f"{MAX_ZIP_ENV} must be a number of bytes, got {value!r}") from None
-
-
-def max_zip_entries() -> int:
-    value = os.environ.get(MAX_ZIP_ENTRIES_ENV)
-    try:
-        return int(float(value)) if value else MAX_ZIP_ENTRIES
-    except ValueError:
-        raise InputError(f"{MAX_ZIP_ENTRIES_ENV} must be a number of entries, got {value!r}") from None
-
-
-def _declared_entries(path: Path) -> int | None:
-    """The entry count in a zip's end-of-central-directory record, read before the directory is parsed."""
-    try:
-        with open(path, "rb") as f:
-            record = zipfile._EndRecData(f)  # the stdlib's own reader of that record
-    except (OSError, AttributeError):
-        return None
-    return int(record[zipfile._ECD_ENTRIES_TOTAL]) if record else None
-
-
 def upload_folder(data_root: str | Path) -> Path | None:
     """The extraction folder (under the session's uploads/) holding a data root from extract_dataset_zip."""
     data_root = Path(data_root).resolve()
@@ -290,48 +279,20 @@ def upload_folder(data_root: str | Path) -> Path | None:
 
 
 def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
-    """Safely extract an uploaded MVTec 3D-AD zip; returns (data root, category).
+    """Safely extract an uploaded MVTec 3D-AD zip (easynet.archive.extract_zip); returns (data root, category).
 
-    Refused before anything is written: absolute paths, '..', links, more than EASYNET_MAX_ZIP_BYTES declared,
-    a layout without one CATEGORY/train/good/rgb folder, too few good images. Extraction also counts the bytes
-    it really writes (a zip may lie about its sizes) and removes what it wrote when it stops.
+    Besides the archive's own refusals, a layout without one CATEGORY/train/good/rgb folder or with too few good
+    images is refused before anything is written.
     """
-    path = Path(path)
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path.name} is not a zip file; expected a .zip of one category ({LAYOUT})")
-    entries = _declared_entries(path)
-    if entries is not None and entries > max_zip_entries():
-        raise InputError(f"{path.name} holds {entries} entries, more than the limit of {max_zip_entries()} "
-                         f"(set {MAX_ZIP_ENTRIES_ENV} to raise it); zip one category of images")
-    with zipfile.ZipFile(path) as zf:
-        if len(zf.infolist()) > max_zip_entries():  # a directory that disagrees with its end record
-            raise InputError(f"{path.name} holds {len(zf.infolist())} entries, more than the limit of "
-                             f"{max_zip_entries()} (set {MAX_ZIP_ENTRIES_ENV} to raise it); zip one category of images")
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if not members:
-            raise InputError(f"{path.name} holds no files; expected one category ({LAYOUT})")
-        for m in members:
-            name = m.filename.replace("\\", "/")
-            if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-                raise InputError(f"{path.name} holds an absolute path ({m.filename}); zips must use relative paths")
-            if ".." in name.split("/"):
-                raise InputError(f"{path.name} holds a path with '..' ({m.filename}), which could write outside "
-                                 "its folder; zips must use plain relative paths")
-            if stat.S_ISLNK(m.external_attr >> 16):
-                raise InputError(f"{path.name} holds a symbolic link ({m.filename}); links are not accepted")
-        limit = max_zip_bytes()
-        total = sum(m.file_size for m in members)
-        if total > limit:
-            raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {limit} bytes "
-                             f"(set {MAX_ZIP_ENV} to raise it)")
-        category = _zip_category(path.name, [m.filename for m in members])
-        out = own("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        try:
-            _extract(zf, members, out, limit, path.name)
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-    return out / category.parent, category.name
+    found: list[Path] = []
+
+    def check_layout(names: list[str]) -> None:
+        found.append(_zip_category(Path(path).name, names))
+
+    out = own("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    archive.extract_zip(path, out, expected=f"one category ({LAYOUT})", too_many="zip one category of images",
+                        check_names=check_layout)
+    return out / found[0].parent, found[0].name
 
 
 def _zip_category(zip_name: str, names: list[str]) -> Path:
@@ -355,23 +316,6 @@ def _zip_category(zip_name: str, names: list[str]) -> Path:
                          f"needs at least {MIN_TRAIN_IMAGES} in {category.name}/train/good/rgb and "
                          f"{MIN_VALIDATION_IMAGES} in {category.name}/validation/good/rgb")
     return category
-
-
-def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit: int, zip_name: str) -> None:
-    written = 0
-    for m in members:
-        target = (out / m.filename).resolve()
-        if out.resolve() not in target.parents:
-            raise InputError(f"{zip_name} holds a path that leaves its folder ({m.filename}); zips must use plain "
-                             "relative paths")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(m) as src, open(target, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > limit:
-                    raise InputError(f"{zip_name} unpacks to more than the limit of {limit} bytes "
-                                     f"(set {MAX_ZIP_ENV} to raise it)")
-                dst.write(chunk)
 
 
 # --- synthetic data generated on demand --------------------------------------------------------------------

@@ -94,7 +94,7 @@ def main() -> int:
             try:
                 warm = Client(url, verbose=False)
                 break
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # not up yet
                 if time.time() > deadline or server.poll() is not None:
                     raise SystemExit("the app did not start") from None
                 time.sleep(1)

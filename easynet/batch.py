@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from easynet.archive import extract_zip
 from easynet.errors import EasyNetError, InputError
 from easynet.visualize import THRESHOLD_LEVEL, atomic_write_bytes, overlay, verdict_scale, with_colour_bar, write_png
 
@@ -37,7 +36,7 @@ BORDERLINE_RATIO = 1.10  # score / threshold below this is "just over the thresh
 WRONG_PART_FRACTION = 0.90  # this much of the object at or above the threshold: probably another part
 # (on the shipped samples a right model flags at most 84 % of the object, on a big cut; wrong models mostly 98-100 %)
 MAX_FILES = 10_000
-MAX_ZIP_BYTES = 2 * 1024**3
+ZIP_CONTENTS = "RGB images and depth files"
 OVERLAY_MAX_SIDE = 512  # overlays in the report are at most this many pixels on their longer side
 COLUMNS = ("name", "verdict", "score", "threshold", "score_over_threshold", "head", "gate", "object_over_threshold",
            "warning", "rgb", "depth")
@@ -103,37 +102,6 @@ def _is_depth(path: Path) -> bool:
     return suffix in DEPTH_SUFFIXES or (suffix == ".png" and path.stem.endswith("_depth"))
 
 
-def extract_zip(path: str | Path, out: str | Path, limit: int = MAX_ZIP_BYTES) -> Path:
-    """Unpack a zip of images into `out` (refusing absolute paths, '..', links and more than `limit` bytes)."""
-    path, out = Path(path), Path(out)
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path.name} is not a zip file; expected a .zip of RGB images and depth files")
-    with zipfile.ZipFile(path) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        for m in members:
-            name = m.filename.replace("\\", "/")
-            if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
-                raise InputError(f"{path.name} holds the path {m.filename!r}; zips must use plain relative paths")
-            if stat.S_ISLNK(m.external_attr >> 16):
-                raise InputError(f"{path.name} holds a symbolic link ({m.filename}); links are not accepted")
-        total = sum(m.file_size for m in members)
-        if total > limit:
-            raise InputError(f"{path.name} unpacks to {total / 1e6:.0f} MB, more than this server's limit of "
-                             f"{limit / 1e6:.0f} MB; split it into smaller zips")
-        written = 0
-        for m in members:
-            target = out / m.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > limit:
-                        raise InputError(f"{path.name} unpacks to more than this server's limit of "
-                                         f"{limit / 1e6:.0f} MB; split it into smaller zips")
-                    dst.write(chunk)
-    return out
-
-
 def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> list[BatchItem]:
     """The images to inspect among files, folders (searched recursively) and zips (unpacked under `scratch`)."""
     files: list[Path] = []
@@ -145,7 +113,8 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
         elif path.suffix.lower() == ".zip":
             if scratch is None:
                 raise InputError(f"{path.name} is a zip; give a scratch folder to unpack it into")
-            folder = extract_zip(path, Path(scratch) / f"zip{i:03d}_{path.stem}")
+            folder = extract_zip(path, Path(scratch) / f"zip{i:03d}_{path.stem}", expected=ZIP_CONTENTS,
+                                 too_many=f"a batch takes at most {MAX_FILES} files")
             files += sorted(p for p in folder.rglob("*") if p.is_file())
         elif path.is_file():
             files.append(path)

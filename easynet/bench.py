@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from easynet.fastpath import BACKENDS, make_runner
+from easynet.fastpath import make_runner
 from easynet.model import EasyNet, count_parameters
 
-BENCH_BACKENDS = ("naive", *BACKENDS)
 PREPROCESS_SIZE = 800  # MVTec 3D-AD scans are about 800x800
 FLOP_COUNT_SIZE = 64  # GMACs are counted at this size and scaled by area (exact for convs; SE layers < 0.1 %)
 RSS_POLL_S = 0.005

@@ -26,7 +26,7 @@ from easynet.config import (
     model_config_from_dict,
     train_config_from_dict,
 )
-from easynet.errors import CheckpointError
+from easynet.errors import CheckpointError, InputError
 from easynet.model import EasyNet
 
 FORMAT = "easynet-3d-checkpoint"
@@ -220,6 +220,22 @@ def _check_finite(state: dict[str, torch.Tensor], name: str) -> None:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{name} holds non-finite weights (NaN or inf in {key}); it comes from a diverged "
                                   "training run or is damaged, so it is refused; retrain it or use another checkpoint")
+
+
+def start_config(ckpt: Checkpoint, asked: ModelConfig | dict[str, Any], name: str) -> ModelConfig:
+    """The architecture to fine-tune or resume from: the checkpoint's own. `asked` is the config or the model
+    options (field -> value) the caller gave; one that differs from the checkpoint's is refused, never silently
+    replaced."""
+    have = ckpt.model_config
+    if isinstance(asked, ModelConfig):
+        asked = {f.name: getattr(asked, f.name) for f in dataclasses.fields(asked)}
+    clash = {k: v for k, v in asked.items() if getattr(have, k) != v}
+    if clash:
+        theirs = ", ".join(f"{k}={getattr(have, k)!r}" for k in clash)
+        yours = ", ".join(f"{k}={v!r}" for k, v in clash.items())
+        raise InputError(f"{name} holds a model with {theirs}, not the {yours} asked for; leave out those model "
+                         "options to train with the checkpoint's architecture")
+    return have
 
 
 def load_model(path: str | Path) -> tuple[EasyNet, Checkpoint]:

@@ -14,8 +14,6 @@ from typing import Any
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
 
-COMMANDS = ("train", "evaluate", "predict", "bench", "export", "import-official", "info", "synth")
-
 
 def _write_json(path: str | Path, data: Any) -> None:
     from easynet.visualize import atomic_write_bytes
@@ -35,14 +33,20 @@ def _json_default(o: Any) -> Any:
 def cmd_train(a: argparse.Namespace) -> int:
     from easynet.pipeline import default_train_config, train_category
 
-    model_cfg = MODEL_PRESETS[a.preset]
     changes = {
         "layers": a.layers,
         "image_size": a.image_size,
         "modality": a.modality,
         "depth_encoding": a.depth_encoding,
     }
-    model_cfg = model_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    given = {k: v for k, v in changes.items() if v is not None}
+    start = a.resume or a.init
+    if start:  # the checkpoint's architecture; options given here must agree with it
+        from easynet.checkpoint import load_checkpoint, start_config
+
+        model_cfg = start_config(load_checkpoint(start), given, Path(start).name)
+    else:
+        model_cfg = MODEL_PRESETS[a.preset].replace(**given)
     cfg = TRAIN_PRESETS[a.train_preset] if a.train_preset else default_train_config(a.preset)
     changes = {
         "steps": a.steps,

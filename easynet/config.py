@@ -6,7 +6,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-GATE_MODES = ("close", "open", "control")
 GATE_SCORINGS = ("attention", "histogram")
 MODALITIES = ("rgbd", "rgb")
 RESIZE_MODES = ("stretch", "letterbox", "pad")

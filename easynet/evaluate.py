@@ -1,16 +1,6 @@
 """Evaluation of a checkpoint over a split, and calibration on the validation split (never on test).
 
-Calibration rule (stored in the checkpoint):
-* The calibration set is every validation image once clean and CALIBRATION_VARIANTS times with a
-  synthetic anomaly (the training recipe, fixed seed): validation only, the test split is never read.
-* Per head (RGB, fused): the image threshold maximises Youden's J (true-positive rate minus false-positive
-  rate) between clean and synthetic images, half-way between two scores; F1 was dropped because it ignores
-  true negatives and, with three synthetic anomalies per clean image, flagged most good parts.
-  The heat-map scale runs from the 99.5th percentile of clean pixels (0) to the median image score of the
-  synthetic images (1).
-* Scores from the two heads are compared as score / threshold of their head (``normalized``), so that
-  the control gate can mix heads per image; alpha is the value that maximises control's I-AUROC on
-  the calibration set (ties: the alpha closest to 0).
+The calibration rule is CALIBRATION_RULE below; its text is stored in every calibrated checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +20,18 @@ from easynet.model import EasyNet
 from easynet.predict import heatmap_scale, image_scores, valid_masks
 from easynet.synth import AnomalySynthesizer, placement_region
 
+# shown to users and stored in each checkpoint: a constant, not parsed from a docstring (empty under -OO)
+CALIBRATION_RULE = """\
+* The calibration set is every validation image once clean and CALIBRATION_VARIANTS times with a
+  synthetic anomaly (the training recipe, fixed seed): validation only, the test split is never read.
+* Per head (RGB, fused): the image threshold maximises Youden's J (true-positive rate minus false-positive
+  rate) between clean and synthetic images, half-way between two scores; F1 was dropped because it ignores
+  true negatives and, with three synthetic anomalies per clean image, flagged most good parts.
+  The heat-map scale runs from the 99.5th percentile of clean pixels (0) to the median image score of the
+  synthetic images (1).
+* Scores from the two heads are compared as score / threshold of their head (``normalized``), so that
+  the control gate can mix heads per image; alpha is the value that maximises control's I-AUROC on
+  the calibration set (ties: the alpha closest to 0)."""
 CALIBRATION_VARIANTS = 3
 CALIBRATION_SEED = 1234
 PIXEL_LOW_QUANTILE = 99.5
@@ -192,7 +194,7 @@ def calibrate(
                 labels.append(1)
     y = np.asarray(labels)
     heads = run_heads(model, items, device, progress)
-    cal = Calibration(rule=__doc__.split("Calibration rule")[1].strip().split("\n\n")[0] if __doc__ else "")
+    cal = Calibration(rule=CALIBRATION_RULE)
     cal.rgb = _head_calibration(y, heads.score_rgb, heads.prob_rgb)
     metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum())}
     if heads.prob_fused is not None:

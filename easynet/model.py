@@ -287,5 +287,5 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (BN running statistics excluded)."""
+    """All parameters, trainable or frozen (BN running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())

@@ -80,16 +80,21 @@ def train_category(
 ) -> dict[str, Any]:
     """Train on a category's good images, calibrate on its validation split, save one checkpoint.
 
+    With `init_from` or `resume` the model is the checkpoint's (give `model_cfg` only to insist on it: a
+    different one is refused). A run stopped by its callback (a cancelled job) ends at once: no calibration and
+    no finished checkpoint (the summary's checkpoint is None; a periodic snapshot at `out` stays resumable).
+
     Returns a summary: checkpoint path, steps, whether it was stopped, calibration metrics, history.
     """
     configure_threads()
-    model_cfg = model_cfg or MODEL_PRESETS[preset]
     train_cfg = train_cfg or default_train_config(preset)
     fmt = data_format or detect_format(data)
-    if init_from is not None or resume is not None:
-        from easynet.checkpoint import load_checkpoint
+    if init_from is not None or resume is not None:  # the checkpoint's architecture; a different model_cfg is refused
+        from easynet.checkpoint import load_checkpoint, start_config
 
-        model_cfg = load_checkpoint(resume or init_from).model_config
+        start = resume or init_from
+        model_cfg = start_config(load_checkpoint(start), model_cfg or {}, Path(start).name)
+    model_cfg = model_cfg or MODEL_PRESETS[preset]
     model_cfg = fit_metric_scale(data, category, model_cfg, fmt)
     kw = {"format": fmt, **loader_options(model_cfg)}
     train_set = open_dataset(data, category, Split.TRAIN, **kw)
@@ -123,7 +128,8 @@ def train_category(
         select=select,
     )
     provenance["train_seconds"] = round(time.time() - t0, 1)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 calibrates and writes the checkpoint
+    if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under torchrun
+        # only rank 0 calibrates and writes the checkpoint
         return {"checkpoint": None, "steps": result.checkpoint.provenance["steps"], "stopped": result.stopped,
                 "alpha": None, "validation": None, "history": result.history}
     ckpt = result.checkpoint

@@ -261,17 +261,3 @@ class Predictor:
             inputs=inputs,
             timings={"preprocess": t1 - t0, "network": t2 - t1},
         )
-
-    def describe(self) -> dict[str, Any]:
-        """Model facts for pickers and `easynet info`."""
-        prov = self.checkpoint.provenance if self.checkpoint else {}
-        return {
-            "name": self.name,
-            "modality": self.cfg.modality,
-            "image_size": self.cfg.image_size,
-            "layers": self.cfg.layers,
-            "category": prov.get("category"),
-            "preset": prov.get("preset"),
-            "alpha": self.calibration.alpha,
-            "validation": self.calibration.metrics,
-        }

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint
+from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint, start_config
 from easynet.config import ModelConfig, TrainConfig
 from easynet.errors import InputError, NonFiniteError
 from easynet.losses import EasyNetLoss
@@ -178,15 +178,15 @@ def train(
     start_step, train_state = 0, None
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        model_cfg, model = ckpt.model_config, ckpt.build_model()
+        model_cfg = start_config(ckpt, model_cfg, Path(resume).name)
+        model = ckpt.build_model()
         train_state = ckpt.provenance.get("train_state")
         if train_state is None:
             raise InputError(f"{Path(resume).name} has no optimizer state to resume from; use it as --init instead")
         start_step = int(train_state["step"])
     elif init_from is not None:
         init = load_checkpoint(init_from)
-        if init.model_config != model_cfg:
-            model_cfg = init.model_config
+        model_cfg = start_config(init, model_cfg, Path(init_from).name)
         model = init.build_model()
     model.to(dev).train()
     net = model
@@ -313,7 +313,7 @@ def _any_rank(flag: bool, dev: torch.device) -> bool:
     return bool(t.item())
 
 
-def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:  # noqa: ARG001
+def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:
     state = {"step": step, "optimizer": optimizer.state_dict()}
     prov = {**(provenance or {}), "steps": step, "train_state": state}
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 
-
 def _on_disk(relative: str) -> str:
     """Saved paths are relative to the session's annotation data set (no server paths leak)."""
     from app import workspace

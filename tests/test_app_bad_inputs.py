@@ -108,21 +108,23 @@ def test_bad_zips_through_the_fine_tune_handler(assets, tmp_path):
 
 
 class _Payload:
+    """Unpickling this would create `marker`: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (Path.touch, (MARKER,))
+        return (Path.touch, (self.marker,))
 
 
-MARKER = Path("/tmp/easynet-app-bad-inputs-pwned")
-
-
-def test_checkpoint_carrying_code_is_never_listed_or_run(assets):
+def test_checkpoint_carrying_code_is_never_listed_or_run(assets, tmp_path):
     import torch
 
     from app import inspect_tab, models
 
-    MARKER.unlink(missing_ok=True)
+    marker = tmp_path / "pwned"
     evil = assets.workspace / "models" / "evil.pt"
-    torch.save({"format": "easynet-3d-checkpoint", "payload": _Payload()}, evil)
+    torch.save({"format": "easynet-3d-checkpoint", "payload": _Payload(marker)}, evil)
     cut = assets.workspace / "models" / "cut.pt"
     cut.write_bytes((assets.workspace / "models" / "toy.pt").read_bytes()[:1000])
     try:
@@ -130,7 +132,7 @@ def test_checkpoint_carrying_code_is_never_listed_or_run(assets):
         assert "evil" not in names and "cut" not in names and assets.model in names
         message = _gr_message(inspect_tab.predict, str(assets.rgb), None, "evil", "close")
         assert message.startswith("there is no model called 'evil'; choose one of ")
-        assert not MARKER.exists()
+        assert not marker.exists()
     finally:
         evil.unlink()
         cut.unlink()

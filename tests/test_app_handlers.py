@@ -60,7 +60,8 @@ def test_gate_change_rerenders_from_the_stored_inputs(assets):
     out = inspect_tab.rerender(state, assets.model, "close", 1.0, "anomaly")
     assert out[8]["gate"] == "close" and out[8]["used"] == "rgb"
     assert inspect_tab.recolour(state, "rgb").data[0].type == "scatter3d"
-    assert inspect_tab.rerender(None, assets.model, "open", 1.0, "anomaly")[0] is not None  # skip, no error
+    skipped = inspect_tab.rerender(None, assets.model, "open", 1.0, "anomaly")  # nothing shown yet: no error
+    assert skipped == tuple(gr.skip() for _ in range(len(out)))  # every output left as it is
 
 
 def test_rgb_alone_is_accepted_and_errors_are_one_sentence(assets):
@@ -211,11 +212,12 @@ def test_jobs_queue_cancel_crash_and_restart(assets, tmp_path):
     assert restarted.get(crashed.id).state == "failed"
 
 
-def test_finetune_status_without_jobs_is_a_sentence(assets):
+def test_finetune_status_without_jobs_is_a_sentence(assets, tmp_path, monkeypatch):
     from app import finetune
 
+    monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "empty"))  # a workspace without any job
     state, text, *_ = finetune.status("")
-    assert state["state"] is None or state["id"]
+    assert state == {"state": None} and text == "no fine-tuning job yet; start one first"
     with pytest.raises(gr.Error, match="no fine-tuning job"):
         finetune.status("no-such-job")
 

@@ -317,29 +317,29 @@ def test_checkpoint_for_another_preset(tmp_path):
 
 
 class _Payload:
-    """Unpickling this would create MARKER: proof that code ran."""
+    """Unpickling this would create `marker`: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
 
     def __reduce__(self):
-        return (Path.touch, (MARKER,))
-
-
-MARKER = Path("/tmp/easynet-bad-inputs-pwned")
+        return (Path.touch, (self.marker,))
 
 
 @pytest.mark.parametrize("how", ["torch", "pickle"])
 def test_pickle_carrying_code_is_refused_without_running_it(tmp_path, how):
-    MARKER.unlink(missing_ok=True)
+    marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     if how == "torch":
-        torch.save({"format": "easynet-3d-checkpoint", "payload": _Payload()}, evil)
+        torch.save({"format": "easynet-3d-checkpoint", "payload": _Payload(marker)}, evil)
     else:
-        evil.write_bytes(pickle.dumps({"format": "easynet-3d-checkpoint", "payload": _Payload()}))
+        evil.write_bytes(pickle.dumps({"format": "easynet-3d-checkpoint", "payload": _Payload(marker)}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch notes the pickle protocol of the raw file
         message = _refused(load_checkpoint, evil, kind=CheckpointError)
     assert message == ("evil.pt was refused: it holds Python objects other than tensors and plain data (possibly "
                        "code), which EasyNet-3D never loads")
-    assert not MARKER.exists()
+    assert not marker.exists()
 
 
 def test_checkpoint_that_is_not_easynet(tmp_path):

@@ -79,6 +79,15 @@ def test_half_precision_checkpoint_is_smaller_and_close(tmp_path):
     assert half.stat().st_size < 0.6 * full.stat().st_size
     m2, _ = load_model(half)
     assert next(m2.parameters()).dtype == torch.float32
+    for k, v in model.state_dict().items():  # each float weight is its own float16 rounding, read back as float32
+        expected = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(m2.state_dict()[k], expected), k
+    torch.manual_seed(1)
+    x, d = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        a, b = model(x, d), m2.eval()(x, d)
+    torch.testing.assert_close(b.logits_fused, a.logits_fused, rtol=1e-2, atol=1e-2)
+    assert not torch.equal(b.logits_fused, a.logits_fused)  # it really ran the rounded weights
 
 
 def test_clear_errors(tmp_path):
@@ -108,19 +117,25 @@ def test_other_architecture_is_refused(tmp_path):
 
 
 class _Boom:
+    """Unpickling this creates `marker`: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (Path.touch, (Path("/tmp/easynet-pwned"),))
+        return (Path.touch, (self.marker,))
 
 
 def test_pickle_with_code_is_refused_without_running_it(tmp_path):
-    marker = Path("/tmp/easynet-pwned")
-    marker.unlink(missing_ok=True)
+    pickle.loads(pickle.dumps(_Boom(tmp_path / "control")))
+    assert (tmp_path / "control").exists()  # the payload does run when unpickled plainly
+    marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "easynet-3d-checkpoint", "payload": _Boom()}, evil)
+    torch.save({"format": "easynet-3d-checkpoint", "payload": _Boom(marker)}, evil)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(evil)
     raw = tmp_path / "evil.pkl"
-    raw.write_bytes(pickle.dumps(_Boom()))
+    raw.write_bytes(pickle.dumps(_Boom(marker)))
     with pytest.raises(CheckpointError):
         load_checkpoint(raw)
     assert not marker.exists()

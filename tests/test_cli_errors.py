@@ -110,3 +110,13 @@ def test_the_real_command_line_exits_non_zero_with_one_line(tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip() == "error: --steps must be a number of steps of at least 1, got -5"
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_init_with_a_different_architecture_is_refused_in_one_sentence(capsys, train_args, tiny_checkpoint, tmp_path):
+    # tiny_checkpoint is lite at image size 32 with 2 layers; asking for 64 and 3 layers must not be replaced
+    code, line = _run(capsys, [*train_args, "--init", str(tiny_checkpoint), "--image-size", "64", "--layers", "3",
+                               "--steps", "1"])
+    assert code != 0 and line == ("error: toy.pt holds a model with layers=2, image_size=32, not the layers=3, "
+                                  "image_size=64 asked for; leave out those model options to train with the "
+                                  "checkpoint's architecture")
+    assert not (tmp_path / "m.pt").exists()

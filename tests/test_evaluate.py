@@ -8,7 +8,7 @@ import torch
 
 from easynet.data import registry
 from easynet.data.types import Split
-from easynet.evaluate import _youden_threshold, gate_scores
+from easynet.evaluate import CALIBRATION_RULE, _youden_threshold, gate_scores
 
 
 def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch):
@@ -168,7 +168,21 @@ def test_cli_train_on_tree(tiny_tree, tmp_path):
     )
     ckpt = load_checkpoint(out)
     assert ckpt.model_config.layers == 1 and ckpt.provenance["steps"] == 2
-    assert ckpt.calibration.rule != "uncalibrated defaults"
+    assert ckpt.calibration.rule == CALIBRATION_RULE
+
+
+def test_calibration_rule_survives_python_OO(tiny_tree, tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    from easynet.checkpoint import load_checkpoint
+
+    out = tmp_path / "oo.pt"
+    args = ["calibrate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_tree), "--category", "toy",
+            "--out", str(out), "--device", "cpu"]
+    subprocess.run([sys.executable, "-OO", "-m", "easynet", *args], check=True, capture_output=True)
+    assert CALIBRATION_RULE.startswith("* The calibration set is every validation image")
+    assert load_checkpoint(out).calibration.rule == CALIBRATION_RULE  # docstrings are stripped under -OO
 
 
 def test_info_paper_reports_140_6_million(capsys):

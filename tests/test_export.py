@@ -9,8 +9,6 @@ from test_fastpath import SIZE, tiny
 
 from easynet.errors import InputError
 
-pytest.importorskip("onnxruntime")
-
 TOL = 1e-4
 
 

@@ -84,3 +84,13 @@ def test_every_parameter_gets_a_gradient(preset):
 def test_paper_preset_matches_official_parameter_count():
     model = EasyNet(MODEL_PRESETS["paper"])
     assert round(count_parameters(model) / 1e6, 1) == 140.6
+
+
+def test_count_parameters_counts_frozen_weights_and_no_buffers():
+    model = tiny("lite")
+    by_hand = sum(p.numel() for _, p in model.named_parameters())
+    buffers = sum(b.numel() for b in model.buffers())
+    assert buffers > 0  # BN running statistics exist and must not be counted
+    for p in model.parameters():
+        p.requires_grad_(False)  # frozen weights are still the model's parameters
+    assert count_parameters(model) == by_hand

@@ -25,7 +25,7 @@ def _peak_while(fn) -> tuple[Exception, int]:
     tracemalloc.start()
     try:
         fn()
-    except Exception as err:  # noqa: BLE001 - returned to the test
+    except Exception as err:  # returned to the test
         error = err
     else:
         error = None

@@ -58,11 +58,17 @@ def test_checkpoint_predicts_on_its_samples_in_every_gate(shipped):
     category, predictor = shipped
     size = predictor.cfg.image_size
     for rgb, xyz in samples_of(category).values():
-        for gate in ("close", "open", "control"):
-            p = predictor.predict(rgb, xyz, gate=gate)
+        preds = {gate: predictor.predict(rgb, xyz, gate=gate) for gate in ("close", "open", "control")}
+        for p in preds.values():
             assert p.anomaly_map.shape == (size, size) and np.isfinite(p.anomaly_map).all()
-            assert p.used == ("rgb" if gate == "close" else "fused" if gate == "open" else p.used)
             assert np.isfinite(p.score) and p.threshold > 0
+        assert preds["close"].used == "rgb" and preds["open"].used == "fused"
+        control = preds["control"]
+        margin = control.entropy_fused - control.entropy_rgb - control.alpha  # the paper's Formula 3
+        opens = margin >= 0 if predictor.cfg.score_rule == "official" else margin > 0
+        assert control.used == ("fused" if opens else "rgb")
+        same = preds["open" if opens else "close"]  # control scores exactly as the head it chose
+        assert control.score == pytest.approx(same.score, rel=1e-6) and control.threshold == same.threshold
 
 
 def test_defective_samples_score_above_the_good_one(shipped):

@@ -1,10 +1,12 @@
 """Training: the loss goes down on a generated pair folder; callbacks can stop; resume continues the count."""
 
 import numpy as np
+import pytest
 import torch
 
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.data.pairs import PairFolder
+from easynet.errors import InputError
 from easynet.train import TrainingSet, train
 
 CFG = MODEL_PRESETS["lite"].replace(image_size=32)
@@ -49,5 +51,38 @@ def test_training_items_are_reproducible_and_change_per_epoch(tmp_path):
     same = [torch.equal(a[i]["aug_rgb"], b[i]["aug_rgb"]) for i in range(len(data))]
     assert all(same)
     b.set_epoch(1)
-    differ = [not torch.equal(a[i]["mask"], b[i]["mask"]) or a[i]["mask"].sum() > 0 for i in range(len(data))]
-    assert any(differ)
+    differ = [not torch.equal(a[i]["aug_rgb"], b[i]["aug_rgb"]) for i in range(len(data))]
+    assert any(differ)  # another epoch draws other anomalies
+    b.set_epoch(0)
+    assert all(torch.equal(a[i]["aug_rgb"], b[i]["aug_rgb"]) for i in range(len(data)))  # and epoch 0 again its own
+
+
+def test_init_from_another_architecture_is_refused(tmp_path):
+    from easynet.checkpoint import Checkpoint, save_checkpoint
+    from easynet.model import EasyNet
+
+    other = CFG.replace(layers=3)
+    path = save_checkpoint(Checkpoint(other, EasyNet(other).state_dict()), tmp_path / "three.pt")
+    with pytest.raises(InputError) as error:
+        train(CFG, TRAIN_PRESETS["official"].replace(steps=1, batch_size=2), _pairs(tmp_path), device="cpu",
+              init_from=path, progress=False)
+    assert str(error.value) == ("three.pt holds a model with layers=3, not the layers=2 asked for; leave out those "
+                                "model options to train with the checkpoint's architecture")
+    result = train(other, TRAIN_PRESETS["official"].replace(steps=1, batch_size=2), _pairs(tmp_path), device="cpu",
+                   init_from=path, progress=False)
+    assert result.checkpoint.model_config == other
+
+
+def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_path, monkeypatch):
+    from easynet import pipeline
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("a cancelled run was calibrated")
+
+    monkeypatch.setattr(pipeline, "calibrate", no_calibration)
+    out = tmp_path / "ft.pt"
+    summary = pipeline.train_category(tiny_tree, "toy", out, init_from=tiny_checkpoint, device="cpu", progress=False,
+                                      train_cfg=TRAIN_PRESETS["official"].replace(steps=5, batch_size=2),
+                                      callback=lambda event: event.step < 1)  # cancelled after the first step
+    assert summary["stopped"] and summary["checkpoint"] is None and summary["steps"] == 1
+    assert not out.exists()

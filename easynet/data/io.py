@@ -78,7 +78,7 @@ def _read_tiff(path: Path, what: str) -> np.ndarray:
             array = tif.asarray()
     except InputError:
         raise
-    except Exception:  # noqa: BLE001 - tifffile raises many types for corrupt or truncated files
+    except Exception:  # tifffile raises many types for corrupt or truncated files
         raise InputError(f"{what} file {path.name} is not a readable TIFF: it is truncated, corrupt or not a TIFF "
                          "at all") from None
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] > 4:  # planar (C, H, W)
@@ -103,7 +103,7 @@ def _read_pil(path: Path, what: str) -> np.ndarray:
     except Image.DecompressionBombError:
         raise InputError(f"{what} file {path.name} has more than {max_pixels()} pixels; downscale it or set "
                          f"{MAX_PIXELS_ENV} to raise the limit") from None
-    except Exception:  # noqa: BLE001 - UnidentifiedImageError, OSError (truncated), SyntaxError...
+    except Exception:  # UnidentifiedImageError, OSError (truncated), SyntaxError...
         raise InputError(f"{what} file {path.name} is not a readable image: it is truncated, corrupt or not a "
                          f"{path.suffix.lstrip('.').upper()} at all") from None
 
@@ -304,6 +304,6 @@ def depth_shape(path: str | Path) -> tuple[int, int]:
             return int(shape[0]), int(shape[1])
         with Image.open(path) as image:
             return image.height, image.width
-    except Exception:  # noqa: BLE001 - header readers raise many types for corrupt files
+    except Exception:  # header readers raise many types for corrupt files
         raise InputError(f"depth file {path.name} is not readable: it is truncated, corrupt or not a "
                          f"{path.suffix.lstrip('.').upper()} at all") from None
