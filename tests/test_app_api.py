@@ -88,11 +88,12 @@ def test_three_api_saves_in_one_session_keep_three_entries(server):
     entries = [client.predict("api_three", "OK", "train", "", handle_file(str(assets.rgb)), None, None,
                               assets.model, api_name="/annotate_save")[-1]["entry"] for _ in range(3)]
     assert entries == [f"api_three:train/good/{i:03d}" for i in range(3)]
+    folders = list(assets.workspace.glob("sessions/*/annotations/api_three/train/good/rgb"))
+    assert len(folders) == 1  # one client = one session's data set
     for i in range(3):
-        assert (assets.workspace / "annotations/api_three/train/good/rgb" / f"{i:03d}.png").is_file()
+        assert (folders[0] / f"{i:03d}.png").is_file()
     client.predict(entries[1], api_name="/annotate_delete")
-    assert sorted(p.name for p in (assets.workspace / "annotations/api_three/train/good/rgb").iterdir()) == \
-        ["000.png", "002.png"]
+    assert sorted(p.name for p in folders[0].iterdir()) == ["000.png", "002.png"]
 
 
 def test_batch_endpoint_gives_one_row_per_image_and_a_report_zip(server, tmp_path):

@@ -164,8 +164,9 @@ def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server
 
     name = models.list_models()[0].name  # the page's default model
     predicted = annotate.predicted_mask(cv2.imread(str(assets.rgb))[..., ::-1].copy(), None, name)
-    gt = cv2.imread(str(assets.workspace / "annotations/browser_part/test/scratch/gt/000.png"),
-                    cv2.IMREAD_GRAYSCALE) > 0
+    saved = list(assets.workspace.glob("sessions/*/annotations/browser_part/test/scratch/gt/000.png"))
+    assert len(saved) == 1  # the browser's own session data set
+    gt = cv2.imread(str(saved[0]), cv2.IMREAD_GRAYSCALE) > 0
     assert predicted.any()  # else the test could not tell a kept pre-fill from a lost one
     assert (gt & predicted).sum() == predicted.sum()  # the pre-fill on screen is saved...
     assert (gt & ~predicted).sum() > 0  # ...together with the stroke painted over it
