@@ -62,6 +62,16 @@ def make_selector(validation: Sequence[Any], device: Any, cfg: TrainConfig) -> C
     return score
 
 
+def _finish_distributed() -> None:
+    """Under torchrun: wait until rank 0 has written the checkpoint, then close the process group (a rank that
+    exits with gloo's threads still running can abort with "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def train_category(
     data: str | Path,
     category: str | None,
@@ -130,6 +140,7 @@ def train_category(
     provenance["train_seconds"] = round(time.time() - t0, 1)
     if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under torchrun
         # only rank 0 calibrates and writes the checkpoint
+        _finish_distributed()
         return {"checkpoint": None, "steps": result.checkpoint.provenance["steps"], "stopped": result.stopped,
                 "alpha": None, "validation": None, "history": result.history}
     ckpt = result.checkpoint
@@ -138,6 +149,7 @@ def train_category(
     if ship:
         ckpt.provenance.pop("train_state", None)
     save_checkpoint(ckpt, out, half=ship)
+    _finish_distributed()
     return {
         "checkpoint": str(out),
         "steps": ckpt.provenance["steps"],
