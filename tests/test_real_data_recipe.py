@@ -127,10 +127,11 @@ def test_app_finetune_on_an_rgb_only_zip_trains_the_base_preset(tmp_path, monkey
     monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
     root = tmp_path / "photos"
     make_mvtec3d_tree(root, "part", size=(48, 64), with_xyz=False, n_train=2, n_val=1)
-    job = jobs.Job(id="0001", category="part", data=str(root), steps=1, batch_size=2)
+    job = jobs.Job(id="0001", category="part", data=str(root), steps=1, batch_size=2, work=str(tmp_path / "work"))
     summary = jobs.default_train(job, lambda event: True)
     from easynet.checkpoint import load_checkpoint
 
+    assert Path(summary["checkpoint"]).parent == tmp_path / "work"
     ckpt = load_checkpoint(summary["checkpoint"])
     assert ckpt.provenance["preset"] == "base" and ckpt.model_config.modality == "rgb"
     assert ckpt.model_config.resize == "letterbox"
