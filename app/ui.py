@@ -3,7 +3,10 @@ model pickers."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
+import inspect
 import logging
 import os
 import re
@@ -41,7 +44,32 @@ def _atomic_save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", for
     return str(path)
 
 
-processing_utils.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
+def patch_cache_writer(module: Any = processing_utils) -> bool:
+    """Installs _atomic_save_pil_to_cache in place of Gradio's writer when that writer has the signature it was
+    written against (Gradio 6: img, cache_dir, name, format); otherwise leaves Gradio alone, logs why and returns
+    False (a renamed or changed function must not be silently replaced by one with other arguments)."""
+    original = getattr(module, "save_pil_to_cache", None)
+    if original is _atomic_save_pil_to_cache:
+        return True
+    expected = list(inspect.signature(_atomic_save_pil_to_cache).parameters)
+    if original is None or list(inspect.signature(original).parameters) != expected \
+            or not hasattr(module, "encode_pil_to_bytes") or not hasattr(module, "hash_bytes"):
+        log.warning("gradio's save_pil_to_cache changed; image outputs are written by Gradio (not atomically)")
+        return False
+    module.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
+    return True
+
+
+patch_cache_writer()
+_LIBC = ctypes.util.find_library("c")
+_malloc_trim = getattr(ctypes.CDLL(_LIBC), "malloc_trim", None) if _LIBC else None
+
+
+def release_memory() -> None:
+    """Hands freed heap pages back to the system (glibc's malloc_trim; nothing elsewhere). Without it the
+    arrays of a large prediction stay in the process's RSS after they are freed (glibc keeps them for reuse)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def for_browser(message: str) -> str:
@@ -71,6 +99,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as err:  # a bug must not reach the user as a traceback
             log.exception("handler %s failed", getattr(fn, "__name__", fn))
             raise error(INTERNAL_ERROR.format(name=type(err).__name__)) from None
+        finally:
+            release_memory()
 
     return wrapper
 

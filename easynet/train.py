@@ -205,6 +205,7 @@ def train(
         num_workers=cfg.num_workers,
         drop_last=len(data) >= cfg.batch_size * world,
         pin_memory=dev.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,  # workers keep their decoded-image cache across epochs
     )
     total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
