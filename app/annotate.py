@@ -9,9 +9,9 @@ import gradio as gr
 import numpy as np
 
 from app import models, workspace
-from app.inspect_tab import DEPTH_TYPES, _path
-from app.ui import friendly, image_upload, model_dropdown
-from easynet.data.io import read_rgb
+from app.inspect_tab import DEPTH_TYPES
+from app.ui import friendly, image_upload, model_dropdown, upload_path
+from easynet.data.io import read_mask, read_rgb
 from easynet.errors import InputError
 
 MARK_RGB = np.array([255, 0, 0], np.float32)  # the pre-filled mask is drawn into the photo in this colour...
@@ -24,7 +24,7 @@ LABELS = ("OK", "NG")
 def predicted_mask(image: np.ndarray, depth: Any, model: str | None) -> np.ndarray:
     """(H, W) bool: the pixels whose anomaly probability reaches the image threshold (the middle of the heat-map
     colour bar), resized to the original image."""
-    p = models.predictors.get(model).predict(image, _path(depth), gate="control")
+    p = models.predictors.get(model).predict(image, upload_path(depth), gate="control")
     prob = p.on_original(p.anomaly_map)  # on the photo's own pixels and aspect
     return prob >= p.threshold
 
@@ -95,13 +95,13 @@ def mask_from_editor(value: Any, image: np.ndarray) -> np.ndarray | None:
 @friendly
 def prefill(rgb: Any, depth: Any, model: str | None) -> tuple:
     """Editor pre-filled from the model's prediction so the engineer corrects rather than draws."""
-    path = _path(rgb)
+    path = upload_path(rgb)
     if path is None:
         return None, "Upload an RGB image to annotate.", None
     image = read_rgb(path)
     try:
         mask = predicted_mask(image, depth, model)
-        used = "RGB + depth" if _path(depth) else "RGB only (uploading the depth pre-fills again)"
+        used = "RGB + depth" if upload_path(depth) else "RGB only (uploading the depth pre-fills again)"
         note = f"Pre-filled from the model on {used}: {int(mask.sum())} px predicted defective. Correct it, then save."
     except InputError as err:
         mask, note = None, f"No prediction ({err}); paint the defect yourself."
@@ -145,7 +145,7 @@ def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth:
 
     Returns (status, entries, current, saved JSON). `current` stays set only while relabelling a reopened entry.
     """
-    path = _path(rgb)
+    path = upload_path(rgb)
     if path is None:
         raise InputError("upload an RGB image to annotate first")
     image = read_rgb(path)
@@ -153,7 +153,7 @@ def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth:
     if mask is None and label == "NG":
         mask = predicted_mask(image, depth, model)
     replace = _relabels(current, category, image)
-    entry = workspace.save_annotation(category, label, path, _path(depth), mask, defect, ok_split, replace)
+    entry = workspace.save_annotation(category, label, path, upload_path(depth), mask, defect, ok_split, replace)
     item = f"{workspace.safe_name(category, 'category')}:{entry}"
     base = workspace.annotations_root()  # paths relative to the session's data set, never server paths
     files = {k: v.relative_to(base).as_posix() if v else None
@@ -172,7 +172,7 @@ def reopen(item: str | None) -> tuple:
     image = read_rgb(files["rgb"])
     mask = None
     if files["gt"] is not None:
-        mask = cv2.imread(str(files["gt"]), cv2.IMREAD_GRAYSCALE) > 0
+        mask = read_mask(files["gt"])
     label = "OK" if defect == workspace.GOOD else "NG"
     xyz = str(files["xyz"]) if files["xyz"] else None
     return (category, str(files["rgb"]), xyz, label, split if label == "OK" else "train",
@@ -201,7 +201,7 @@ def delete(item: str | None) -> tuple:
 
 def clear_mask(rgb: Any) -> Any:
     """The photo without any mask, to paint the defect from scratch."""
-    path = _path(rgb)
+    path = upload_path(rgb)
     return gr.skip() if path is None else editor_value(read_rgb(path), None)
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import gradio as gr
 
 from app import models, workspace
-from app.inspect_tab import _path
-from app.ui import GATE_HELP, GATES, error, model_dropdown
+from app.ui import GATE_HELP, GATES, error, model_dropdown, upload_path
 from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
 
@@ -69,7 +68,7 @@ def run(files: Any, model: str | None, gate: str = "control", sensitivity: float
     with _cancel_lock:
         _cancel.discard(session)
     try:
-        paths = [p for p in (_path(f) for f in (files if isinstance(files, list) else [files] if files else []))
+        paths = [p for p in (upload_path(f) for f in (files if isinstance(files, list) else [files] if files else []))
                  if p]
         if not paths:
             raise InputError("upload RGB images (with their depth files) or a zip of them first")

@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 
 from app import figures, models, workspace
-from app.inspect_tab import DEPTH_TYPES, _path, model_for_sample
-from app.ui import GATES, friendly, image_upload, model_dropdown
+from app.inspect_tab import DEPTH_TYPES, model_for_sample
+from app.ui import GATES, friendly, image_upload, model_dropdown, upload_path
 from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_rgb
 from easynet.data.synthetic import CATEGORIES as SYNTHETIC
@@ -27,12 +27,12 @@ def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
     """The /compare endpoint: three heat maps on the verdict scale (each gate's threshold in the middle of the
     colour bar, so a map shows warm colours exactly where its verdict comes from), three scores, the gate that
     control chose."""
-    rgb_path = _path(rgb)
+    rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
     predictor, info = models.predictors.get(model), models.find(model)
-    results = {g: predictor.predict(image, _path(depth), gate=g) for g in GATES}
+    results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
     rows = {g: summarise(p, predictor.calibration, info.category) for g, p in results.items()}
     pictures = [figures.heat_picture(image, display_heat_original(results[g], predictor.calibration),
                                     256) for g in GATES]

@@ -10,8 +10,7 @@ from typing import Any
 import gradio as gr
 
 from app import figures, jobs, models, workspace
-from app.inspect_tab import _path
-from app.ui import friendly, model_dropdown
+from app.ui import friendly, model_dropdown, upload_path
 from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
 
@@ -62,9 +61,9 @@ def start(source: str, synthetic: str | None, annotated: str | None, upload: Any
     elif source == "annotated":
         spec = {"category": workspace.safe_name(annotated, "category"), "data": workspace.annotations_root()}
     elif source == "zip":
-        if _path(upload) is None:
+        if upload_path(upload) is None:
             raise InputError("upload a zip of one category in the MVTec 3D-AD layout")
-        root, category = workspace.extract_dataset_zip(_path(upload))
+        root, category = workspace.extract_dataset_zip(upload_path(upload))
         spec = {"category": category, "data": root, "cleanup": [workspace.upload_folder(root) or root]}
     else:
         raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")

@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from app import figures, models, workspace
-from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown
+from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
 from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import InputError
@@ -26,24 +26,15 @@ SAMPLE_HEIGHT = 330  # px: exactly the two rows
 DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) to at least this for display
 
 
-def _path(value: Any) -> str | None:
-    """A filepath from a gr.Image/gr.File value (str, dict with 'path', or an object with .name)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict):
-        return value.get("path") or value.get("name")
-    return str(getattr(value, "name", value))
-
-
 def run(rgb: Any, depth: Any, model: str | None, gate: str = "control",
         sensitivity: float = 1.0) -> tuple[Prediction, np.ndarray]:
     """Predict one image with a cached Predictor; returns (prediction, original RGB)."""
-    rgb_path = _path(rgb)
+    rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
     predictor = models.predictors.get(model)
-    return predictor.predict(image, _path(depth), gate=gate, sensitivity=float(sensitivity)), image
+    return predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity)), image
 
 
 BANNER_COLOURS = {"OK": ("#e8f5e9", "#1b5e20", "#2e7d32"), "NG": ("#ffebee", "#b71c1c", "#c62828")}
@@ -114,7 +105,7 @@ def predict(rgb: Any, depth: Any, model: str | None, gate: str = "control", sens
     p, image = run(rgb, depth, model, gate, sensitivity)
     out = render(p, image, sensitivity, colour_by, model)
     heat = display_heat_original(p, models.predictors.get(model).calibration)
-    state = compact_state(_path(rgb), _path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
+    state = compact_state(upload_path(rgb), upload_path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
     return (*out, state)
 
 
@@ -133,7 +124,7 @@ def recolour(state: dict | None, colour_by: str) -> Any:
 
 @friendly
 def preview_depth(depth: Any) -> np.ndarray | None:
-    path = _path(depth)
+    path = upload_path(depth)
     return None if path is None else enlarge(depth_preview(read_depth(path).z))
 
 

@@ -17,6 +17,7 @@ from easynet.predict import Predictor
 
 MAX_MODELS_ENV = "EASYNET_MAX_MODELS"
 DEFAULT_MAX_MODELS = 4
+PRECISION_ENV = "EASYNET_PRECISION"  # auto (default), fp32 or bf16: the server's inference precision
 HEADLINE_METRIC = "i_auroc_control"  # validation metric shown in pickers
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,9 @@ class PredictorCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-            predictor = Predictor.from_checkpoint(info.path)
+            predictor = Predictor.from_checkpoint(info.path, precision=os.environ.get(PRECISION_ENV) or "auto")
+            if predictor.precision_note:
+                log.warning("%s", predictor.precision_note)
             predictor.name = info.name
             self._items[key] = predictor
             while len(self._items) > max(1, self.size):

@@ -118,6 +118,15 @@ def compact_state(rgb: str | None, depth: str | None, image: np.ndarray, xyz: np
             "heat": thin(heat) if heat.shape[:2] == image.shape[:2] else heat}
 
 
+def upload_path(value: Any) -> str | None:
+    """A filepath from a gr.Image/gr.File value (str, dict with 'path', or an object with .name)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return value.get("path") or value.get("name")
+    return str(getattr(value, "name", value))
+
+
 def _raw_preprocess(payload: Any) -> str | None:
     """The uploaded file's path, untouched (None when nothing was uploaded)."""
     return None if payload is None else str(payload.path)

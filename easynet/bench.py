@@ -48,6 +48,7 @@ class BenchResult:
     preprocess_ms: float | None
     iterations: int
     threads: int
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,10 +147,12 @@ def bench_network(
     iterations: int = 10,
     min_seconds: float = 0.0,
     preprocess: bool = True,
+    precision: str = "fp32",
 ) -> BenchResult:
     """Time ``iterations`` calls (at least ``min_seconds`` worth) after ``warmup`` calls.
 
-    The gate decision uses alpha = 0. CUDA times are synchronised. ``naive`` always computes both heads.
+    The gate decision uses alpha = 0. CUDA times are synchronised. ``naive`` always computes both heads in fp32;
+    ``precision`` is a resolved one ("fp32" or "bf16", runtime.resolve_precision).
     """
     size = image_size or model.cfg.image_size
     gen = torch.Generator().manual_seed(0)
@@ -164,7 +167,7 @@ def bench_network(
             with torch.inference_mode():
                 return model(rgb_d, depth_d, naive=True)
     else:
-        runner = make_runner(model, device, backend)
+        runner = make_runner(model, device, backend, precision)
 
         def call() -> Any:
             return runner(rgb, depth, gate, 0.0)
@@ -202,6 +205,7 @@ def bench_network(
         preprocess_ms=round(time_preprocessing(size), 1) if preprocess else None,
         iterations=len(times),
         threads=torch.get_num_threads(),
+        precision="fp32" if backend in ("naive", "onnx") else precision,
     )
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, config_to_dict
+from easynet.config import MODEL_PRESETS, PRECISIONS, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
 
 
@@ -149,7 +149,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from easynet.predict import Predictor
     from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
 
-    predictor = Predictor.from_checkpoint(a.checkpoint, a.device)
+    predictor = Predictor.from_checkpoint(a.checkpoint, a.device, precision=a.precision)
+    if predictor.precision_note:
+        print(f"note: {predictor.precision_note}", file=sys.stderr)
     if Path(a.rgb).is_dir() or a.rgb.lower().endswith(".zip"):
         return _predict_batch(predictor, a)
     p = predictor.predict(a.rgb, a.depth, gate=a.gate, sensitivity=a.sensitivity)
@@ -258,9 +260,13 @@ def cmd_synth(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from easynet.bench import bench_network, machine
     from easynet.model import EasyNet
-    from easynet.runtime import configure_threads, resolve_device
+    from easynet.runtime import configure_threads, resolve_device, resolve_precision
 
     configure_threads()
+    device = resolve_device(a.device)
+    precision, note = resolve_precision(a.precision, device)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if a.checkpoint:
         from easynet.checkpoint import load_checkpoint
 
@@ -269,8 +275,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
         model = EasyNet(MODEL_PRESETS[a.preset].replace(**({"image_size": a.image_size} if a.image_size else {})))
     result = bench_network(
         model,
-        resolve_device(a.device),
+        device,
         backend=a.backend,
+        precision=precision,
         gate=a.gate,
         batch_size=a.batch_size,
         image_size=a.image_size,
@@ -281,7 +288,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     )
     r = result
     print(
-        f"{r.backend} on {r.device}, gate {r.gate}, batch {r.batch_size} at {r.image_size}px: "
+        f"{r.backend} {r.precision} on {r.device}, gate {r.gate}, batch {r.batch_size} at {r.image_size}px: "
         f"p50 {r.latency_p50_ms:.1f} ms, p95 {r.latency_p95_ms:.1f} ms, {r.images_per_s:.1f} images/s, "
         f"{r.gmac_per_image:.2f} GMAC/image, {r.gflops_achieved:.1f} GFLOP/s, {r.parameters / 1e6:.2f} M parameters, "
         f"peak RSS {r.peak_rss_mib:.0f} MiB" + (f", CUDA peak {r.cuda_peak_mib:.0f} MiB" if r.cuda_peak_mib else "")
@@ -328,6 +335,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "n_train": (lambda v: v >= 1, "at least 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
+PRECISION_HELP = ("auto: bf16 on CUDA GPUs, fp32 on CPUs; bf16: bf16 where the device has it natively (avx512_bf16 / "
+                  "AMX CPUs, CUDA), else fp32 with a note")
 OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
 
 
@@ -436,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--json")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="parameters, GMACs and config of a preset or checkpoint")
@@ -479,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--iterations", type=int, default=10)
     b.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this much time has passed")
     b.add_argument("--no-preprocess", action="store_true", help="skip timing the 800x800 preprocessing")
+    b.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     b.add_argument("--json")
     b.set_defaults(func=cmd_bench)
 

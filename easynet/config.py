@@ -12,6 +12,7 @@ RESIZE_MODES = ("stretch", "letterbox", "pad")
 DEPTH_ENCODINGS = ("height", "metric", "z_minmax")
 RGB_BACKGROUNDS = ("keep", "zero")
 SCORE_RULES = ("calibrated", "official")
+PRECISIONS = ("auto", "fp32", "bf16")  # inference precision (runtime.resolve_precision)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ which every conv -> BN pair is one conv; the BN becomes an ``nn.Identity``. A ru
 backend and device and answers ``runner(rgb, depth, gate, alpha) -> GatedOutput``:
 
 * ``eager``: the model as trained (fp32, NCHW), for reference;
-* ``optimized``: the folded copy, channels-last on CPU, bf16 autocast on CUDA (the Predictor's default);
+* ``optimized``: the folded copy, channels-last (the Predictor's default); both torch backends run in bf16
+  autocast when given precision "bf16" (runtime.resolve_precision: by default on CUDA, opt-in on CPUs);
 * ``onnx``: onnxruntime on an exported graph (see ``easynet.export``).
 
 torch.compile is not used by default: on the 2-core CPU it made lite ~30 % faster in the steady state but costs
@@ -124,13 +125,13 @@ class Runner(Protocol):
 class TorchRunner:
     """Runs ``forward_gated`` in inference mode; the optimized variant adds channels-last / bf16 autocast."""
 
-    def __init__(self, model: EasyNet, device: torch.device, optimized: bool = True) -> None:
-        self.device, self.backend = device, "optimized" if optimized else "eager"
+    def __init__(self, model: EasyNet, device: torch.device, optimized: bool = True, precision: str = "fp32") -> None:
+        self.device, self.backend, self.precision = device, "optimized" if optimized else "eager", precision
         model = model.to(device).eval()
         # channels-last helps oneDNN on CPU and the tensor cores on CUDA
         self.channels_last = optimized
         self.model = optimize_for_inference(model, self.channels_last) if optimized else model
-        self.autocast = optimized and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.autocast = precision == "bf16"  # softmax, entropies and scores stay fp32 (forward_gated casts)
 
     def _layout(self, x: Tensor | None) -> Tensor | None:
         if x is None:
@@ -143,12 +144,13 @@ class TorchRunner:
             return self.model.forward_gated(self._layout(rgb), self._layout(depth), gate, alpha)
 
 
-def make_runner(model: EasyNet, device: torch.device, backend: str = "optimized") -> Runner:
-    """The runner of ``backend`` (one of BACKENDS) for ``model`` on ``device``."""
+def make_runner(model: EasyNet, device: torch.device, backend: str = "optimized", precision: str = "fp32") -> Runner:
+    """The runner of ``backend`` (one of BACKENDS) for ``model`` on ``device``; ``precision`` is a resolved one
+    ("fp32" or "bf16", see runtime.resolve_precision; the ONNX backend is fp32)."""
     if backend == "onnx":
         from easynet.export import OnnxRunner
 
         return OnnxRunner.from_model(model, device)
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return TorchRunner(model, device, optimized=backend == "optimized")
+    return TorchRunner(model, device, optimized=backend == "optimized", precision=precision)

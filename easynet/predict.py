@@ -8,6 +8,7 @@ Image score = max of the anomaly map after a mean filter of IMAGE_FILTER_AT_256 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from easynet.errors import InputError, NonFiniteError
 from easynet.fastpath import Runner, make_runner
 from easynet.gate import MODES
 from easynet.model import EasyNet
-from easynet.runtime import configure_threads, resolve_device
+from easynet.runtime import configure_threads, resolve_device, resolve_precision
 
 IMAGE_FILTER_AT_256 = 21
 
@@ -179,6 +180,7 @@ class Predictor:
         device: torch.device,
         name: str = "",
         backend: str = "optimized",
+        precision: str = "auto",
     ) -> None:
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
@@ -187,15 +189,22 @@ class Predictor:
         self.name = name
         self.checkpoint: Checkpoint | None = None
         self.backend = backend
-        self.runner: Runner = make_runner(self.model, device, backend)
+        # precision_note: one sentence when the asked-for precision was not available (bf16 on a CPU without it)
+        self.precision, self.precision_note = resolve_precision(precision, device)
+        if backend == "onnx":
+            self.precision = "fp32"
+        self.runner: Runner = make_runner(self.model, device, backend, self.precision)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", backend: str = "optimized") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", backend: str = "optimized",
+                        precision: str = "auto") -> Predictor:
         """Load a checkpoint; ``backend`` is "optimized" (BN folded, channels-last; default), "eager" (the
-        model as trained) or "onnx" (onnxruntime, an optional dependency)."""
+        model as trained) or "onnx" (onnxruntime, an optional dependency); ``precision`` is "auto", "fp32" or
+        "bf16" (runtime.resolve_precision)."""
         configure_threads()
         ckpt = load_checkpoint(path)
-        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem, backend)
+        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem, backend,
+                        precision)
         predictor.checkpoint = ckpt
         return predictor
 
@@ -219,12 +228,28 @@ class Predictor:
         Args:
             sensitivity: the threshold is divided by it (2.0 flags more images, 0.5 fewer).
         """
-        if gate not in MODES:
-            raise InputError(f"gate must be one of {', '.join(MODES)}, got {gate!r}")
+        return self.predict_gates(rgb, depth, (gate,), sensitivity)[gate]
+
+    def predict_gates(
+        self,
+        rgb: str | Path | np.ndarray,
+        depth: str | Path | np.ndarray | DepthMap | None = None,
+        gates: Sequence[str] = MODES,
+        sensitivity: float = 1.0,
+    ) -> dict[str, Prediction]:
+        """Score one image under several gate modes: the files are read and the input (plane removal included)
+        is prepared once, then the network runs once per mode. Returns {gate: Prediction}."""
+        for gate in gates:
+            if gate not in MODES:
+                raise InputError(f"gate must be one of {', '.join(MODES)}, got {gate!r}")
         if not sensitivity > 0:
             raise InputError(f"sensitivity must be a positive number, got {sensitivity}")
         t0 = time.perf_counter()
         inputs = prepare_input(rgb, depth, self.cfg)
+        prepared = time.perf_counter() - t0
+        return {gate: self._score(inputs, gate, sensitivity, prepared) for gate in dict.fromkeys(gates)}
+
+    def _score(self, inputs: ModelInput, gate: str, sensitivity: float, prepared: float) -> Prediction:
         t1 = time.perf_counter()
         rgb_t, depth_t = self._tensors(inputs)
         alpha = self.calibration.alpha
@@ -259,5 +284,5 @@ class Predictor:
             rec_rgb=np.ascontiguousarray(rec_rgb),
             rec_depth=rec_depth,
             inputs=inputs,
-            timings={"preprocess": t1 - t0, "network": t2 - t1},
+            timings={"preprocess": prepared, "network": t2 - t1},
         )

@@ -6,9 +6,11 @@ import os
 
 import torch
 
+from easynet.config import PRECISIONS
 from easynet.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with which oneDNN runs bf16 natively
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -29,3 +31,40 @@ def configure_threads() -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     return torch.get_num_threads()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively: a CUDA GPU with bf16, or a CPU with avx512_bf16 or AMX (elsewhere
+    bf16 is emulated by oneDNN and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(_cpu_flags() & set(NATIVE_BF16_FLAGS))
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | None]:
+    """The precision inference runs in ("fp32" or "bf16") and, when a request had to be changed, one sentence why.
+
+    "auto": bf16 on CUDA GPUs that have it, fp32 on CPUs (the accuracy guard of bf16 is measured per machine by
+    benchmarks/run_all.py; opt in with "bf16"). "bf16": bf16 where the device has it natively, else fp32.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return "fp32", None
+    if precision == "auto":
+        return ("bf16" if device.type == "cuda" and native_bf16(device) else "fp32"), None
+    if native_bf16(device):
+        return "bf16", None
+    what = "this GPU" if device.type == "cuda" else "this CPU (no avx512_bf16 or AMX)"
+    return "fp32", f"bf16 was asked for but {what} has no native bf16, so inference runs in fp32"

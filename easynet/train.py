@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,10 +214,13 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
-        with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(start_step):  # replay the schedule (its state holds a Counter, not plain data)
-                scheduler.step()
+        if "scheduler" in train_state:
+            scheduler.load_state_dict(_scheduler_from_plain(train_state["scheduler"]))
+        else:  # checkpoints written before the schedule was saved: replay it
+            with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(start_step):
+                    scheduler.step()
     criterion = EasyNetLoss(cfg)
     amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -314,8 +318,18 @@ def _any_rank(flag: bool, dev: torch.device) -> bool:
     return bool(t.item())
 
 
+def _scheduler_to_plain(state: dict[str, Any]) -> dict[str, Any]:
+    """MultiStepLR's state with its milestone Counter as a plain dict (checkpoints load with weights_only)."""
+    return {**state, "milestones": {int(k): int(v) for k, v in state["milestones"].items()}}
+
+
+def _scheduler_from_plain(state: dict[str, Any]) -> dict[str, Any]:
+    return {**state, "milestones": Counter(state["milestones"])}
+
+
 def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:
-    state = {"step": step, "optimizer": optimizer.state_dict()}
+    state = {"step": step, "optimizer": optimizer.state_dict(),
+             "scheduler": _scheduler_to_plain(scheduler.state_dict())}
     prov = {**(provenance or {}), "steps": step, "train_state": state}
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Checkpoint(model_cfg, weights, Calibration(), cfg, prov)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from easynet.checkpoint import load_checkpoint
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.data.pairs import PairFolder
 from easynet.errors import InputError
@@ -42,6 +43,19 @@ def test_callback_stops_and_resume_continues(tmp_path):
     assert result.stopped and seen[-1] == (3, 6) and out.is_file()
     resumed = train(CFG, cfg, data, device="cpu", resume=out, progress=False)
     assert [h["step"] for h in resumed.history] == [4, 5, 6]
+
+
+def test_resume_restores_the_saved_learning_rate_schedule(tmp_path):
+    data = _pairs(tmp_path)
+    cfg = TRAIN_PRESETS["official"].replace(steps=10, batch_size=2, lr=1e-3)  # LR x0.2 after steps 8 and 9
+    whole, lrs = [], []
+    train(CFG, cfg, data, device="cpu", callback=lambda e: whole.append(e.lr), progress=False)
+    out = tmp_path / "m.pt"
+    train(CFG, cfg, data, device="cpu", out=out, callback=lambda e: e.step < 5, progress=False)
+    saved = load_checkpoint(out).provenance["train_state"]["scheduler"]  # plain data under weights_only
+    assert saved["last_epoch"] == 5 and saved["milestones"] == {8: 1, 9: 1}
+    train(CFG, cfg, data, device="cpu", resume=out, callback=lambda e: lrs.append(e.lr), progress=False)
+    assert lrs == pytest.approx(whole[5:]) and lrs[-1] == pytest.approx(1e-3 * 0.2 ** 2)
 
 
 def test_training_items_are_reproducible_and_change_per_epoch(tmp_path):

@@ -1,0 +1,34 @@
+"""The Predictor front door: several gate modes from one prepared input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import easynet.predict as predict_module
+from easynet.errors import InputError
+from easynet.predict import Predictor
+
+
+def test_predict_gates_prepares_once_and_matches_single_gate_calls(tiny_tree, tiny_checkpoint, monkeypatch):
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    rgb, xyz = tiny_tree / "toy/test/hole/rgb/000.png", tiny_tree / "toy/test/hole/xyz/000.tiff"
+    single = {g: predictor.predict(rgb, xyz, gate=g) for g in ("close", "open", "control")}
+    calls = []
+    original = predict_module.prepare_input
+    monkeypatch.setattr(predict_module, "prepare_input", lambda *a, **k: calls.append(1) or original(*a, **k))
+    together = predictor.predict_gates(rgb, xyz, ("close", "open", "control"))
+    assert len(calls) == 1  # the files are read and the plane removed once for all three modes
+    assert list(together) == ["close", "open", "control"]
+    for gate, p in together.items():
+        assert p.gate == gate and p.used == single[gate].used
+        assert p.score == pytest.approx(single[gate].score, rel=1e-5)
+        np.testing.assert_allclose(p.anomaly_map, single[gate].anomaly_map, atol=1e-6)
+    assert together["close"].used == "rgb" and together["open"].used == "fused"
+    assert not np.allclose(together["close"].anomaly_map, together["open"].anomaly_map)  # the heads differ
+
+
+def test_predict_gates_refuses_an_unknown_mode_before_reading(tiny_checkpoint):
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    with pytest.raises(InputError, match="gate must be one of"):
+        predictor.predict_gates("no-such-file.png", None, ("close", "half-open"))
