@@ -185,7 +185,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "base": TrainConfig(
         lr=2e-3,
         batch_size=8,
-        steps=3000,  # 34.5 min on 2 cores; the best validation score was still the last one (benchmarks/REAL_DATA.md)
+        steps=3000,  # 34.5 min on 2 cores; 5000 (53.8 min) gained 0.006 on validation (benchmarks/REAL_DATA.md)
         crop_size=128,
         select_every=500,
         synth=SynthConfig(

@@ -1,0 +1,105 @@
+"""Which image-score rule (from an anomaly map to one number per image) to use, chosen on validation only.
+
+For one checkpoint, computes the RGB head's maps on the validation split (clean images plus the calibration's
+synthetic anomalies, exactly as `calibrate` builds them) and on the test split once, then reports the I-AUROC of
+each rule on both. The rule is chosen on the validation column; the test column is reported, never used.
+
+    python benchmarks/score_rules.py --checkpoint CKPT --data ../shared/data/mvtec3d-tire-rgb --category tire
+
+Writes benchmarks/score_rules.json (one entry per checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = Path(__file__).with_name("score_rules.json")
+FILTERS = (1, 5, 11, 21, 31, 41)  # mean-filter sides at 256 px (21 is the shipped rule)
+TOP_FRACTIONS = (0.001, 0.01)  # mean of the top fraction of valid pixels
+
+
+def rules(maps: torch.Tensor, valid: torch.Tensor | None, size: int) -> dict[str, np.ndarray]:
+    maps = maps.float() if valid is None else maps.float() * valid
+    out = {}
+    for k256 in FILTERS:
+        k = max(1, int(round(k256 * size / 256)) | 1)
+        pooled = F.avg_pool2d(maps[:, None], k, stride=1, padding=k // 2, count_include_pad=False)
+        out[f"max of {k256}px mean"] = pooled.flatten(1).max(1).values.numpy()
+    flat = maps.flatten(1)
+    n_valid = flat.shape[1] if valid is None else valid.flatten(1).sum(1)
+    for frac in TOP_FRACTIONS:
+        scores = []
+        for i in range(flat.shape[0]):
+            n = max(1, int(float(n_valid if np.isscalar(n_valid) else n_valid[i]) * frac))
+            scores.append(float(flat[i].topk(n).values.mean()))
+        out[f"mean of top {frac:.1%}"] = np.asarray(scores)
+    return out
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from easynet.checkpoint import load_checkpoint
+    from easynet.data.registry import open_dataset
+    from easynet.data.types import Split
+    from easynet.evaluate import CALIBRATION_SEED, CALIBRATION_VARIANTS, run_heads
+    from easynet.metrics import image_auroc
+    from easynet.pipeline import loader_options
+    from easynet.predict import valid_masks
+    from easynet.synth import AnomalySynthesizer, placement_region
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--category", required=True)
+    a = parser.parse_args()
+    if not Path(a.data).is_dir():
+        print(f"{a.data} is absent: nothing to measure")
+        return 0
+    ckpt = load_checkpoint(a.checkpoint)
+    model, cfg = ckpt.build_model().eval(), ckpt.model_config
+    device = torch.device("cpu")
+    validation = open_dataset(a.data, a.category, Split.VALIDATION, **loader_options(cfg))
+    synth_cfg = ckpt.train_config.synth
+    synthesizer = AnomalySynthesizer(synth_cfg, cfg.metric_scale)
+    items, labels = [], []
+    for i in range(len(validation)):  # the calibration set of evaluate.calibrate
+        s = validation[i]
+        items.append(s)
+        labels.append(0)
+        region = placement_region(s, synth_cfg)
+        for v in range(CALIBRATION_VARIANTS):
+            syn = synthesizer(s.rgb, None, region, np.random.default_rng((CALIBRATION_SEED, i, v)), force=True)
+            syn.frame = s.frame
+            if syn.label:
+                items.append(syn)
+                labels.append(1)
+    test = open_dataset(a.data, a.category, Split.TEST, **loader_options(cfg))
+    test_items = [test[i] for i in range(len(test))]
+    test_labels = [int(s.label) for s in test_items]
+    result = {}
+    for name, its, ys in (("validation", items, labels), ("test", test_items, test_labels)):
+        heads = run_heads(model, its, device)
+        valid = valid_masks(its)
+        for rule, scores in rules(torch.from_numpy(heads.prob_rgb), valid, cfg.image_size).items():
+            result.setdefault(rule, {})[name] = round(float(image_auroc(np.asarray(ys), scores)), 4)
+    best = max(result, key=lambda r: result[r]["validation"])
+    print(f"{'rule':24s} validation  test")
+    for rule, v in result.items():
+        print(f"{rule:24s} {v['validation']:.4f}     {v['test']:.4f}{'   <- best on validation' if rule == best else ''}")
+    data = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
+    data[Path(a.checkpoint).name] = {"category": a.category, "n_validation": len(items), "n_test": len(test_items),
+                                     "rules": result, "best_on_validation": best}
+    OUTPUT.write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
