@@ -93,7 +93,8 @@ def main() -> int:
     best = max(result, key=lambda r: result[r]["validation"])
     print(f"{'rule':24s} validation  test")
     for rule, v in result.items():
-        print(f"{rule:24s} {v['validation']:.4f}     {v['test']:.4f}{'   <- best on validation' if rule == best else ''}")
+        mark = "   <- best on validation" if rule == best else ""
+        print(f"{rule:24s} {v['validation']:.4f}     {v['test']:.4f}{mark}")
     data = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
     data[Path(a.checkpoint).name] = {"category": a.category, "n_validation": len(items), "n_test": len(test_items),
                                      "rules": result, "best_on_validation": best}
