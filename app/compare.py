@@ -18,10 +18,6 @@ from easynet.errors import InputError
 SOURCES = ("synthetic", "folder", "annotated")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 @friendly
 def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
     """The /compare endpoint: three heat maps on the verdict scale (each gate's threshold in the middle of the
@@ -42,8 +38,7 @@ def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
                      f"| **{rows[g]['verdict']}**{' (borderline)' if rows[g]['borderline'] else ''} |")
     control = results["control"]
     chose = "close (RGB head)" if control.used == "rgb" else "open (fused head)"
-    lines.append(f"\n**control chose {chose}**: entropy RGB {_fmt(control.entropy_rgb)}, fused "
-                 f"{_fmt(control.entropy_fused)}, alpha {control.alpha:.4f}")
+    lines.append(f"\n**control chose {chose}**: {control.gate_reason}")
     warning = next((r["warning"] for r in rows.values() if r["warning"]), None)
     if warning:
         lines.append(f"\n⚠ {warning[:1].upper() + warning[1:]}.")

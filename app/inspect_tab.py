@@ -70,7 +70,7 @@ def gate_markdown(p: Prediction) -> str:
 
     head = "RGB + depth (fused)" if p.used == "fused" else "RGB only"
     rule = "control uses the fused head when H(fused) > H(rgb) + alpha"
-    return (f"**Gate `{p.gate}`** used the **{head}** head · entropy RGB {fmt(p.entropy_rgb)}, "
+    return (f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} · entropy RGB {fmt(p.entropy_rgb)}, "
             f"fused {fmt(p.entropy_fused)}, alpha {p.alpha:.4f} ({rule})")
 
 

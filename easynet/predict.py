@@ -140,6 +140,20 @@ class Prediction:
         return frame.to_original(values)
 
     @property
+    def gate_reason(self) -> str:
+        """Why this head was used, in words (the app and `predict --json` show it)."""
+        if self.entropy_rgb is None or self.entropy_fused is None:
+            if self.gate == "open" and self.used == "fused":
+                return "RGB + depth: the gate is open"
+            if self.inputs.depth is None:
+                return "RGB alone: no depth was given"
+            return "RGB alone: the gate is closed" if self.gate == "close" else "RGB alone: the model has no depth head"
+        bound = f"H(fused) {self.entropy_fused:.4f} vs H(rgb) {self.entropy_rgb:.4f} + alpha {self.alpha:.4f}"
+        if self.used == "fused":
+            return f"depth judged informative: {bound.replace(' vs ', ' > ')}"
+        return f"RGB alone: {bound.replace(' vs ', ' <= ')}, depth judged uninformative"
+
+    @property
     def heatmap_original(self) -> np.ndarray:
         """(H, W) calibrated heat map on the uploaded image's pixels, in [0, 1]."""
         return np.clip(self.on_original(self.heatmap), 0.0, 1.0)
@@ -156,6 +170,7 @@ class Prediction:
             "entropy_rgb": self.entropy_rgb,
             "entropy_fused": self.entropy_fused,
             "alpha": self.alpha,
+            "gate_reason": self.gate_reason,
             "has_depth": self.inputs.depth is not None,
             "image_size": int(self.anomaly_map.shape[0]),
             "timings_ms": {k: round(v * 1000, 2) for k, v in self.timings.items()},

@@ -32,3 +32,19 @@ def test_predict_gates_refuses_an_unknown_mode_before_reading(tiny_checkpoint):
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
     with pytest.raises(InputError, match="gate must be one of"):
         predictor.predict_gates("no-such-file.png", None, ("close", "half-open"))
+
+
+def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint):
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    rgb, xyz = tiny_tree / "toy/test/hole/rgb/000.png", tiny_tree / "toy/test/hole/xyz/000.tiff"
+    gates = predictor.predict_gates(rgb, xyz)
+    assert gates["close"].gate_reason == "RGB alone: the gate is closed"
+    assert gates["open"].gate_reason == "RGB + depth: the gate is open"
+    for alpha, used, words, sign in ((-10.0, "fused", "depth judged informative", " > "),
+                                     (10.0, "rgb", "RGB alone", " <= ")):
+        predictor.calibration.alpha = alpha
+        p = predictor.predict(rgb, xyz, gate="control")
+        assert p.used == used and p.gate_reason.startswith(words)
+        assert f"H(fused) {p.entropy_fused:.4f}{sign}H(rgb) {p.entropy_rgb:.4f} + alpha {alpha:.4f}" in p.gate_reason
+        assert p.to_json()["gate_reason"] == p.gate_reason
+    assert predictor.predict(rgb, None).gate_reason == "RGB alone: no depth was given"
