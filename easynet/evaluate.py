@@ -210,6 +210,12 @@ def calibrate(
         cal.alpha = best[1]
         for mode in MODES:
             metrics[f"i_auroc_{mode}"] = _auroc(y, gate_scores(heads, cal, mode)[0])
+        fused = gate_scores(heads, cal, "control")[2]
+        metrics["control_fused_fraction"] = round(float(np.mean(fused)), 4)
+        if fused.all() or not fused.any():  # an end of the search range: the entropies decided nothing here
+            head = "fused" if fused.all() else "RGB"
+            metrics["alpha_note"] = (f"alpha {cal.alpha:.4f} is at the end of its search range: control sends every "
+                                     f"validation image to the {head} head, so the entropies carry no signal here")
     else:
         metrics["i_auroc_close"] = _auroc(y, heads.score_rgb / cal.rgb.threshold)
     cal.metrics = metrics

@@ -253,3 +253,48 @@ def test_pair_folder_calibration_never_sees_test_pairs(tmp_path, monkeypatch):
     assert seen["calibration"] and not set(seen["calibration"]) & test_names
     assert not set(seen["train"]) & test_names and not set(seen["train"]) & set(seen["calibration"])
     assert seen["calibration_labels"] == [0] * len(seen["calibration"])
+
+
+def _fake_heads(kinds: list[str], informative: bool):
+    """Hand-made head outputs: 'good' images score low on both heads; 'geometry' anomalies only on the fused head,
+    'colour' ones only on the RGB head, and the entropy difference tells the kinds apart (informative); or the fused
+    head finds everything and the entropies are the same for every image (not informative)."""
+    from easynet.evaluate import HeadOutputs
+
+    rgb = np.array([{"good": 0.1, "geometry": 0.1, "colour": 0.9 if informative else 0.1}[k] for k in kinds])
+    fused = np.array([{"good": 0.1, "geometry": 0.9, "colour": 0.1 if informative else 0.9}[k] for k in kinds])
+    diff = np.array([{"good": 0.0, "geometry": 1.0, "colour": -1.0}[k] if informative else 0.0 for k in kinds])
+    maps = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 8, 8).repeat(len(kinds), 0)
+    return HeadOutputs(maps, maps, rgb, fused, np.zeros(len(kinds)), diff)
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_range(tiny_tree, monkeypatch,
+                                                                                      informative):
+    from easynet import evaluate as ev
+    from easynet.config import MODEL_PRESETS
+    from easynet.model import EasyNet
+
+    validation = registry.open_dataset(tiny_tree, "toy", Split.VALIDATION, image_size=32)
+    kinds: list[str] = []
+
+    def fake_run_heads(model, items, device, progress=None):
+        anomalies = 0
+        for item in items:
+            if item.label:
+                kinds.append("geometry" if anomalies % 2 else "colour")
+                anomalies += 1
+            else:
+                kinds.append("good")
+        return _fake_heads(kinds, informative)
+
+    monkeypatch.setattr(ev, "run_heads", fake_run_heads)
+    cal = ev.calibrate(EasyNet(MODEL_PRESETS["lite"].replace(image_size=32)), validation, torch.device("cpu"))
+    geometry_share = kinds.count("geometry") / len(kinds)
+    if informative:  # the gate sends geometry to the fused head, the rest to the RGB head
+        assert -1.0 < cal.alpha < 1.0 and cal.metrics["i_auroc_control"] == 1.0
+        assert cal.metrics["control_fused_fraction"] == pytest.approx(geometry_share, abs=1e-4)
+        assert "alpha_note" not in cal.metrics
+    else:  # only "always fused" is perfect: alpha ends below every difference, which the note says
+        assert cal.metrics["control_fused_fraction"] == 1.0, (cal.alpha, cal.metrics)
+        assert "end of its search range" in cal.metrics["alpha_note"] and "fused head" in cal.metrics["alpha_note"]
