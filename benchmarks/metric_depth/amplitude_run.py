@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
-from easynet.pipeline import evaluate_category, train_category  # noqa: E402
+from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+from easynet.pipeline import evaluate_category, train_category
 
 
 def main() -> None:
