@@ -19,7 +19,7 @@ import tifffile
 from easynet.errors import InputError
 
 JSON_FIELDS = {"score", "normalized_score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb",
-               "entropy_fused", "alpha", "has_depth", "image_size", "timings_ms", "summary"}
+               "entropy_fused", "alpha", "gate_reason", "has_depth", "image_size", "timings_ms", "summary"}
 
 
 def test_registry_lists_the_model_with_its_facts(assets):
