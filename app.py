@@ -36,8 +36,10 @@ def launch_settings() -> dict[str, Any]:
         megabytes = float(value)
     except ValueError:
         raise SystemExit(f"{MAX_UPLOAD_ENV} must be a number of megabytes, got {value!r}") from None
-    settings: dict[str, Any] = {"max_file_size": int(megabytes * gr.FileSize.MB),
-                                "state_session_capacity": STATE_SESSIONS}
+    settings: dict[str, Any] = {
+        "max_file_size": int(megabytes * gr.FileSize.MB),
+        "state_session_capacity": STATE_SESSIONS,
+    }
     auth = sessions.auth_pairs()
     if auth:  # everyone logged in shares one team workspace
         settings["auth"] = auth
@@ -75,10 +77,16 @@ def build_demo() -> gr.Blocks:
         for i, tab in enumerate((inspect_tab_, batch_tab_, compare_tab, annotate_tab, finetune_tab)):
             tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}", **hidden)
         # the browser's session token first, so that the job shown after a reload is this browser's
-        demo.load(sessions.adopt, browser_session, browser_session, api_name="session", api_visibility="private",
-                  show_progress="hidden").then(
-            finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load", **hidden
-        ).then(finetune.polling, None, job_timer, api_name="finetune_poll_on_load", **hidden)
+        demo.load(
+            sessions.adopt,
+            browser_session,
+            browser_session,
+            api_name="session",
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load", **hidden).then(
+            finetune.polling, None, job_timer, api_name="finetune_poll_on_load", **hidden
+        )
     return demo
 
 

@@ -138,8 +138,17 @@ def _relabels(current: str | None, category: str, image: np.ndarray) -> str | No
 
 
 @friendly
-def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth: Any, editor: Any,
-         model: str | None, current: str | None = None) -> tuple:
+def save(
+    category: str,
+    label: str,
+    ok_split: str,
+    defect: str,
+    rgb: Any,
+    depth: Any,
+    editor: Any,
+    model: str | None,
+    current: str | None = None,
+) -> tuple:
     """The /annotate_save endpoint. The mask is what the editor shows (the picture and any painted layer);
     an NG image sent without an editor value (API) takes the model's predicted mask.
 
@@ -156,8 +165,9 @@ def save(category: str, label: str, ok_split: str, defect: str, rgb: Any, depth:
     entry = workspace.save_annotation(category, label, path, upload_path(depth), mask, defect, ok_split, replace)
     item = f"{workspace.safe_name(category, 'category')}:{entry}"
     base = workspace.annotations_root()  # paths relative to the session's data set, never server paths
-    files = {k: v.relative_to(base).as_posix() if v else None
-             for k, v in workspace.entry_files(category, entry).items()}
+    files = {
+        k: v.relative_to(base).as_posix() if v else None for k, v in workspace.entry_files(category, entry).items()
+    }
     what = f"{label}, {int(mask.sum())} defect px" if label == "NG" else label
     status = f"Saved **{item}** ({what}){f', replacing {current}' if replace else ''}."
     return status, _entry_choices(item), item if replace else None, {"entry": item, "files": files}
@@ -175,9 +185,17 @@ def reopen(item: str | None) -> tuple:
         mask = read_mask(files["gt"])
     label = "OK" if defect == workspace.GOOD else "NG"
     xyz = str(files["xyz"]) if files["xyz"] else None
-    return (category, str(files["rgb"]), xyz, label, split if label == "OK" else "train",
-            "" if label == "OK" else defect, editor_value(image, mask), item,
-            f"Reopened **{item}**: change the label or the mask and save to relabel it.")
+    return (
+        category,
+        str(files["rgb"]),
+        xyz,
+        label,
+        split if label == "OK" else "train",
+        "" if label == "OK" else defect,
+        editor_value(image, mask),
+        item,
+        f"Reopened **{item}**: change the label or the mask and save to relabel it.",
+    )
 
 
 @friendly
@@ -215,28 +233,47 @@ def build() -> gr.Dropdown:
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(label="Model for the pre-filled mask", elem_id="annotate-model")
-            category = gr.Textbox(label="Category", value="my_part", info="folder name of the data set category",
-                                  elem_id="annotate-category")
+            category = gr.Textbox(
+                label="Category",
+                value="my_part",
+                info="folder name of the data set category",
+                elem_id="annotate-category",
+            )
             rgb = image_upload(label="RGB image", height=200, elem_id="annotate-rgb")
             depth = gr.File(label="Depth (saved as xyz .tiff)", file_types=DEPTH_TYPES, elem_id="annotate-depth")
             label = gr.Radio(list(LABELS), value="NG", label="Label")
-            ok_split = gr.Radio(list(workspace.OK_SPLITS), value="train", label="An OK image goes to",
-                                info="train/good and validation/good feed fine-tuning; test/good evaluation")
+            ok_split = gr.Radio(
+                list(workspace.OK_SPLITS),
+                value="train",
+                label="An OK image goes to",
+                info="train/good and validation/good feed fine-tuning; test/good evaluation",
+            )
             defect = gr.Textbox(label="Defect type (NG)", value="scratch")
             with gr.Row():
                 refill = gr.Button("Pre-fill from model")
                 clear = gr.Button("Clear the mask")
                 save_btn = gr.Button("Save", variant="primary", elem_id="annotate-save")
         with gr.Column(scale=2):
-            status = gr.Markdown("Upload an image; the model's predicted defect mask is painted in red for you.",
-                                 elem_id="annotate-status")
-            editor = gr.ImageEditor(type="numpy", format="png", transforms=(), image_mode="RGBA",
-                                    label="Defect mask: red is saved as defect (brush adds; eraser removes strokes; "
-                                          "'Clear the mask' starts again)", height=480, elem_id="annotate-editor",
-                                    sources=(), brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"))
+            status = gr.Markdown(
+                "Upload an image; the model's predicted defect mask is painted in red for you.",
+                elem_id="annotate-status",
+            )
+            editor = gr.ImageEditor(
+                type="numpy",
+                format="png",
+                transforms=(),
+                image_mode="RGBA",
+                label="Defect mask: red is saved as defect (brush adds; eraser removes strokes; "
+                "'Clear the mask' starts again)",
+                height=480,
+                elem_id="annotate-editor",
+                sources=(),
+                brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
+            )
             with gr.Row():
-                entries = gr.Dropdown(workspace.list_annotations(), value=None, label="Saved entries", scale=3,
-                                      elem_id="annotate-entries")
+                entries = gr.Dropdown(
+                    workspace.list_annotations(), value=None, label="Saved entries", scale=3, elem_id="annotate-entries"
+                )
                 open_btn = gr.Button("Reopen", scale=1)
                 delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="annotate-delete")
             with gr.Row(visible=False) as confirm_row:
@@ -248,21 +285,34 @@ def build() -> gr.Dropdown:
             saved = gr.JSON(label="Last saved", visible=False)
     hidden = {"api_visibility": "undocumented"}
     rgb.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill")
-    depth.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth",
-                 **hidden)
-    refill.click(lambda *a: prefill(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill",
-                 **hidden)
+    depth.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth", **hidden)
+    refill.click(
+        lambda *a: prefill(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill", **hidden
+    )
     clear.click(clear_mask, rgb, editor, api_name="annotate_clear", **hidden)
-    save_btn.click(save, [category, label, ok_split, defect, rgb, depth, editor, model, current],
-                   [status, entries, current, saved], api_name="annotate_save")
-    open_btn.click(reopen, entries, [category, rgb, depth, label, ok_split, defect, editor, current, status],
-                   api_name="annotate_open")
+    save_btn.click(
+        save,
+        [category, label, ok_split, defect, rgb, depth, editor, model, current],
+        [status, entries, current, saved],
+        api_name="annotate_save",
+    )
+    open_btn.click(
+        reopen,
+        entries,
+        [category, rgb, depth, label, ok_split, defect, editor, current, status],
+        api_name="annotate_open",
+    )
     pending = gr.Textbox(visible=False)  # the entry awaiting confirmation (a textbox: API callers name it)
     delete_btn.click(ask_delete, entries, [pending, confirm_row, status], api_name="annotate_ask_delete", **hidden)
     keep_btn.click(cancel_delete, None, [pending, confirm_row, status], api_name="annotate_keep", **hidden)
     confirm_btn.click(delete, pending, [status, entries, current, pending, confirm_row], api_name="annotate_delete")
     zip_btn.click(download, None, zip_file, api_name="annotate_download")
     # the page is built for no session: the list fills with this session's entries when it is opened
-    entries.focus(lambda value: gr.update(choices=workspace.list_annotations(), value=value), entries, entries,
-                  api_name="annotate_entries", show_progress="hidden")
+    entries.focus(
+        lambda value: gr.update(choices=workspace.list_annotations(), value=value),
+        entries,
+        entries,
+        api_name="annotate_entries",
+        show_progress="hidden",
+    )
     return model

@@ -29,36 +29,62 @@ def _session(request: gr.Request | None) -> str:
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    return [[r["name"], r["verdict"], r.get("score"), r.get("threshold"), r.get("score_over_threshold"),
-             r.get("head", ""), r.get("object_over_threshold"), r.get("warning") or ""] for r in rows]
+    return [
+        [
+            r["name"],
+            r["verdict"],
+            r.get("score"),
+            r.get("threshold"),
+            r.get("score_over_threshold"),
+            r.get("head", ""),
+            r.get("object_over_threshold"),
+            r.get("warning") or "",
+        ]
+        for r in rows
+    ]
 
 
 def gallery_items(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(r["overlay"], f"{r['name']} · {r['verdict']} {r['score']:.3f}/{r['threshold']:.3f}")
-            for r in rows if r.get("overlay")]
+    return [
+        (r["overlay"], f"{r['name']} · {r['verdict']} {r['score']:.3f}/{r['threshold']:.3f}")
+        for r in rows
+        if r.get("overlay")
+    ]
 
 
-def summary_html(rows: list[dict[str, Any]], total: int, info: models.ModelInfo | None, done: bool,
-                 cancelled: bool = False) -> str:
+def summary_html(
+    rows: list[dict[str, Any]], total: int, info: models.ModelInfo | None, done: bool, cancelled: bool = False
+) -> str:
     """A banner over the batch: red when any image is NG, green when all are OK, grey while running."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
     state = "cancelled" if cancelled else ("done" if done else "running")
     colour = "#c62828" if counts["NG"] else ("#2e7d32" if done and rows else "#616161")
     unreadable = f", {counts['error']} unreadable" if counts["error"] else ""
-    text = (f"<b>{len(rows)} / {total} images {state}</b>: <b>{counts['OK']} OK</b>, <b>{counts['NG']} NG</b>"
-            f"{unreadable}")
+    text = (
+        f"<b>{len(rows)} / {total} images {state}</b>: <b>{counts['OK']} OK</b>, <b>{counts['NG']} NG</b>{unreadable}"
+    )
     warned = sum(bool(r.get("warning")) and r["verdict"] != "error" for r in rows)
     if warned:
         text += f"<br>⚠ {warned} image(s) do not look like the model's part (see the warning column)."
     if info is not None:
-        text += (f"<br>Model <b>{html.escape(info.name)}</b> was trained on <b>{html.escape(info.category or '?')}"
-                 f"</b>{f' ({info.quality})' if info.quality else ''}.")
-    return (f'<div class="easynet-batch-summary" style="border:2px solid {colour};border-radius:8px;'
-            f'padding:8px 12px;font-size:15px">{text}</div>')
+        text += (
+            f"<br>Model <b>{html.escape(info.name)}</b> was trained on <b>{html.escape(info.category or '?')}"
+            f"</b>{f' ({info.quality})' if info.quality else ''}."
+        )
+    return (
+        f'<div class="easynet-batch-summary" style="border:2px solid {colour};border-radius:8px;'
+        f'padding:8px 12px;font-size:15px">{text}</div>'
+    )
 
 
-def run(files: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0,
-        request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+def run(
+    files: Any,
+    model: str | None,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    request: gr.Request = None,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> Iterator[tuple]:
     """The /batch endpoint: (table, thumbnails, summary, report zip, report JSON), streamed while it runs.
 
     Files are images with depth files named like them (NAME.png + NAME.tiff / NAME_xyz.tiff / NAME_depth.png)
@@ -68,8 +94,9 @@ def run(files: Any, model: str | None, gate: str = "control", sensitivity: float
     with _cancel_lock:
         _cancel.discard(session)
     try:
-        paths = [p for p in (upload_path(f) for f in (files if isinstance(files, list) else [files] if files else []))
-                 if p]
+        paths = [
+            p for p in (upload_path(f) for f in (files if isinstance(files, list) else [files] if files else [])) if p
+        ]
         if not paths:
             raise InputError("upload RGB images (with their depth files) or a zip of them first")
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{session[:8]}-{time.monotonic_ns() % 10**6}"
@@ -88,15 +115,32 @@ def run(files: Any, model: str | None, gate: str = "control", sensitivity: float
                 break
             if time.monotonic() - last > UPDATE_EVERY_S and len(rows) < len(items):
                 last = time.monotonic()
-                yield (table_rows(rows), gallery_items(rows), summary_html(rows, len(items), info, False), None,
-                       gr.skip())
+                yield (
+                    table_rows(rows),
+                    gallery_items(rows),
+                    summary_html(rows, len(items), info, False),
+                    None,
+                    gr.skip(),
+                )
         cancelled = len(rows) < len(items)
-        meta = {"model": info.name, "trained_on": info.category, "gate": gate, "sensitivity": float(sensitivity),
-                "total": len(items), "done": len(rows), "cancelled": cancelled}
+        meta = {
+            "model": info.name,
+            "trained_on": info.category,
+            "gate": gate,
+            "sensitivity": float(sensitivity),
+            "total": len(items),
+            "done": len(rows),
+            "cancelled": cancelled,
+        }
         archive = write_report(rows, out, meta)
         report = {**meta, "rows": [{k: v for k, v in r.items() if k != "overlay"} for r in rows]}
-        yield (table_rows(rows), gallery_items(rows), summary_html(rows, len(items), info, True, cancelled),
-               str(archive), report)
+        yield (
+            table_rows(rows),
+            gallery_items(rows),
+            summary_html(rows, len(items), info, True, cancelled),
+            str(archive),
+            report,
+        )
     except EasyNetError as err:
         raise error(str(err)) from None
     finally:
@@ -116,28 +160,40 @@ def build() -> gr.Dropdown:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             model = model_dropdown(elem_id="batch-model")
-            files = gr.File(label="RGB images + depth files (NAME.png + NAME.tiff) or zips", file_count="multiple",
-                            file_types=FILE_TYPES, elem_id="batch-files", height=160)
+            files = gr.File(
+                label="RGB images + depth files (NAME.png + NAME.tiff) or zips",
+                file_count="multiple",
+                file_types=FILE_TYPES,
+                elem_id="batch-files",
+                height=160,
+            )
             gate = gr.Radio(list(GATES), value="control", label="Gate", info=GATE_HELP)
             sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity")
             with gr.Row():
                 start = gr.Button("Inspect all", variant="primary", elem_id="batch-run")
                 stop = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
             note = gr.Markdown(elem_id="batch-cancel-note")
-            report_zip = gr.File(label="Report (report.csv, report.json, overlays/)", interactive=False,
-                                 elem_id="batch-report")
+            report_zip = gr.File(
+                label="Report (report.csv, report.json, overlays/)", interactive=False, elem_id="batch-report"
+            )
         with gr.Column(scale=2):
-            summary = gr.HTML("<p>Upload images (and their depth files) or a zip, then <b>Inspect all</b>.</p>",
-                              elem_id="batch-summary")
-            table = gr.Dataframe(value=[], headers=HEADERS, datatype=DATATYPES, interactive=False,
-                                 label="Results (click a column header to sort)", elem_id="batch-table",
-                                 max_height=360)
-            gallery = gr.Gallery(label="Overlays", columns=6, height=300, object_fit="contain",
-                                 elem_id="batch-gallery")
+            summary = gr.HTML(
+                "<p>Upload images (and their depth files) or a zip, then <b>Inspect all</b>.</p>",
+                elem_id="batch-summary",
+            )
+            table = gr.Dataframe(
+                value=[],
+                headers=HEADERS,
+                datatype=DATATYPES,
+                interactive=False,
+                label="Results (click a column header to sort)",
+                elem_id="batch-table",
+                max_height=360,
+            )
+            gallery = gr.Gallery(label="Overlays", columns=6, height=300, object_fit="contain", elem_id="batch-gallery")
             with gr.Accordion("Report JSON", open=False):
                 report = gr.JSON()
-    start.click(run, [files, model, gate, sensitivity], [table, gallery, summary, report_zip, report],
-                api_name="batch")
+    start.click(run, [files, model, gate, sensitivity], [table, gallery, summary, report_zip, report], api_name="batch")
     start.click(lambda: "", None, note, api_name="batch_clear_note", api_visibility="undocumented")
     stop.click(cancel, None, note, api_name="batch_cancel", concurrency_limit=None)
     return model

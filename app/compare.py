@@ -30,20 +30,25 @@ def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
     predictor, info = models.predictors.get(model), models.find(model)
     results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
     rows = {g: summarise(p, predictor.calibration, info.category) for g, p in results.items()}
-    pictures = [figures.heat_picture(image, display_heat_original(results[g], predictor.calibration),
-                                    256) for g in GATES]
+    pictures = [
+        figures.heat_picture(image, display_heat_original(results[g], predictor.calibration), 256) for g in GATES
+    ]
     lines = ["| gate | head used | score | threshold | score / threshold | verdict |", "|---|---|---|---|---|---|"]
     for g, p in results.items():
-        lines.append(f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {rows[g]['score_over_threshold']:.2f} "
-                     f"| **{rows[g]['verdict']}**{' (borderline)' if rows[g]['borderline'] else ''} |")
+        lines.append(
+            f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {rows[g]['score_over_threshold']:.2f} "
+            f"| **{rows[g]['verdict']}**{' (borderline)' if rows[g]['borderline'] else ''} |"
+        )
     control = results["control"]
     chose = "close (RGB head)" if control.used == "rgb" else "open (fused head)"
     lines.append(f"\n**control chose {chose}**: {control.gate_reason}")
     warning = next((r["warning"] for r in rows.values() if r["warning"]), None)
     if warning:
         lines.append(f"\n⚠ {warning[:1].upper() + warning[1:]}.")
-    lines.append(f"\nModel **{info.name}** was trained on **{info.category or '?'}**"
-                 f"{f' ({info.quality})' if info.quality else ''}.")
+    lines.append(
+        f"\nModel **{info.name}** was trained on **{info.category or '?'}**"
+        f"{f' ({info.quality})' if info.quality else ''}."
+    )
     summary = {g: p.to_json() | {"summary": rows[g]} for g, p in results.items()}
     return (*pictures, "\n".join(lines), summary)
 
@@ -53,15 +58,17 @@ def sample_model(category: str | None, current: str | None) -> str | None:
     return model_for_sample(category, current)
 
 
-def model_for_test_data(source: str, synthetic: str | None, annotated: str | None, folder_category: str | None,
-               current: str | None) -> str | None:
+def model_for_test_data(
+    source: str, synthetic: str | None, annotated: str | None, folder_category: str | None, current: str | None
+) -> str | None:
     """The /evaluate_model endpoint: the model trained on the chosen test category, else the current choice."""
     category = {"synthetic": synthetic, "annotated": annotated, "folder": folder_category}.get(source)
     return model_for_sample((category or "").strip() or None, current)
 
 
-def dataset_for(source: str, synthetic: str | None, folder: str | None, folder_category: str | None,
-                annotated: str | None) -> tuple[Path, str]:
+def dataset_for(
+    source: str, synthetic: str | None, folder: str | None, folder_category: str | None, annotated: str | None
+) -> tuple[Path, str]:
     """(data root, category) for the chosen source; a synthetic category is generated on first use."""
     if source == "synthetic":
         if not synthetic:
@@ -75,8 +82,15 @@ def dataset_for(source: str, synthetic: str | None, folder: str | None, folder_c
 
 
 @friendly
-def evaluate(source: str, synthetic: str | None, folder: str | None, folder_category: str | None,
-             annotated: str | None, model: str | None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+def evaluate(
+    source: str,
+    synthetic: str | None,
+    folder: str | None,
+    folder_category: str | None,
+    annotated: str | None,
+    model: str | None,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> tuple:
     """The /evaluate_category endpoint: I-AUROC / P-AUROC / AUPRO per gate and per defect kind."""
     from easynet.pipeline import evaluate_category
 
@@ -107,21 +121,25 @@ def build() -> list[gr.Dropdown]:
                 button = gr.Button("Compare the gates", variant="primary")
             with gr.Column(scale=2):
                 with gr.Row():
-                    heats = [gr.Image(label=f"{g} gate", format="png")
-                             for g in GATES]
+                    heats = [gr.Image(label=f"{g} gate", format="png") for g in GATES]
                 table = gr.Markdown()
                 with gr.Accordion("JSON", open=False):
                     result = gr.JSON()
         pairs = workspace.sample_pairs()
         sample_category = gr.Textbox(visible=False)
         if pairs:
-            examples = gr.Examples([[r, d, Path(r).parent.name] for r, d in pairs], [rgb, depth, sample_category],
-                                   label="Samples (the model switches to the sample's category)",
-                                   examples_per_page=16,
-                                   example_labels=[f"{Path(r).parent.name} · {Path(r).name[:-8]}" for r, _ in pairs],
-                                   api_name="compare_load_sample", api_visibility="undocumented")
-            examples.load_input_event.then(sample_model, [sample_category, model], model,
-                                           api_name="compare_sample_model", **hidden)
+            examples = gr.Examples(
+                [[r, d, Path(r).parent.name] for r, d in pairs],
+                [rgb, depth, sample_category],
+                label="Samples (the model switches to the sample's category)",
+                examples_per_page=16,
+                example_labels=[f"{Path(r).parent.name} · {Path(r).name[:-8]}" for r, _ in pairs],
+                api_name="compare_load_sample",
+                api_visibility="undocumented",
+            )
+            examples.load_input_event.then(
+                sample_model, [sample_category, model], model, api_name="compare_sample_model", **hidden
+            )
     button.click(compare_sample, [rgb, depth, model], [*heats, table, result], api_name="compare")
 
     with gr.Accordion("A whole category: metrics per gate and per defect kind", open=True):
@@ -130,17 +148,26 @@ def build() -> list[gr.Dropdown]:
                 first = next(iter(SYNTHETIC))
                 eval_model = model_dropdown(elem_id="evaluate-model", value=models.for_category(first))
                 source = gr.Radio(list(SOURCES), value="synthetic", label="Test data")
-                synthetic = gr.Dropdown(list(SYNTHETIC), value=first, label="Synthetic category",
-                                        info="generated into the workspace on first use; the model follows it")
+                synthetic = gr.Dropdown(
+                    list(SYNTHETIC),
+                    value=first,
+                    label="Synthetic category",
+                    info="generated into the workspace on first use; the model follows it",
+                )
                 folder = gr.Textbox(label="Data set root on the server (MVTec 3D-AD layout)")
                 folder_category = gr.Textbox(label="Category in that folder")
-                annotated = gr.Dropdown(workspace.annotated_categories(), label="Annotated category",
-                                        allow_custom_value=True)
+                annotated = gr.Dropdown(
+                    workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
+                )
                 run = gr.Button("Evaluate", variant="primary")
             with gr.Column(scale=2):
                 note = gr.Markdown()
-                metrics = gr.Dataframe(value=[], headers=["gate", "I-AUROC", "P-AUROC", "AUPRO"],
-                                       label="Metrics (appear after Evaluate)", interactive=False)
+                metrics = gr.Dataframe(
+                    value=[],
+                    headers=["gate", "I-AUROC", "P-AUROC", "AUPRO"],
+                    label="Metrics (appear after Evaluate)",
+                    interactive=False,
+                )
                 bars = gr.Plot(label="Per gate")
                 with gr.Accordion("Report JSON", open=False):
                     report = gr.JSON()
@@ -149,7 +176,11 @@ def build() -> list[gr.Dropdown]:
     choose = [source, synthetic, annotated, folder_category, eval_model]
     for i, trigger in enumerate((synthetic.change, annotated.change, folder_category.blur)):
         trigger(model_for_test_data, choose, eval_model, api_name=f"evaluate_model_{i}", **hidden)
-    source.change(lambda: gr.update(choices=workspace.annotated_categories()), None, annotated,
-                  api_name="annotated_categories", **hidden).then(model_for_test_data, choose, eval_model,
-                                                                  api_name="evaluate_model", **hidden)
+    source.change(
+        lambda: gr.update(choices=workspace.annotated_categories()),
+        None,
+        annotated,
+        api_name="annotated_categories",
+        **hidden,
+    ).then(model_for_test_data, choose, eval_model, api_name="evaluate_model", **hidden)
     return [model, eval_model]

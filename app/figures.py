@@ -32,8 +32,14 @@ def max_points() -> int:
 def _message(text: str, height: int) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 14})
-    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white",
-                      paper_bgcolor="white", margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_layout(
+        height=height,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
     return fig
 
 
@@ -43,8 +49,14 @@ def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(a, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def point_cloud(xyz: np.ndarray | None, foreground: np.ndarray | None, rgb: np.ndarray, heat: np.ndarray,
-                colour_by: str = "anomaly", seed: int = 0) -> go.Figure:
+def point_cloud(
+    xyz: np.ndarray | None,
+    foreground: np.ndarray | None,
+    rgb: np.ndarray,
+    heat: np.ndarray,
+    colour_by: str = "anomaly",
+    seed: int = 0,
+) -> go.Figure:
     """The table-removed points of an organised cloud, coloured by the calibrated heat map or by RGB.
 
     Args:
@@ -70,12 +82,23 @@ def point_cloud(xyz: np.ndarray | None, foreground: np.ndarray | None, rgb: np.n
         marker = {"color": [f"rgb({r},{g},{b})" for r, g, b in colours], "size": POINT_SIZE}
     else:
         values = np.clip(_resize(heat.astype(np.float32), hw).reshape(-1)[idx], 0, 1)
-        marker = {"color": values, "colorscale": "Jet", "cmin": 0.0, "cmax": 1.0, "size": POINT_SIZE,
-                  "colorbar": {"title": {"text": "anomaly"}, "thickness": 12, "tickvals": [0, 0.5, 1],
-                               "ticktext": ["noise floor", "threshold", "2x threshold"]}}
+        marker = {
+            "color": values,
+            "colorscale": "Jet",
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "size": POINT_SIZE,
+            "colorbar": {
+                "title": {"text": "anomaly"},
+                "thickness": 12,
+                "tickvals": [0, 0.5, 1],
+                "ticktext": ["noise floor", "threshold", "2x threshold"],
+            },
+        }
     # camera looks along +z with y down (image convention): flip y and z so the object faces the viewer
-    fig = go.Figure(go.Scatter3d(x=pts[:, 0], y=-pts[:, 1], z=-pts[:, 2], mode="markers", marker=marker,
-                                 hoverinfo="skip"))
+    fig = go.Figure(
+        go.Scatter3d(x=pts[:, 0], y=-pts[:, 1], z=-pts[:, 2], mode="markers", marker=marker, hoverinfo="skip")
+    )
     fig.update_layout(height=CLOUD_HEIGHT, margin={"l": 0, "r": 0, "t": 0, "b": 0}, scene=fitted_scene(pts))
     return fig
 
@@ -86,11 +109,16 @@ def fitted_scene(pts: np.ndarray) -> dict[str, Any]:
     shown = np.stack([pts[:, 0], -pts[:, 1], -pts[:, 2]], axis=1)
     low, high = shown.min(axis=0), shown.max(axis=0)
     pad = 0.05 * max(float((high - low).max()), 1e-6)
-    axes = {f"{a}axis": {"visible": False, "range": [float(lo - pad), float(hi + pad)]}
-            for a, lo, hi in zip("xyz", low, high)}
+    axes = {
+        f"{a}axis": {"visible": False, "range": [float(lo - pad), float(hi + pad)]}
+        for a, lo, hi in zip("xyz", low, high)
+    }
     eye = np.asarray(CAMERA_DIRECTION) / np.linalg.norm(CAMERA_DIRECTION) * CAMERA_DISTANCE
-    return {"aspectmode": "data", **axes,
-            "camera": {"eye": dict(zip("xyz", map(float, eye))), "center": {"x": 0, "y": 0, "z": 0}}}
+    return {
+        "aspectmode": "data",
+        **axes,
+        "camera": {"eye": dict(zip("xyz", map(float, eye))), "center": {"x": 0, "y": 0, "z": 0}},
+    }
 
 
 def loss_curve(history: list[dict[str, float]]) -> go.Figure:
@@ -100,10 +128,22 @@ def loss_curve(history: list[dict[str, float]]) -> go.Figure:
     steps = [h["step"] for h in history]
     fig = go.Figure()
     for key in [k for k in history[-1] if k != "step"]:
-        fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], mode="lines", name=key,
-                                 line={"width": 3 if key == "total" else 1.5}))
-    fig.update_layout(height=CHART_HEIGHT, xaxis_title="step", yaxis_title="loss",
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend=LEGEND_ON_TOP)
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[h.get(key) for h in history],
+                mode="lines",
+                name=key,
+                line={"width": 3 if key == "total" else 1.5},
+            )
+        )
+    fig.update_layout(
+        height=CHART_HEIGHT,
+        xaxis_title="step",
+        yaxis_title="loss",
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        legend=LEGEND_ON_TOP,
+    )
     return fig
 
 
@@ -128,8 +168,13 @@ def metric_bars(report: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     for row in rows:
         fig.add_trace(go.Bar(x=header[1:], y=row[1:], name=row[0], marker_color=GATE_COLOURS.get(row[0])))
-    fig.update_layout(barmode="group", height=CHART_HEIGHT, yaxis={"range": [0, 1]},
-                      margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend=LEGEND_ON_TOP)
+    fig.update_layout(
+        barmode="group",
+        height=CHART_HEIGHT,
+        yaxis={"range": [0, 1]},
+        margin={"l": 40, "r": 10, "t": 40, "b": 40},
+        legend=LEGEND_ON_TOP,
+    )
     return fig
 
 

@@ -45,13 +45,16 @@ def job_markdown(job: jobs.Job) -> str:
 
 
 def queue_rows() -> list[list[Any]]:
-    return [[j.id, j.category, j.state, f"{j.step}/{j.total or j.steps}", j.model or "", j.error or ""]
-            for j in jobs.runner().jobs()]
+    return [
+        [j.id, j.category, j.state, f"{j.step}/{j.total or j.steps}", j.model or "", j.error or ""]
+        for j in jobs.runner().jobs()
+    ]
 
 
 @friendly
-def start(source: str, synthetic: str | None, annotated: str | None, upload: Any, init: str | None,
-          steps: float) -> tuple:
+def start(
+    source: str, synthetic: str | None, annotated: str | None, upload: Any, init: str | None, steps: float
+) -> tuple:
     """The /finetune_start endpoint: queue a job; returns (job id, status JSON, status text)."""
     init_path = models.find(init).path if init else None  # before a zip is extracted, so a bad name leaves nothing
     if source == "synthetic":
@@ -103,12 +106,18 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             source = gr.Radio(list(SOURCES), value="synthetic", label="Training data")
-            synthetic = gr.Dropdown(list(SYNTHETIC), value=next(iter(SYNTHETIC)), label="Synthetic category",
-                                    info="generated into the workspace on first use")
-            annotated = gr.Dropdown(workspace.annotated_categories(), label="Annotated category",
-                                    allow_custom_value=True)
-            upload = gr.File(label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)",
-                             file_types=[".zip"])
+            synthetic = gr.Dropdown(
+                list(SYNTHETIC),
+                value=next(iter(SYNTHETIC)),
+                label="Synthetic category",
+                info="generated into the workspace on first use",
+            )
+            annotated = gr.Dropdown(
+                workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
+            )
+            upload = gr.File(
+                label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)", file_types=[".zip"]
+            )
             init = model_dropdown(label="Start from", extra=[SCRATCH])
             steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.max_steps(), label="Steps")
             with gr.Row():
@@ -121,18 +130,26 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.
             with gr.Row():
                 metrics = gr.JSON(label="Validation metrics (when done)")
                 state = gr.JSON(label="Status")
-            queue = gr.Dataframe(headers=["job", "category", "state", "step", "model", "error"], label="Jobs",
-                                 interactive=False)
+            queue = gr.Dataframe(
+                headers=["job", "category", "state", "step", "model", "error"], label="Jobs", interactive=False
+            )
     timer = gr.Timer(POLL_SECONDS, active=False)  # switched on by polling() only while a job is queued or running
     hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
-    start_btn.click(start, [source, synthetic, annotated, upload, init, steps], [job_id, state, text],
-                    api_name="finetune_start").then(polling, None, timer, api_name="finetune_poll_start", **hidden)
+    start_btn.click(
+        start, [source, synthetic, annotated, upload, init, steps], [job_id, state, text], api_name="finetune_start"
+    ).then(polling, None, timer, api_name="finetune_poll_start", **hidden)
     outputs = [state, text, curve, queue, metrics]
-    timer.tick(status, job_id, outputs, api_name="finetune_status", concurrency_limit=None,
-               show_progress="hidden").then(polling, None, timer, api_name="finetune_poll", **hidden)
+    timer.tick(
+        status, job_id, outputs, api_name="finetune_status", concurrency_limit=None, show_progress="hidden"
+    ).then(polling, None, timer, api_name="finetune_poll", **hidden)
     cancel_btn.click(cancel, job_id, [state, text], api_name="finetune_cancel")
-    source.change(lambda: gr.update(choices=workspace.annotated_categories()), None, annotated,
-                  api_name="finetune_annotated_categories", api_visibility="undocumented")
+    source.change(
+        lambda: gr.update(choices=workspace.annotated_categories()),
+        None,
+        annotated,
+        api_name="finetune_annotated_categories",
+        api_visibility="undocumented",
+    )
     return init, job_id, outputs, timer
 
 

@@ -26,8 +26,9 @@ SAMPLE_HEIGHT = 330  # px: exactly the two rows
 DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) to at least this for display
 
 
-def run(rgb: Any, depth: Any, model: str | None, gate: str = "control",
-        sensitivity: float = 1.0) -> tuple[Prediction, np.ndarray]:
+def run(
+    rgb: Any, depth: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0
+) -> tuple[Prediction, np.ndarray]:
     """Predict one image with a cached Predictor; returns (prediction, original RGB)."""
     rgb_path = upload_path(rgb)
     if rgb_path is None:
@@ -38,8 +39,10 @@ def run(rgb: Any, depth: Any, model: str | None, gate: str = "control",
 
 
 BANNER_COLOURS = {"OK": ("#e8f5e9", "#1b5e20", "#2e7d32"), "NG": ("#ffebee", "#b71c1c", "#c62828")}
-BANNER_STYLE = ("border:2px solid {edge};background:{bg};color:{fg};border-radius:8px;padding:10px 14px;"
-                "font-size:15px;line-height:1.45")
+BANNER_STYLE = (
+    "border:2px solid {edge};background:{bg};color:{fg};border-radius:8px;padding:10px 14px;"
+    "font-size:15px;line-height:1.45"
+)
 
 
 def banner_html(row: dict[str, Any], info: models.ModelInfo | None, sensitivity: float = 1.0) -> str:
@@ -48,13 +51,17 @@ def banner_html(row: dict[str, Any], info: models.ModelInfo | None, sensitivity:
     bg, fg, edge = BANNER_COLOURS[row["verdict"]]
     word = "OK · normal" if row["verdict"] == "OK" else "NG · anomalous"
     sign = "≥" if row["verdict"] == "NG" else "<"
-    lines = [f'<div style="font-size:26px;font-weight:700">{word}</div>',
-             f"score <b>{row['score']:.4f}</b> {sign} threshold <b>{row['threshold']:.4f}</b> "
-             f"(×{row['score_over_threshold']:.2f}; {row['head']} head, gate {row['gate']}"
-             f"{f', sensitivity {sensitivity:g}' if sensitivity != 1 else ''})"]
+    lines = [
+        f'<div style="font-size:26px;font-weight:700">{word}</div>',
+        f"score <b>{row['score']:.4f}</b> {sign} threshold <b>{row['threshold']:.4f}</b> "
+        f"(×{row['score_over_threshold']:.2f}; {row['head']} head, gate {row['gate']}"
+        f"{f', sensitivity {sensitivity:g}' if sensitivity != 1 else ''})",
+    ]
     if row.get("borderline"):
-        lines.append("Borderline: the score is less than 10 % over the threshold, so only a small, faint area "
-                     "reaches the threshold colour (the middle of the colour bar); look closely before rejecting.")
+        lines.append(
+            "Borderline: the score is less than 10 % over the threshold, so only a small, faint area "
+            "reaches the threshold colour (the middle of the colour bar); look closely before rejecting."
+        )
     if row.get("warning"):
         lines.append(f"⚠ {html.escape(row['warning'][:1].upper() + row['warning'][1:])}.")
     if info is not None:
@@ -70,8 +77,10 @@ def gate_markdown(p: Prediction) -> str:
 
     head = "RGB + depth (fused)" if p.used == "fused" else "RGB only"
     rule = "control uses the fused head when H(fused) > H(rgb) + alpha"
-    return (f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} · entropy RGB {fmt(p.entropy_rgb)}, "
-            f"fused {fmt(p.entropy_fused)}, alpha {p.alpha:.4f} ({rule})")
+    return (
+        f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} · entropy RGB {fmt(p.entropy_rgb)}, "
+        f"fused {fmt(p.entropy_fused)}, alpha {p.alpha:.4f} ({rule})"
+    )
 
 
 def enlarge(image: np.ndarray) -> np.ndarray:
@@ -91,16 +100,26 @@ def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str,
         depth_in = rec_depth = figures.placeholder("no depth given")
     else:
         depth_in = depth_preview(inputs.depth)
-        rec_depth = figures.placeholder(f"the {p.gate} gate did not run the depth branch") \
-            if p.rec_depth is None else depth_preview(np.where(inputs.foreground, p.rec_depth, 0))
+        rec_depth = (
+            figures.placeholder(f"the {p.gate} gate did not run the depth branch")
+            if p.rec_depth is None
+            else depth_preview(np.where(inputs.foreground, p.rec_depth, 0))
+        )
     pictures = [to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
-    return (banner_html(row, info, sensitivity), figures.heat_picture(image, heat, DISPLAY_MIN_SIDE),
-            *[enlarge(x) for x in pictures], gate_markdown(p), fig, p.to_json() | {"summary": row})
+    return (
+        banner_html(row, info, sensitivity),
+        figures.heat_picture(image, heat, DISPLAY_MIN_SIDE),
+        *[enlarge(x) for x in pictures],
+        gate_markdown(p),
+        fig,
+        p.to_json() | {"summary": row},
+    )
 
 
 @friendly
-def predict(rgb: Any, depth: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0,
-            colour_by: str = "anomaly") -> tuple:
+def predict(
+    rgb: Any, depth: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0, colour_by: str = "anomaly"
+) -> tuple:
     """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
     p, image = run(rgb, depth, model, gate, sensitivity)
     out = render(p, image, sensitivity, colour_by, model)
@@ -159,28 +178,51 @@ def build() -> gr.Dropdown:
     """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
     state = gr.State(None, time_to_live=STATE_TTL_S)
     samples = sample_gallery()
-    gallery = gr.Gallery(samples, label="Samples: click one to inspect it with its category's model",
-                         columns=SAMPLE_COLUMNS, height=SAMPLE_HEIGHT, allow_preview=False, object_fit="cover",
-                         elem_id="inspect-samples", visible=bool(samples))
+    gallery = gr.Gallery(
+        samples,
+        label="Samples: click one to inspect it with its category's model",
+        columns=SAMPLE_COLUMNS,
+        height=SAMPLE_HEIGHT,
+        allow_preview=False,
+        object_fit="cover",
+        elem_id="inspect-samples",
+        visible=bool(samples),
+    )
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             model = model_dropdown(elem_id="inspect-model")
             with gr.Row():
                 rgb = image_upload(label="RGB image", height=IMAGE_HEIGHT, elem_id="inspect-rgb")
-                depth_view = gr.Image(label="Depth preview", height=IMAGE_HEIGHT, interactive=False, format="png",
-                                      elem_id="inspect-depth-preview")
-            depth = gr.File(label="Depth (.tiff xyz, 16-bit .png mm, .npy)", file_types=DEPTH_TYPES,
-                            elem_id="inspect-depth", height=90)
+                depth_view = gr.Image(
+                    label="Depth preview",
+                    height=IMAGE_HEIGHT,
+                    interactive=False,
+                    format="png",
+                    elem_id="inspect-depth-preview",
+                )
+            depth = gr.File(
+                label="Depth (.tiff xyz, 16-bit .png mm, .npy)",
+                file_types=DEPTH_TYPES,
+                elem_id="inspect-depth",
+                height=90,
+            )
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             gate = gr.Radio(list(GATES), value="control", label="Gate", info=GATE_HELP, elem_id="inspect-gate")
-            sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
-                                    info="the calibrated threshold is divided by it (2 flags more images)")
+            sensitivity = gr.Slider(
+                0.25,
+                4.0,
+                value=1.0,
+                step=0.05,
+                label="Sensitivity",
+                info="the calibrated threshold is divided by it (2 flags more images)",
+            )
         with gr.Column(scale=2):
-            verdict = gr.HTML("<p>Click a sample above, or upload an RGB image (depth optional) and press "
-                              "<b>Inspect</b>.</p>", elem_id="inspect-verdict")
+            verdict = gr.HTML(
+                "<p>Click a sample above, or upload an RGB image (depth optional) and press <b>Inspect</b>.</p>",
+                elem_id="inspect-verdict",
+            )
             with gr.Row():
-                heat = gr.Image(label="Heat map", format="png",
-                                elem_id="inspect-heat", height=OUTPUT_HEIGHT + 30)
+                heat = gr.Image(label="Heat map", format="png", elem_id="inspect-heat", height=OUTPUT_HEIGHT + 30)
                 rgb_in = gr.Image(label="RGB input (model size)", format="png", height=OUTPUT_HEIGHT)
                 rec_rgb = gr.Image(label="RGB reconstruction", format="png", height=OUTPUT_HEIGHT)
             gate_md = gr.Markdown(elem_id="inspect-gate-md")
@@ -202,5 +244,6 @@ def build() -> gr.Dropdown:
     colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud", **hidden)
     gr.api(friendly(pick_sample), api_name="pick_sample")
     gallery.select(on_gallery_select, model, [rgb, depth, model], api_name="select_sample", **hidden).then(
-        predict, inputs, outputs, api_name="predict_sample", **hidden)
+        predict, inputs, outputs, api_name="predict_sample", **hidden
+    )
     return model

@@ -75,10 +75,19 @@ class Job:
     def status(self) -> dict[str, Any]:
         """The compact view behind /finetune_status (file names only, never a server path)."""
         last = self.loss[-1]["total"] if self.loss else None
-        return {"id": self.id, "state": self.state, "step": self.step, "total": self.total or self.steps,
-                "loss": last, "eta": self.eta, "category": self.category,
-                "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
-                "model": self.model, "metrics": self.metrics, "error": self.error}
+        return {
+            "id": self.id,
+            "state": self.state,
+            "step": self.step,
+            "total": self.total or self.steps,
+            "loss": last,
+            "eta": self.eta,
+            "category": self.category,
+            "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
+            "model": self.model,
+            "metrics": self.metrics,
+            "error": self.error,
+        }
 
 
 def _limit(env: str, default: int) -> int:
@@ -96,8 +105,11 @@ def max_steps() -> int:
 
 def scrub(text: str) -> str:
     """An error message without server paths (the workspace and the repository become relative names)."""
-    for base, name in ((str(workspace.root()), "workspace"), (str(workspace.assets_root()), "."),
-                       (str(workspace.SOURCE_TREE), ".")):
+    for base, name in (
+        (str(workspace.root()), "workspace"),
+        (str(workspace.assets_root()), "."),
+        (str(workspace.SOURCE_TREE), "."),
+    ):
         text = text.replace(base, name)
     return text
 
@@ -119,8 +131,16 @@ def default_train(job: Job, callback: Callable[[Any], bool]) -> dict[str, Any]:
     preset = "base" if rgb_only else "lite"
     cfg = default_train_config(preset).replace(steps=job.steps, batch_size=job.batch_size)
     out = Path(job.work) / "checkpoint.pt"
-    return train_category(data, job.category, out, init_from=job.init_from, train_cfg=cfg, callback=callback,
-                          progress=False, preset=preset)
+    return train_category(
+        data,
+        job.category,
+        out,
+        init_from=job.init_from,
+        train_cfg=cfg,
+        callback=callback,
+        progress=False,
+        preset=preset,
+    )
 
 
 class JobRunner:
@@ -157,9 +177,17 @@ class JobRunner:
         atomic_write_bytes(self.folder / f"{job.id}.json", json.dumps(job.to_json(), indent=1).encode())
 
     # --- public ---
-    def submit(self, category: str, data: str | Path = "", steps: int = 200, synthetic: bool = False,
-               init_from: str | Path | None = None, batch_size: int = 4, owner: str | None = None,
-               cleanup: list[str | Path] | tuple = ()) -> Job:
+    def submit(
+        self,
+        category: str,
+        data: str | Path = "",
+        steps: int = 200,
+        synthetic: bool = False,
+        init_from: str | Path | None = None,
+        batch_size: int = 4,
+        owner: str | None = None,
+        cleanup: list[str | Path] | tuple = (),
+    ) -> Job:
         """Queue a job for `owner` (default: the current session). `cleanup` folders are deleted when the job
         ends, and at once when it is refused (a quota or an impossible value)."""
         owner = owner or sessions.owner()
@@ -167,9 +195,18 @@ class JobRunner:
             with self._cond:
                 self._check_quota(int(steps), owner)
                 number = max((int(i) for i in self._jobs if i.isdigit()), default=0) + 1
-                job = Job(f"{number:04d}", category, str(data), int(steps), synthetic,
-                          str(init_from) if init_from else None, int(batch_size), total=int(steps), owner=owner,
-                          cleanup=[str(c) for c in cleanup])
+                job = Job(
+                    f"{number:04d}",
+                    category,
+                    str(data),
+                    int(steps),
+                    synthetic,
+                    str(init_from) if init_from else None,
+                    int(batch_size),
+                    total=int(steps),
+                    owner=owner,
+                    cleanup=[str(c) for c in cleanup],
+                )
                 job.work = str(self.folder / f"{job.id}.work")
                 self._jobs[job.id] = job
                 self._queue.append(job.id)
@@ -189,15 +226,21 @@ class JobRunner:
         if not 1 <= steps <= limit:
             raise InputError(f"steps must be between 1 and {limit} on this server, got {steps}")
         active = [j for j in self._jobs.values() if j.state in ACTIVE]
-        mine, per_session = sum(j.owner == owner for j in active), _limit(MAX_ACTIVE_PER_SESSION_ENV,
-                                                                          MAX_ACTIVE_PER_SESSION)
+        mine, per_session = (
+            sum(j.owner == owner for j in active),
+            _limit(MAX_ACTIVE_PER_SESSION_ENV, MAX_ACTIVE_PER_SESSION),
+        )
         if owner != sessions.LOCAL and mine >= per_session:  # LOCAL: the operator's own calls (no web request)
-            raise InputError(f"this session already has {mine} fine-tuning jobs queued or running, the limit; wait "
-                             "for one to finish or cancel one")
+            raise InputError(
+                f"this session already has {mine} fine-tuning jobs queued or running, the limit; wait "
+                "for one to finish or cancel one"
+            )
         total = _limit(MAX_ACTIVE_TOTAL_ENV, MAX_ACTIVE_TOTAL)
         if len(active) >= total:
-            raise InputError(f"the server already has {len(active)} fine-tuning jobs queued or running, the limit; "
-                             "try again when one has finished")
+            raise InputError(
+                f"the server already has {len(active)} fine-tuning jobs queued or running, the limit; "
+                "try again when one has finished"
+            )
 
     def get(self, job_id: str | None = None, owner: str | None = None) -> Job:
         """A job of `owner` (default: the current session) by id; without an id its running job, else its

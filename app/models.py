@@ -48,8 +48,15 @@ class ModelInfo:
         return quality_text(self.metrics)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "category": self.category, "preset": self.preset,
-                "image_size": self.image_size, "modality": self.modality, "validation": self.metrics}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "category": self.category,
+            "preset": self.preset,
+            "image_size": self.image_size,
+            "modality": self.modality,
+            "validation": self.metrics,
+        }
 
 
 def quality_text(metrics: dict[str, Any], key: str = HEADLINE_METRIC) -> str | None:
@@ -82,8 +89,16 @@ def _info(path: Path, source: str) -> ModelInfo | None:
             _meta_cache[key] = None
         return None
     prov, cfg = ckpt.provenance, ckpt.model_config
-    info = ModelInfo(path.stem, path, source, prov.get("category"), prov.get("preset"), cfg.image_size,
-                     cfg.modality, dict(ckpt.calibration.metrics or {}))
+    info = ModelInfo(
+        path.stem,
+        path,
+        source,
+        prov.get("category"),
+        prov.get("preset"),
+        cfg.image_size,
+        cfg.modality,
+        dict(ckpt.calibration.metrics or {}),
+    )
     with _meta_lock:
         _meta_cache[key] = info
     return info
@@ -93,8 +108,11 @@ def list_models() -> list[ModelInfo]:
     """Every checkpoint in checkpoints/, <workspace>/models/ (shared by all sessions) and the current session's
     models/ (its fine-tuned ones), shipped first, each name once."""
     found: dict[str, ModelInfo] = {}
-    folders = [(workspace.checkpoints_dir(), "shipped"), (workspace.root() / "models", "fine-tuned"),
-               (workspace.folder(sessions.owner()) / "models", "fine-tuned")]
+    folders = [
+        (workspace.checkpoints_dir(), "shipped"),
+        (workspace.root() / "models", "fine-tuned"),
+        (workspace.folder(sessions.owner()) / "models", "fine-tuned"),
+    ]
     for folder, source in folders:
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
             if path.stem not in found and not path.name.startswith("."):

@@ -52,8 +52,12 @@ def patch_cache_writer(module: Any = processing_utils) -> bool:
     if original is _atomic_save_pil_to_cache:
         return True
     expected = list(inspect.signature(_atomic_save_pil_to_cache).parameters)
-    if original is None or list(inspect.signature(original).parameters) != expected \
-            or not hasattr(module, "encode_pil_to_bytes") or not hasattr(module, "hash_bytes"):
+    if (
+        original is None
+        or list(inspect.signature(original).parameters) != expected
+        or not hasattr(module, "encode_pil_to_bytes")
+        or not hasattr(module, "hash_bytes")
+    ):
         log.warning("gradio's save_pil_to_cache changed; image outputs are written by Gradio (not atomically)")
         return False
     module.save_pil_to_cache = _atomic_save_pil_to_cache  # used by gr.Image outputs (numpy and PIL)
@@ -105,8 +109,14 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def compact_state(rgb: str | None, depth: str | None, image: np.ndarray, xyz: np.ndarray | None,
-                  foreground: np.ndarray | None, heat: np.ndarray) -> dict[str, Any]:
+def compact_state(
+    rgb: str | None,
+    depth: str | None,
+    image: np.ndarray,
+    xyz: np.ndarray | None,
+    foreground: np.ndarray | None,
+    heat: np.ndarray,
+) -> dict[str, Any]:
     """What a session keeps between events: the uploaded files' paths and pictures of at most STATE_SIDE pixels
     (every k-th pixel of the image, the point cloud, its mask and the heat map when it is at the image's size)."""
     step = max(1, -(-max(image.shape[:2]) // STATE_SIDE))  # ceil
@@ -114,8 +124,14 @@ def compact_state(rgb: str | None, depth: str | None, image: np.ndarray, xyz: np
     def thin(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else np.ascontiguousarray(a[::step, ::step])
 
-    return {"rgb": rgb, "depth": depth, "image": thin(image), "xyz": thin(xyz), "foreground": thin(foreground),
-            "heat": thin(heat) if heat.shape[:2] == image.shape[:2] else heat}
+    return {
+        "rgb": rgb,
+        "depth": depth,
+        "image": thin(image),
+        "xyz": thin(xyz),
+        "foreground": thin(foreground),
+        "heat": thin(heat) if heat.shape[:2] == image.shape[:2] else heat,
+    }
 
 
 def upload_path(value: Any) -> str | None:
@@ -145,15 +161,24 @@ def image_upload(**kwargs: Any) -> gr.Image:
     return image
 
 
-def model_dropdown(label: str = "Model", extra: list[tuple[str, str]] | None = None,
-                   elem_id: str | None = None, value: str | None = None) -> gr.Dropdown:
+def model_dropdown(
+    label: str = "Model",
+    extra: list[tuple[str, str]] | None = None,
+    elem_id: str | None = None,
+    value: str | None = None,
+) -> gr.Dropdown:
     """A model picker listing the registry (shipped + fine-tuned checkpoints); `value` (if listed) is chosen."""
     choices = (extra or []) + models.choices()
     # allow_custom_value: API callers may name a model fine-tuned after the page was built (checked by models.find)
     names = [c[1] for c in choices]
-    return gr.Dropdown(choices=choices, value=value if value in names else (names[0] if names else None), label=label,
-                       info="category, preset, validation I-AUROC (on how many images) and where it comes from",
-                       allow_custom_value=True, elem_id=elem_id)
+    return gr.Dropdown(
+        choices=choices,
+        value=value if value in names else (names[0] if names else None),
+        label=label,
+        info="category, preset, validation I-AUROC (on how many images) and where it comes from",
+        allow_custom_value=True,
+        elem_id=elem_id,
+    )
 
 
 def refreshed(value: str | None, extra: list[tuple[str, str]] | None = None) -> dict[str, Any]:

@@ -123,8 +123,9 @@ def safe_name(name: str | None, what: str) -> str:
     if "/" in name or "\\" in name or ".." in name:
         raise InputError(f"the {what} name {name!r} must not contain path separators or '..'")
     if not NAME_PATTERN.match(name):
-        raise InputError(f"the {what} name {name!r} may only use letters, digits, '_', '-' and '.', starting with a "
-                         "letter or digit")
+        raise InputError(
+            f"the {what} name {name!r} may only use letters, digits, '_', '-' and '.', starting with a letter or digit"
+        )
     return name
 
 
@@ -144,10 +145,14 @@ def allowed_folder(folder: str | None) -> Path:
     allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
     if not any(path == r or r in path.parents for r in allowed):
         if not allowed:
-            raise InputError(f"reading server folders is switched off on this server; the operator opens data set "
-                             f"roots with {DATA_ROOTS_ENV}")
-        raise InputError(f"reading {folder!r} is not allowed on this server; the allowed data set roots are set with "
-                         f"{DATA_ROOTS_ENV}")
+            raise InputError(
+                f"reading server folders is switched off on this server; the operator opens data set "
+                f"roots with {DATA_ROOTS_ENV}"
+            )
+        raise InputError(
+            f"reading {folder!r} is not allowed on this server; the allowed data set roots are set with "
+            f"{DATA_ROOTS_ENV}"
+        )
     if not path.is_dir():
         raise InputError(f"{folder!r} is not a folder on the server; give the data set root")
     return path
@@ -185,8 +190,11 @@ def _entry_folder(category: str, entry: str) -> tuple[Path, str]:
 
 def entry_files(category: str, entry: str) -> dict[str, Path | None]:
     folder, stem = _entry_folder(category, entry)
-    files = {"rgb": folder / "rgb" / f"{stem}.png", "xyz": folder / "xyz" / f"{stem}.tiff",
-             "gt": folder / "gt" / f"{stem}.png"}
+    files = {
+        "rgb": folder / "rgb" / f"{stem}.png",
+        "xyz": folder / "xyz" / f"{stem}.tiff",
+        "gt": folder / "gt" / f"{stem}.png",
+    }
     if not files["rgb"].is_file():
         raise InputError(f"annotation {category}/{entry} does not exist (deleted?)")
     return {k: (p if p.is_file() else None) for k, p in files.items()}
@@ -209,8 +217,16 @@ def _xyz_from_depth(depth: str | Path) -> np.ndarray:
     return np.ascontiguousarray(xyz, dtype=np.float32)
 
 
-def save_annotation(category: str, label: str, rgb: str | Path, depth: str | Path | None, mask: np.ndarray | None,
-                    defect: str | None = None, ok_split: str = "train", replace: str | None = None) -> str:
+def save_annotation(
+    category: str,
+    label: str,
+    rgb: str | Path,
+    depth: str | Path | None,
+    mask: np.ndarray | None,
+    defect: str | None = None,
+    ok_split: str = "train",
+    replace: str | None = None,
+) -> str:
     """Write one labelled image into the workspace data set; returns its entry id 'split/defect/NNN'.
 
     OK -> <ok_split>/good (gt of zeros under test), NG -> test/<defect> with gt 0/255. ``replace`` (an entry id)
@@ -233,8 +249,10 @@ def save_annotation(category: str, label: str, rgb: str | Path, depth: str | Pat
         if mask is None or not np.any(mask):
             raise InputError("an NG image needs a painted defect region; paint it over the image")
         if mask.shape != gt.shape:
-            raise InputError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                             f"{gt.shape[1]}x{gt.shape[0]}; paint on the image shown in the editor")
+            raise InputError(
+                f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{gt.shape[1]}x{gt.shape[0]}; paint on the image shown in the editor"
+            )
         gt = np.where(mask, 255, 0).astype(np.uint8)
     folder = annotations_root() / category / split / kind
     numbers = [int(p.stem) for p in (folder / "rgb").glob("*.png") if p.stem.isdigit()]
@@ -290,13 +308,15 @@ def extract_dataset_zip(path: str | Path) -> tuple[Path, str]:
         found.append(_zip_category(Path(path).name, names))
 
     out = own("uploads") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    archive.extract_zip(path, out, expected=f"one category ({LAYOUT})", too_many="zip one category of images",
-                        check_names=check_layout)
+    archive.extract_zip(
+        path, out, expected=f"one category ({LAYOUT})", too_many="zip one category of images", check_names=check_layout
+    )
     return out / found[0].parent, found[0].name
 
 
 def _zip_category(zip_name: str, names: list[str]) -> Path:
     """The one CATEGORY folder (with any leading folders) of a zip's member names, checked for enough images."""
+
     def images(split: str) -> dict[Path, int]:
         found: dict[Path, int] = {}
         for name in names:
@@ -306,15 +326,18 @@ def _zip_category(zip_name: str, names: list[str]) -> Path:
 
     train = images("train")
     if len(train) != 1 or next(iter(train)) == Path("."):
-        raise InputError(f"{zip_name} is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder "
-                         f"({LAYOUT})")
+        raise InputError(
+            f"{zip_name} is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder ({LAYOUT})"
+        )
     category = next(iter(train))
     safe_name(category.name, "category")
     n_train, n_val = train[category], images("validation").get(category, 0)
     if n_train < MIN_TRAIN_IMAGES or n_val < MIN_VALIDATION_IMAGES:
-        raise InputError(f"{zip_name} holds {n_train} good training and {n_val} validation images; fine-tuning "
-                         f"needs at least {MIN_TRAIN_IMAGES} in {category.name}/train/good/rgb and "
-                         f"{MIN_VALIDATION_IMAGES} in {category.name}/validation/good/rgb")
+        raise InputError(
+            f"{zip_name} holds {n_train} good training and {n_val} validation images; fine-tuning "
+            f"needs at least {MIN_TRAIN_IMAGES} in {category.name}/train/good/rgb and "
+            f"{MIN_VALIDATION_IMAGES} in {category.name}/validation/good/rgb"
+        )
     return category
 
 

@@ -70,10 +70,20 @@ def prepare(workspace: Path) -> tuple[str, list[tuple[str, str]], Path]:
     from easynet.pipeline import train_category
 
     (workspace / "models").mkdir(parents=True, exist_ok=True)
-    train_category(data, "toy", workspace / "models" / "toy.pt", model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
-                   train_cfg=TRAIN_PRESETS["official"].replace(steps=2, batch_size=2), progress=False, device="cpu")
-    samples = [(str(data / f"toy/test/{kind}/rgb/00{i}.png"), str(data / f"toy/test/{kind}/xyz/00{i}.tiff"))
-               for kind in ("good", "hole") for i in range(2)]
+    train_category(
+        data,
+        "toy",
+        workspace / "models" / "toy.pt",
+        model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
+        train_cfg=TRAIN_PRESETS["official"].replace(steps=2, batch_size=2),
+        progress=False,
+        device="cpu",
+    )
+    samples = [
+        (str(data / f"toy/test/{kind}/rgb/00{i}.png"), str(data / f"toy/test/{kind}/xyz/00{i}.tiff"))
+        for kind in ("good", "hole")
+        for i in range(2)
+    ]
     return "toy", samples, archive
 
 
@@ -101,8 +111,13 @@ def main() -> int:
     app_main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app_main)
     demo = app_main.demo
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
-                **app_main.launch_settings())
+    demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=_free_port(),
+        quiet=True,
+        **app_main.launch_settings(),
+    )
     url = demo.local_url
 
     def predict(client: Client, sample: tuple[str, str]) -> tuple[Any, float]:
@@ -129,8 +144,9 @@ def main() -> int:
         for s in samples:
             reference[name, s[0]], seconds = call(main_client, s)
             single[name].append(seconds)
-    job_id, status, _ = main_client.predict("zip", None, None, handle_file(str(archive)), "", FINETUNE_STEPS,
-                                            api_name="/finetune_start")
+    job_id, status, _ = main_client.predict(
+        "zip", None, None, handle_file(str(archive)), "", FINETUNE_STEPS, api_name="/finetune_start"
+    )
     deadline = time.time() + 300
     while main_client.predict(job_id, api_name="/finetune_status")[0]["state"] == "queued" and time.time() < deadline:
         time.sleep(0.5)
@@ -149,11 +165,16 @@ def main() -> int:
                 name = "/compare" if (index + k) % 2 else "/predict"
                 try:
                     got, seconds = calls[name](client, sample)
-                    row = {"client": index, "api": name, "sample": Path(sample[0]).name, "ok": True,
-                           "seconds": seconds, "matches": matches(got, reference[name, sample[0]])}
+                    row = {
+                        "client": index,
+                        "api": name,
+                        "sample": Path(sample[0]).name,
+                        "ok": True,
+                        "seconds": seconds,
+                        "matches": matches(got, reference[name, sample[0]]),
+                    }
                 except Exception as err:  # a failed request is a result to report
-                    row = {"client": index, "api": name, "sample": Path(sample[0]).name, "ok": False,
-                           "error": str(err)}
+                    row = {"client": index, "api": name, "sample": Path(sample[0]).name, "ok": False, "error": str(err)}
                 with lock:
                     results.append(row)
         finally:
@@ -176,10 +197,14 @@ def main() -> int:
         a = np.array(values)
         return {q: (round(float(np.percentile(a, int(q[1:]))), 3) if a.size else None) for q in ("p50", "p95")}
 
-    per_api = {name: {"requests": sum(r["api"] == name for r in results),
-                      "single_request_s": percentiles(single[name])["p50"],
-                      **percentiles([r["seconds"] for r in results if r["ok"] and r["api"] == name])}
-               for name in calls}
+    per_api = {
+        name: {
+            "requests": sum(r["api"] == name for r in results),
+            "single_request_s": percentiles(single[name])["p50"],
+            **percentiles([r["seconds"] for r in results if r["ok"] and r["api"] == name]),
+        }
+        for name in calls
+    }
     report = {
         "clients": args.clients,
         "duration_s": args.duration,
@@ -212,8 +237,10 @@ def main() -> int:
 
 def write_markdown(r: dict) -> None:
     """Replace the "Load test" section of LOAD.md (the rest of the file is kept)."""
-    rows = "".join(f"| `{name}` | {a['requests']} | {a['single_request_s']} s | {a['p50']} s | {a['p95']} s |\n"
-                   for name, a in r["per_api"].items())
+    rows = "".join(
+        f"| `{name}` | {a['requests']} | {a['single_request_s']} s | {a['p50']} s | {a['p95']} s |\n"
+        for name, a in r["per_api"].items()
+    )
     section = (
         "## Load test\n\n"
         f"`python benchmarks/load_test.py --clients {r['clients']} --duration {r['duration_s']:g}` (numbers below: "
@@ -238,7 +265,7 @@ def write_markdown(r: dict) -> None:
     start = text.find("## Load test")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     OUT_MD.write_text(text)

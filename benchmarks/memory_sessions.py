@@ -82,10 +82,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="easynet-memory-"))
     rgb, depth, side = make_inputs(tmp, a.max_pixels)
     port = _free_port()
-    env = {**os.environ, "EASYNET_WORKSPACE": str(tmp / "workspace"), "EASYNET_MAX_PIXELS": str(a.max_pixels),
-           "EASYNET_STATE_TTL_S": str(a.ttl), "GRADIO_ANALYTICS_ENABLED": "False", "EASYNET_CACHE": str(tmp / "cache")}
-    server = subprocess.Popen([sys.executable, "-c", SERVER.format(repo=str(REPO), port=port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "EASYNET_WORKSPACE": str(tmp / "workspace"),
+        "EASYNET_MAX_PIXELS": str(a.max_pixels),
+        "EASYNET_STATE_TTL_S": str(a.ttl),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "EASYNET_CACHE": str(tmp / "cache"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(repo=str(REPO), port=port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     clients, samples, latencies = [], [], []
     try:
@@ -121,10 +131,15 @@ def main() -> int:
         server.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
-        "sessions": a.sessions, "image": f"{side}x{side} RGB PNG + {side}x{side} float32 depth .npy",
-        "max_pixels": a.max_pixels, "state_ttl_s": a.ttl, "model": a.model,
-        "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1),
-        "rss_after_last_session_mb": round(after_all, 1), "rss_after_expiry_mb": round(after_expiry, 1),
+        "sessions": a.sessions,
+        "image": f"{side}x{side} RGB PNG + {side}x{side} float32 depth .npy",
+        "max_pixels": a.max_pixels,
+        "state_ttl_s": a.ttl,
+        "model": a.model,
+        "rss_before_mb": round(before, 1),
+        "rss_peak_mb": round(peak, 1),
+        "rss_after_last_session_mb": round(after_all, 1),
+        "rss_after_expiry_mb": round(after_expiry, 1),
         "rss_per_session_mb": samples,
         "predict_latency_s": {"median": round(float(np.median(latencies)), 3), "max": round(max(latencies), 3)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
@@ -132,15 +147,18 @@ def main() -> int:
     }
     OUT_JSON.write_text(json.dumps(result, indent=1) + "\n")
     growth = result["rss_after_last_session_mb"] - result["rss_before_mb"]
-    head = ("| before (after a warm-up prediction) | peak (VmHWM) | after the last session | "
-            f"after expiry ({a.ttl:g} s TTL) |")
-    row = " | ".join(f"{result[k]} MB" for k in ("rss_before_mb", "rss_peak_mb", "rss_after_last_session_mb",
-                                                 "rss_after_expiry_mb"))
+    head = (
+        "| before (after a warm-up prediction) | peak (VmHWM) | after the last session | "
+        f"after expiry ({a.ttl:g} s TTL) |"
+    )
+    row = " | ".join(
+        f"{result[k]} MB" for k in ("rss_before_mb", "rss_peak_mb", "rss_after_last_session_mb", "rss_after_expiry_mb")
+    )
     OUT_MD.write_text(f"""# Memory under many sessions
 
 `python benchmarks/memory_sessions.py --sessions {a.sessions} --max-pixels {a.max_pixels} --ttl {a.ttl:g}`
 (raw numbers: `memory.json`). One app process on 127.0.0.1; {a.sessions} `gradio_client` sessions, opened one
-after another and kept open, each predicting the largest image the pixel limit allows ({result['image']},
+after another and kept open, each predicting the largest image the pixel limit allows ({result["image"]},
 model `{a.model}`, gate control). RSS of the server process from /proc:
 
 {head}
@@ -150,8 +168,8 @@ model `{a.model}`, gate control). RSS of the server process from /proc:
 Growth over {a.sessions} sessions: {growth:.1f} MB ({growth / a.sessions:.2f} MB per session). Each session keeps
 only the paths of its uploads and pictures of at most 256 pixels a side (`app.ui.compact_state`), dropped
 EASYNET_STATE_TTL_S after its last update (900 s by default); the peak is one prediction of the largest image
-(Gradio runs one /predict at a time). Median /predict latency {result['predict_latency_s']['median']} s.
-Machine: {result['machine']}. {a.note}
+(Gradio runs one /predict at a time). Median /predict latency {result["predict_latency_s"]["median"]} s.
+Machine: {result["machine"]}. {a.note}
 """)
     print(OUT_MD.read_text())
     return 0

@@ -33,16 +33,31 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str]] = {
     "base": ("the `base` recipe (shipped at 3000 steps)", {}, {}, {}, "base"),
     "old_default": (
         "before: `lite` at 128 px stretched, paper lr, DRAEM textures (the issue's command)",
-        {}, {"steps": 800}, {}, "lite_rgb",
+        {},
+        {"steps": 800},
+        {},
+        "lite_rgb",
     ),
     "no_letterbox": ("stretch 600x800 to a square instead of letterbox", {"resize": "stretch"}, {}, {}, "base"),
     "draem_only": (
         "DRAEM textures on Perlin blobs only (no scratches, spots, cut-paste, intensity; raw brightness)",
-        {}, {}, {"shape_weights": (1.0, 0.0, 0.0), "fill_weights": (1.0, 0.0, 0.0), "match_intensity": False,
-                 "max_perlin_scale": 6}, "base",
+        {},
+        {},
+        {
+            "shape_weights": (1.0, 0.0, 0.0),
+            "fill_weights": (1.0, 0.0, 0.0),
+            "match_intensity": False,
+            "max_perlin_scale": 6,
+        },
+        "base",
     ),
-    "anywhere": ("anomalies anywhere in the image, not on the RGB foreground", {}, {}, {"rgb_foreground": False},
-                 "base"),
+    "anywhere": (
+        "anomalies anywhere in the image, not on the RGB foreground",
+        {},
+        {},
+        {"rgb_foreground": False},
+        "base",
+    ),
     "no_selection": ("last weights instead of the best by validation", {}, {"select_every": 0}, {}, "base"),
 }
 
@@ -71,8 +86,9 @@ def run_variant(data: Path, category: str, variant: str, steps: int | None, work
     model_cfg, train_cfg, preset = build_configs(variant, steps)
     ckpt = workdir / f"{category}_{variant}_{train_cfg.steps}.pt"
     start = time.time()
-    summary = train_category(data, category, ckpt, model_cfg=model_cfg, train_cfg=train_cfg, preset=preset,
-                             progress=False)
+    summary = train_category(
+        data, category, ckpt, model_cfg=model_cfg, train_cfg=train_cfg, preset=preset, progress=False
+    )
     train_s = time.time() - start
     report, _, _ = evaluate_category(ckpt, data, category, gates=["close"])
     gate = report["gates"]["close"]
@@ -149,10 +165,12 @@ def update_readme(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     names = {"test_i_auroc": "I-AUROC", "test_p_auroc": "P-AUROC", "test_aupro": "AUPRO@0.3"}
     for key, target in TARGETS.items():
         ok = "yes" if r[key] >= target else f"**no** ({r[key] - target:+.3f})"
-        lines.append(f"| {names[key]} on the {r['test_n_images']} public test images | {r[key]:.3f} | >= {target} "
-                     f"| {ok} |")
-    lines.append(f"| I-AUROC on validation (clean + synthetic, what selection saw) | {r['validation_i_auroc']:.3f} | "
-                 "| |")
+        lines.append(
+            f"| {names[key]} on the {r['test_n_images']} public test images | {r[key]:.3f} | >= {target} | {ok} |"
+        )
+    lines.append(
+        f"| I-AUROC on validation (clean + synthetic, what selection saw) | {r['validation_i_auroc']:.3f} | | |"
+    )
     text = README.read_text()
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)

@@ -166,7 +166,8 @@ def render(results: dict) -> str:
     lines += [
         "",
         "Preprocessing (plane removal on a generated 800x800 xyz + resizing; not in the rows above): "
-        + ", ".join(f"{ms:.1f} ms to {size}px" for size, ms in pre.items()) + ".",
+        + ", ".join(f"{ms:.1f} ms to {size}px" for size, ms in pre.items())
+        + ".",
         "",
         f"Whole predict request, lite at {req['image_size']}px ({req['input']}, gate {req['gate']}): "
         f"{req['total_ms']:.1f} ms (" + ", ".join(f"{k} {v:.1f} ms" for k, v in req["parts_ms"].items()) + ").",

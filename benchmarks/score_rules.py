@@ -96,8 +96,13 @@ def main() -> int:
         mark = "   <- best on validation" if rule == best else ""
         print(f"{rule:24s} {v['validation']:.4f}     {v['test']:.4f}{mark}")
     data = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
-    data[Path(a.checkpoint).name] = {"category": a.category, "n_validation": len(items), "n_test": len(test_items),
-                                     "rules": result, "best_on_validation": best}
+    data[Path(a.checkpoint).name] = {
+        "category": a.category,
+        "n_validation": len(items),
+        "n_test": len(test_items),
+        "rules": result,
+        "best_on_validation": best,
+    }
     OUTPUT.write_text(json.dumps(data, indent=1) + "\n")
     return 0
 

@@ -53,8 +53,13 @@ def declared_entries(path: Path) -> int | None:
     return int(record[zipfile._ECD_ENTRIES_TOTAL]) if record else None
 
 
-def extract_zip(path: str | Path, out: str | Path, expected: str, too_many: str,
-                check_names: Callable[[list[str]], None] | None = None) -> Path:
+def extract_zip(
+    path: str | Path,
+    out: str | Path,
+    expected: str,
+    too_many: str,
+    check_names: Callable[[list[str]], None] | None = None,
+) -> Path:
     """Unpack the zip at `path` into the new folder `out` and return `out`.
 
     Args:
@@ -71,12 +76,16 @@ def extract_zip(path: str | Path, out: str | Path, expected: str, too_many: str,
     entry_limit = max_entries()
     entries = declared_entries(path)
     if entries is not None and entries > entry_limit:
-        raise InputError(f"{path.name} holds {entries} entries, more than the limit of {entry_limit} "
-                         f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}")
+        raise InputError(
+            f"{path.name} holds {entries} entries, more than the limit of {entry_limit} "
+            f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}"
+        )
     with zipfile.ZipFile(path) as zf:
         if len(zf.infolist()) > entry_limit:  # a directory that disagrees with its end record
-            raise InputError(f"{path.name} holds {len(zf.infolist())} entries, more than the limit of {entry_limit} "
-                             f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}")
+            raise InputError(
+                f"{path.name} holds {len(zf.infolist())} entries, more than the limit of {entry_limit} "
+                f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}"
+            )
         members = [m for m in zf.infolist() if not m.is_dir()]
         if not members:
             raise InputError(f"{path.name} holds no files; expected {expected}")
@@ -85,8 +94,10 @@ def extract_zip(path: str | Path, out: str | Path, expected: str, too_many: str,
         byte_limit = max_bytes()
         total = sum(m.file_size for m in members)
         if total > byte_limit:
-            raise InputError(f"{path.name} unpacks to {total} bytes, more than the limit of {byte_limit} bytes "
-                             f"(set {MAX_BYTES_ENV} to raise it)")
+            raise InputError(
+                f"{path.name} unpacks to {total} bytes, more than the limit of {byte_limit} bytes "
+                f"(set {MAX_BYTES_ENV} to raise it)"
+            )
         if check_names is not None:
             check_names([m.filename for m in members])
         if out.exists():
@@ -105,8 +116,10 @@ def _check_member(zip_name: str, m: zipfile.ZipInfo) -> None:
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise InputError(f"{zip_name} holds an absolute path ({m.filename}); zips must use relative paths")
     if ".." in name.split("/"):
-        raise InputError(f"{zip_name} holds a path with '..' ({m.filename}), which could write outside its folder; "
-                         "zips must use plain relative paths")
+        raise InputError(
+            f"{zip_name} holds a path with '..' ({m.filename}), which could write outside its folder; "
+            "zips must use plain relative paths"
+        )
     if stat.S_ISLNK(m.external_attr >> 16):
         raise InputError(f"{zip_name} holds a symbolic link ({m.filename}); links are not accepted")
 
@@ -119,13 +132,15 @@ def _write(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit
     for m in members:
         target = (base / m.filename).resolve()
         if base not in target.parents:
-            raise InputError(f"{zip_name} holds a path that leaves its folder ({m.filename}); zips must use plain "
-                             "relative paths")
+            raise InputError(
+                f"{zip_name} holds a path that leaves its folder ({m.filename}); zips must use plain relative paths"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(m) as src, open(target, "wb") as dst:
             while chunk := src.read(CHUNK_BYTES):
                 written += len(chunk)
                 if written > limit:
-                    raise InputError(f"{zip_name} unpacks to more than the limit of {limit} bytes "
-                                     f"(set {MAX_BYTES_ENV} to raise it)")
+                    raise InputError(
+                        f"{zip_name} unpacks to more than the limit of {limit} bytes (set {MAX_BYTES_ENV} to raise it)"
+                    )
                 dst.write(chunk)

@@ -38,8 +38,19 @@ WRONG_PART_FRACTION = 0.90  # this much of the object at or above the threshold:
 MAX_FILES = 10_000
 ZIP_CONTENTS = "RGB images and depth files"
 OVERLAY_MAX_SIDE = 512  # overlays in the report are at most this many pixels on their longer side
-COLUMNS = ("name", "verdict", "score", "threshold", "score_over_threshold", "head", "gate", "object_over_threshold",
-           "warning", "rgb", "depth")
+COLUMNS = (
+    "name",
+    "verdict",
+    "score",
+    "threshold",
+    "score_over_threshold",
+    "head",
+    "gate",
+    "object_over_threshold",
+    "warning",
+    "rgb",
+    "depth",
+)
 OK_RGB, NG_RGB, ERROR_RGB = (34, 139, 34), (200, 30, 30), (110, 110, 110)
 
 
@@ -76,12 +87,21 @@ def summarise(p: Any, calibration: Any, category: str | None = None) -> dict[str
     warning = None
     if fraction > WRONG_PART_FRACTION:
         part = f"a {category} part" if category else "the part this model was trained on"
-        warning = (f"{fraction:.0%} of the {'object' if obj is not None else 'image'} is at or above the threshold; "
-                   f"defects cover far less, so this is probably not {part}; check the model")
-    return {"verdict": "NG" if p.is_anomalous else "OK", "score": round(p.score, 4), "threshold": round(p.threshold, 4),
-            "score_over_threshold": round(ratio, 3), "head": p.used, "gate": p.gate,
-            "borderline": bool(p.is_anomalous and ratio < BORDERLINE_RATIO),
-            "object_over_threshold": round(fraction, 3), "warning": warning}
+        warning = (
+            f"{fraction:.0%} of the {'object' if obj is not None else 'image'} is at or above the threshold; "
+            f"defects cover far less, so this is probably not {part}; check the model"
+        )
+    return {
+        "verdict": "NG" if p.is_anomalous else "OK",
+        "score": round(p.score, 4),
+        "threshold": round(p.threshold, 4),
+        "score_over_threshold": round(ratio, 3),
+        "head": p.used,
+        "gate": p.gate,
+        "borderline": bool(p.is_anomalous and ratio < BORDERLINE_RATIO),
+        "object_over_threshold": round(fraction, 3),
+        "warning": warning,
+    }
 
 
 # --- finding the pairs -------------------------------------------------------------------------------------
@@ -113,8 +133,12 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
         elif path.suffix.lower() == ".zip":
             if scratch is None:
                 raise InputError(f"{path.name} is a zip; give a scratch folder to unpack it into")
-            folder = extract_zip(path, Path(scratch) / f"zip{i:03d}_{path.stem}", expected=ZIP_CONTENTS,
-                                 too_many=f"a batch takes at most {MAX_FILES} files")
+            folder = extract_zip(
+                path,
+                Path(scratch) / f"zip{i:03d}_{path.stem}",
+                expected=ZIP_CONTENTS,
+                too_many=f"a batch takes at most {MAX_FILES} files",
+            )
             files += sorted(p for p in folder.rglob("*") if p.is_file())
         elif path.is_file():
             files.append(path)
@@ -136,8 +160,10 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
         names.add(unique)
         items.append(BatchItem(unique, f, depths.get(_key(f, f in loose))))
     if not items:
-        raise InputError(f"no RGB image ({', '.join(RGB_SUFFIXES)}) among the {len(files)} files given; upload "
-                         "images, with depth files named like them (NAME.tiff, NAME_xyz.tiff, NAME_depth.png)")
+        raise InputError(
+            f"no RGB image ({', '.join(RGB_SUFFIXES)}) among the {len(files)} files given; upload "
+            "images, with depth files named like them (NAME.tiff, NAME_xyz.tiff, NAME_depth.png)"
+        )
     return items
 
 
@@ -147,8 +173,16 @@ def _banner(picture: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.
     scale = max(0.4, min(0.8, w / 700))
     band = np.zeros((int(30 * scale / 0.5), w, 3), np.uint8)
     band[:] = colour
-    cv2.putText(band, text, (6, band.shape[0] - int(8 * scale / 0.5)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        band,
+        text,
+        (6, band.shape[0] - int(8 * scale / 0.5)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return np.concatenate([band, picture], axis=0)
 
 
@@ -156,15 +190,22 @@ def overlay_picture(image: np.ndarray, heat: np.ndarray, row: dict[str, Any]) ->
     """The report's picture of one image: a verdict band, the heat map over the photo, the colour bar."""
     factor = OVERLAY_MAX_SIDE / max(image.shape[:2])
     if factor < 1:
-        image = cv2.resize(image, (round(image.shape[1] * factor), round(image.shape[0] * factor)),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (round(image.shape[1] * factor), round(image.shape[0] * factor)), interpolation=cv2.INTER_AREA
+        )
     text = f"{row['verdict']}  {row['score']:.4f} / {row['threshold']:.4f}"
     colour = NG_RGB if row["verdict"] == "NG" else OK_RGB
     return _banner(with_colour_bar(overlay(image, heat)), text, colour)
 
 
-def inspect_items(predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control",
-                  sensitivity: float = 1.0, category: str | None = None) -> Iterator[dict[str, Any]]:
+def inspect_items(
+    predictor: Any,
+    items: list[BatchItem],
+    out: str | Path,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    category: str | None = None,
+) -> Iterator[dict[str, Any]]:
     """Predict each item, write its overlay to out/overlays/NAME.png, and yield its row (in order).
 
     An unreadable file gives a row with verdict "error" and the reason; the batch goes on.
@@ -195,8 +236,9 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, meta: dict[str, An
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(out / "report.csv", text.getvalue().encode())
-    public = [{k: v for k, v in r.items() if k != "overlay"} | {"overlay": _relative(r.get("overlay"), out)}
-              for r in rows]
+    public = [
+        {k: v for k, v in r.items() if k != "overlay"} | {"overlay": _relative(r.get("overlay"), out)} for r in rows
+    ]
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
     report = {**(meta or {}), "counts": counts, "images": public}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
@@ -214,9 +256,15 @@ def _relative(path: str | None, out: Path) -> str | None:
     return None if not path else Path(path).relative_to(out).as_posix()
 
 
-def run_batch(predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control",
-              sensitivity: float = 1.0, category: str | None = None,
-              progress: Callable[[int, int], bool] | None = None) -> tuple[list[dict[str, Any]], Path]:
+def run_batch(
+    predictor: Any,
+    items: list[BatchItem],
+    out: str | Path,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    category: str | None = None,
+    progress: Callable[[int, int], bool] | None = None,
+) -> tuple[list[dict[str, Any]], Path]:
     """Inspect every item and write the report; `progress(done, total)` returning False stops early (the report
     then covers the images done). Returns (rows, zip path)."""
     rows: list[dict[str, Any]] = []
@@ -224,6 +272,13 @@ def run_batch(predictor: Any, items: list[BatchItem], out: str | Path, gate: str
         rows.append(row)
         if progress is not None and progress(len(rows), len(items)) is False:
             break
-    meta = {"model": getattr(predictor, "name", ""), "category": category, "gate": gate, "sensitivity": sensitivity,
-            "total": len(items), "done": len(rows), "cancelled": len(rows) < len(items)}
+    meta = {
+        "model": getattr(predictor, "name", ""),
+        "category": category,
+        "gate": gate,
+        "sensitivity": sensitivity,
+        "total": len(items),
+        "done": len(rows),
+        "cancelled": len(rows) < len(items),
+    }
     return rows, write_report(rows, out, meta)

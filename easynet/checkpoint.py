@@ -33,8 +33,13 @@ FORMAT = "easynet-3d-checkpoint"
 VERSION = 1
 # bounds a checkpoint's header must respect before any model is built from it (an absurd width or size would
 # allocate gigabytes); the paper preset uses base_width 128, head_width 512, image_size 256
-CONFIG_BOUNDS = {"base_width": (1, 512), "head_width": (2, 4096), "image_size": (16, 2048),
-                 "depth_channels": (1, 3), "se_reduction": (1, 1024)}
+CONFIG_BOUNDS = {
+    "base_width": (1, 512),
+    "head_width": (2, 4096),
+    "image_size": (16, 2048),
+    "depth_channels": (1, 3),
+    "se_reduction": (1, 1024),
+}
 # authors' module prefix -> ours (see easynet/model.py); every key is renamed, nothing else changes
 OFFICIAL_PREFIXES = {
     "encoder.": "rgb.encoder.",
@@ -92,8 +97,10 @@ class Checkpoint:
         model = EasyNet(self.model_config)
         problems = state_dict_mismatch(model.state_dict(), self.state_dict)
         if problems:
-            raise CheckpointError(f"the weights do not fit the architecture named in the checkpoint ({problems}); "
-                                  "the file was saved for another preset or edited")
+            raise CheckpointError(
+                f"the weights do not fit the architecture named in the checkpoint ({problems}); "
+                "the file was saved for another preset or edited"
+            )
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 
@@ -159,8 +166,10 @@ def _torch_load(path: Path) -> Any:
             "(possibly code), which EasyNet-3D never loads"
         ) from err
     except Exception as err:  # zip, EOF, memo and storage errors all mean a damaged file
-        raise CheckpointError(f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt; expected a "
-                              "complete .pt file written by EasyNet-3D") from err
+        raise CheckpointError(
+            f"{path.name} cannot be read as a checkpoint: it is truncated or corrupt; expected a "
+            "complete .pt file written by EasyNet-3D"
+        ) from err
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -173,8 +182,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"{path.name} is a bare state_dict (the authors' weights?); convert it with "
                 "`python -m easynet import-official --weights FILE --out CKPT`"
             )
-        raise CheckpointError(f"{path.name} is not an EasyNet-3D checkpoint (no '{FORMAT}' header); expected a "
-                              "file written by `easynet train` or the app")
+        raise CheckpointError(
+            f"{path.name} is not an EasyNet-3D checkpoint (no '{FORMAT}' header); expected a "
+            "file written by `easynet train` or the app"
+        )
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path.name} was written by a newer EasyNet-3D (format {payload['version']})")
     try:
@@ -195,8 +206,10 @@ def _check_config(cfg: ModelConfig, name: str) -> None:
     for key, (low, high) in CONFIG_BOUNDS.items():
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise CheckpointError(f"{name} has an impossible model config: {key} is {value!r}, expected an integer "
-                                  f"from {low} to {high}; the file was edited or damaged")
+            raise CheckpointError(
+                f"{name} has an impossible model config: {key} is {value!r}, expected an integer "
+                f"from {low} to {high}; the file was edited or damaged"
+            )
 
 
 def _check_calibration(calibration: Calibration, name: str) -> None:
@@ -208,8 +221,10 @@ def _check_calibration(calibration: Calibration, name: str) -> None:
     for key, value in values.items():
         bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
         if bad or (key.endswith("threshold") and value <= 0):
-            raise CheckpointError(f"{name} has a broken calibration: {key} is {value!r}, expected a finite number "
-                                  "(thresholds above 0); recalibrate it with `easynet calibrate`")
+            raise CheckpointError(
+                f"{name} has a broken calibration: {key} is {value!r}, expected a finite number "
+                "(thresholds above 0); recalibrate it with `easynet calibrate`"
+            )
 
 
 def _check_finite(state: dict[str, torch.Tensor], name: str) -> None:
@@ -218,8 +233,10 @@ def _check_finite(state: dict[str, torch.Tensor], name: str) -> None:
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{name} has a damaged header: weight {key} is not a tensor")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{name} holds non-finite weights (NaN or inf in {key}); it comes from a diverged "
-                                  "training run or is damaged, so it is refused; retrain it or use another checkpoint")
+            raise CheckpointError(
+                f"{name} holds non-finite weights (NaN or inf in {key}); it comes from a diverged "
+                "training run or is damaged, so it is refused; retrain it or use another checkpoint"
+            )
 
 
 def start_config(ckpt: Checkpoint, asked: ModelConfig | dict[str, Any], name: str) -> ModelConfig:
@@ -233,8 +250,10 @@ def start_config(ckpt: Checkpoint, asked: ModelConfig | dict[str, Any], name: st
     if clash:
         theirs = ", ".join(f"{k}={getattr(have, k)!r}" for k in clash)
         yours = ", ".join(f"{k}={v!r}" for k, v in clash.items())
-        raise InputError(f"{name} holds a model with {theirs}, not the {yours} asked for; leave out those model "
-                         "options to train with the checkpoint's architecture")
+        raise InputError(
+            f"{name} holds a model with {theirs}, not the {yours} asked for; leave out those model "
+            "options to train with the checkpoint's architecture"
+        )
     return have
 
 
@@ -302,13 +321,16 @@ def official_config() -> ModelConfig:
     return MODEL_PRESETS["paper"].replace(**OFFICIAL_INPUT)
 
 
-def import_official(weights: str | Path, out: str | Path, alpha: float | None = None,
-                    category: str | None = None) -> Path:
+def import_official(
+    weights: str | Path, out: str | Path, alpha: float | None = None, category: str | None = None
+) -> Path:
     """Convert the authors' released .pth into an EasyNet-3D checkpoint (their inputs, histogram gate and score
     rule). The gate's alpha is ``alpha`` when given, else the authors' value for ``category``, else 0."""
     if category is not None and category not in OFFICIAL_ALPHA:
-        raise CheckpointError(f"no authors' alpha for {category!r}; they published one for "
-                              f"{', '.join(OFFICIAL_ALPHA)} (or give the alpha itself)")
+        raise CheckpointError(
+            f"no authors' alpha for {category!r}; they published one for "
+            f"{', '.join(OFFICIAL_ALPHA)} (or give the alpha itself)"
+        )
     raw = _torch_load(Path(weights))
     if not isinstance(raw, dict):
         raise CheckpointError(f"{Path(weights).name} does not hold a state_dict")
@@ -323,7 +345,10 @@ def import_official(weights: str | Path, out: str | Path, alpha: float | None = 
         official_config(),
         state,
         Calibration(alpha=value, rule=rule),
-        provenance={"source": "authors' released 2-layer Fusion1 weights", "file": Path(weights).name,
-                    "category": category},
+        provenance={
+            "source": "authors' released 2-layer Fusion1 weights",
+            "file": Path(weights).name,
+            "category": category,
+        },
     )
     return save_checkpoint(ckpt, out)

@@ -87,8 +87,10 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     r = recalibrate_checkpoint(
         a.checkpoint, a.data, a.category, a.out, data_format=a.format, device=a.device, half=a.half
     )
-    print(f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
-          f"anomalies); alpha {r['alpha']:.4f}")
+    print(
+        f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
+        f"anomalies); alpha {r['alpha']:.4f}"
+    )
     return 0
 
 
@@ -190,8 +192,10 @@ def _predict_batch(predictor: Any, a: argparse.Namespace) -> int:
         facts = f"{r['score']:.4f} / {r['threshold']:.4f} ({r['head']} head)" if r["verdict"] != "error" else ""
         print(f"{r['name']:<{width}}  {r['verdict']:<5}  {facts}  {r.get('warning') or ''}".rstrip())
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
-    print(f"{len(rows)} images: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable; report "
-          f"{out / 'report.csv'}, {out / 'report.json'}, overlays in {out / 'overlays'}, all in {archive}")
+    print(
+        f"{len(rows)} images: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable; report "
+        f"{out / 'report.csv'}, {out / 'report.json'}, overlays in {out / 'overlays'}, all in {archive}"
+    )
     if a.json:
         _write_json(a.json, rows)
     return 0
@@ -335,8 +339,10 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "n_train": (lambda v: v >= 1, "at least 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
-PRECISION_HELP = ("auto: bf16 on CUDA GPUs, fp32 on CPUs; bf16: bf16 where the device has it natively (avx512_bf16 / "
-                  "AMX CPUs, CUDA), else fp32 with a note")
+PRECISION_HELP = (
+    "auto: bf16 on CUDA GPUs, fp32 on CPUs; bf16: bf16 where the device has it natively (avx512_bf16 / "
+    "AMX CPUs, CUDA), else fp32 with a note"
+)
 OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
 
 
@@ -437,8 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="score one RGB (+ depth) image, or every image of a folder or zip")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--rgb", required=True, help="an image, or a folder / .zip of images with depth files named "
-                   "like them (a batch: report.csv, report.json and overlays/ in --out, default batch_report)")
+    p.add_argument(
+        "--rgb",
+        required=True,
+        help="an image, or a folder / .zip of images with depth files named "
+        "like them (a batch: report.csv, report.json and overlays/ in --out, default batch_report)",
+    )
     p.add_argument("--depth")
     p.add_argument("--gate", choices=gates, default="control")
     p.add_argument("--sensitivity", type=float, default=1.0)
@@ -515,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     except EasyNetError as err:
         message = str(err)
     except MemoryError:
-        message = (f"`easynet {args.command}` ran out of memory; use a smaller image, batch size or preset, or a "
-                   "machine with more memory")
+        message = (
+            f"`easynet {args.command}` ran out of memory; use a smaller image, batch size or preset, or a "
+            "machine with more memory"
+        )
     except OSError as err:  # a file that cannot be read or written (permissions, disk full, a file as a folder)
         where = f" ({err.filename})" if err.filename else ""
         message = f"{err.strerror or type(err).__name__}{where}; check the paths given to `easynet {args.command}`"

@@ -138,8 +138,11 @@ def gate_scores(heads: HeadOutputs, cal: Calibration, mode: str) -> tuple[np.nda
         used = heads.entropy_fused > heads.entropy_rgb + cal.alpha
     if official:
         scores = np.where(used, _safe(heads.score_fused, n), heads.score_rgb)
-        maps = heads.prob_rgb if heads.prob_fused is None else np.where(used[:, None, None], heads.prob_fused,
-                                                                         heads.prob_rgb)
+        maps = (
+            heads.prob_rgb
+            if heads.prob_fused is None
+            else np.where(used[:, None, None], heads.prob_fused, heads.prob_rgb)
+        )
         return scores, maps, used
     scores = np.where(used, _safe(heads.score_fused, n) / cal.fused.threshold, heads.score_rgb / cal.rgb.threshold)
     maps = np.stack(
@@ -214,8 +217,10 @@ def calibrate(
         metrics["control_fused_fraction"] = round(float(np.mean(fused)), 4)
         if fused.all() or not fused.any():  # an end of the search range: the entropies decided nothing here
             head = "fused" if fused.all() else "RGB"
-            metrics["alpha_note"] = (f"alpha {cal.alpha:.4f} is at the end of its search range: control sends every "
-                                     f"validation image to the {head} head, so the entropies carry no signal here")
+            metrics["alpha_note"] = (
+                f"alpha {cal.alpha:.4f} is at the end of its search range: control sends every "
+                f"validation image to the {head} head, so the entropies carry no signal here"
+            )
     else:
         metrics["i_auroc_close"] = _auroc(y, heads.score_rgb / cal.rgb.threshold)
     cal.metrics = metrics

@@ -28,8 +28,14 @@ Progress = Callable[[int, int], None]
 def loader_options(cfg: ModelConfig) -> dict[str, Any]:
     """The loader settings a model's preprocessing needs (size, modality, resize, depth encoding and scale, RGB
     background): one place for all callers, so loaders feed what `Predictor.predict` feeds."""
-    return {"image_size": cfg.image_size, "modality": cfg.modality, "resize": cfg.resize,
-            "depth_encoding": cfg.depth_encoding, "depth_scale": cfg.depth_scale, "rgb_background": cfg.rgb_background}
+    return {
+        "image_size": cfg.image_size,
+        "modality": cfg.modality,
+        "resize": cfg.resize,
+        "depth_encoding": cfg.depth_encoding,
+        "depth_scale": cfg.depth_scale,
+        "rgb_background": cfg.rgb_background,
+    }
 
 
 def fit_metric_scale(data: str | Path, category: str | None, cfg: ModelConfig, data_format: str) -> ModelConfig:
@@ -141,8 +147,14 @@ def train_category(
     if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under torchrun
         # only rank 0 calibrates and writes the checkpoint
         _finish_distributed()
-        return {"checkpoint": None, "steps": result.checkpoint.provenance["steps"], "stopped": result.stopped,
-                "alpha": None, "validation": None, "history": result.history}
+        return {
+            "checkpoint": None,
+            "steps": result.checkpoint.provenance["steps"],
+            "stopped": result.stopped,
+            "alpha": None,
+            "validation": None,
+            "history": result.history,
+        }
     ckpt = result.checkpoint
     ckpt.calibration = calibrate(result.model.to(dev), validation, dev, train_cfg.synth)
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}

@@ -38,8 +38,9 @@ def image_filter_size(image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def image_scores(maps: torch.Tensor, image_size: int, valid: torch.Tensor | None = None,
-                 include_pad: bool = False) -> torch.Tensor:
+def image_scores(
+    maps: torch.Tensor, image_size: int, valid: torch.Tensor | None = None, include_pad: bool = False
+) -> torch.Tensor:
     """(B, H, W) anomaly maps -> (B,) max of the mean-filtered map; ``valid`` (B, H, W) bool leaves letterbox
     padding out (it is set to 0 before filtering); ``include_pad`` counts the filter's zero padding (authors)."""
     k = image_filter_size(image_size)
@@ -211,15 +212,17 @@ class Predictor:
         self.runner: Runner = make_runner(self.model, device, backend, self.precision)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", backend: str = "optimized",
-                        precision: str = "auto") -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", backend: str = "optimized", precision: str = "auto"
+    ) -> Predictor:
         """Load a checkpoint; ``backend`` is "optimized" (BN folded, channels-last; default), "eager" (the
         model as trained) or "onnx" (onnxruntime, an optional dependency); ``precision`` is "auto", "fp32" or
         "bf16" (runtime.resolve_precision)."""
         configure_threads()
         ckpt = load_checkpoint(path)
-        predictor = cls(ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem, backend,
-                        precision)
+        predictor = cls(
+            ckpt.build_model(), ckpt.calibration, resolve_device(device), Path(path).stem, backend, precision
+        )
         predictor.checkpoint = ckpt
         return predictor
 
@@ -273,8 +276,10 @@ class Predictor:
             official = self.cfg.score_rule == "official"
             score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
         if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
-            raise NonFiniteError(f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
-                                 "image, so there is no verdict; its weights are damaged or diverged, retrain it")
+            raise NonFiniteError(
+                f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
+                "image, so there is no verdict; its weights are damaged or diverged, retrain it"
+            )
         t2 = time.perf_counter()
         used_fused = bool(out.used_fused[0])
         head = self.calibration.head(used_fused)

@@ -37,8 +37,9 @@ class TrainingSet(Dataset):
     item is a random crop that overlaps the image (not only letterbox padding).
     """
 
-    def __init__(self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool,
-                 depth_scale: float | None = None) -> None:
+    def __init__(
+        self, samples: Sequence[Any], cfg: TrainConfig, use_depth: bool, depth_scale: float | None = None
+    ) -> None:
         if len(samples) == 0:
             raise InputError("the training split holds no images; at least one good sample is needed")
         self.samples, self.seed, self.use_depth = samples, cfg.seed, use_depth
@@ -99,8 +100,9 @@ class TrainingSet(Dataset):
 
 def crop_window(size: int, crop: int, frame: Any, rng: np.random.Generator) -> tuple[slice, slice]:
     """A random crop x crop window of an (S, S) input whose centre lies on the image (not on padding)."""
-    top, left, height, width = (0, 0, size, size) if frame is None else (
-        frame.top, frame.left, frame.height, frame.width)
+    top, left, height, width = (
+        (0, 0, size, size) if frame is None else (frame.top, frame.left, frame.height, frame.width)
+    )
     cy = rng.uniform(top, top + height)
     cx = rng.uniform(left, left + width)
     y0 = int(np.clip(round(cy - crop / 2), 0, size - crop))
@@ -240,9 +242,11 @@ def train(
                 pred = net(batch["aug_rgb"], batch.get("aug_depth"))
             terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
             if not bool(torch.isfinite(terms.total)):  # stop before the optimizer spreads NaN into the weights
-                raise NonFiniteError(f"training diverged at step {step + 1}: the loss became {float(terms.total)}; "
-                                     "the run stops before its weights turn non-finite; lower the learning rate "
-                                     "or check the training images")
+                raise NonFiniteError(
+                    f"training diverged at step {step + 1}: the loss became {float(terms.total)}; "
+                    "the run stops before its weights turn non-finite; lower the learning rate "
+                    "or check the training images"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
             scaler.step(optimizer)
@@ -308,8 +312,11 @@ class _BestKeeper:
         if self.state is None:
             return {}
         model.load_state_dict(self.state)
-        return {"selected_step": self.best_step, "selection_score": round(self.best, 5),
-                "selection_history": self.history}
+        return {
+            "selected_step": self.best_step,
+            "selection_score": round(self.best, 5),
+            "selection_history": self.history,
+        }
 
 
 def _any_rank(flag: bool, dev: torch.device) -> bool:
@@ -328,8 +335,11 @@ def _scheduler_from_plain(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:
-    state = {"step": step, "optimizer": optimizer.state_dict(),
-             "scheduler": _scheduler_to_plain(scheduler.state_dict())}
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": _scheduler_to_plain(scheduler.state_dict()),
+    }
     prov = {**(provenance or {}), "steps": step, "train_state": state}
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Checkpoint(model_cfg, weights, Calibration(), cfg, prov)

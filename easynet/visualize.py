@@ -62,7 +62,7 @@ def with_colour_bar(picture: np.ndarray) -> np.ndarray:
         x = int(np.clip(value * (w - 1) - tw / 2, 2, max(2, w - tw - 2)))
         cv2.putText(strip, text, (x, bar_h + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), 1, cv2.LINE_AA)
     tick = int(THRESHOLD_LEVEL * (w - 1))
-    strip[:bar_h, max(0, tick - 1): tick + 1] = 0
+    strip[:bar_h, max(0, tick - 1) : tick + 1] = 0
     return np.concatenate([to_uint8(picture)[..., :3], strip], axis=0)
 
 

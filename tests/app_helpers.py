@@ -32,8 +32,12 @@ def make_assets(workspace: Path, tiny_tree: Path, tiny_checkpoint: Path) -> AppA
     (workspace / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy(tiny_checkpoint, workspace / "models" / "toy.pt")
     shipped = sorted((REPO / "samples").glob("*/*_rgb.png"))
-    shipped = [p for p in shipped if p.with_name(p.name.replace("_rgb.png", "_xyz.tiff")).is_file()
-               and (REPO / "checkpoints" / f"{p.parent.name}.pt").is_file()]
+    shipped = [
+        p
+        for p in shipped
+        if p.with_name(p.name.replace("_rgb.png", "_xyz.tiff")).is_file()
+        and (REPO / "checkpoints" / f"{p.parent.name}.pt").is_file()
+    ]
     if shipped:
         rgb = next((p for p in shipped if p.name.startswith("cut")), shipped[0])
         depth = rgb.with_name(rgb.name.replace("_rgb.png", "_xyz.tiff"))

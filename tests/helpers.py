@@ -18,8 +18,13 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def make_scene_xyz(size: int | tuple[int, int] = 64, tilt: float = 10.0, missing_fraction: float = 0.05,
-                   noise: float = 0.0003, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_scene_xyz(
+    size: int | tuple[int, int] = 64,
+    tilt: float = 10.0,
+    missing_fraction: float = 0.05,
+    noise: float = 0.0003,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """An organised point cloud of a tilted table with a box and a blob on it.
 
     Returns ((H, W, 3) float32 xyz in metres, missing points exactly 0; (H, W) bool true object mask).
@@ -34,9 +39,9 @@ def make_scene_xyz(size: int | tuple[int, int] = 64, tilt: float = 10.0, missing
     offset = TABLE_DISTANCE * np.cos(angle)  # plane: normal . p + offset = 0 passes through (0, 0, 0.6)
     table = rays * (-offset / (rays @ normal))[..., None]
     height = np.zeros((h, w))
-    height[h // 4: h // 2, w // 4: w // 2] = OBJECT_HEIGHT  # box
+    height[h // 4 : h // 2, w // 4 : w // 2] = OBJECT_HEIGHT  # box
     yy, xx = (v - 0.55 * h) / (0.12 * h), (u - 0.55 * w) / (0.12 * w)
-    height = np.maximum(height, 0.02 * np.exp(-(xx ** 2 + yy ** 2)) * (xx ** 2 + yy ** 2 < 2.5))  # blob
+    height = np.maximum(height, 0.02 * np.exp(-(xx**2 + yy**2)) * (xx**2 + yy**2 < 2.5))  # blob
     xyz = table + height[..., None] * normal + rng.normal(0, noise, (h, w, 1)) * normal
     missing = rng.random((h, w)) < missing_fraction
     xyz[missing] = 0.0
@@ -58,7 +63,7 @@ def with_gaps(xyz: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     elif kind == "hole":
         yy, xx = np.mgrid[0:h, 0:w]
         xyz[(yy - 0.4 * h) ** 2 + (xx - 0.4 * w) ** 2 < (0.06 * h) ** 2] = 0.0
-        xyz[int(0.3 * h): int(0.3 * h) + max(2, h // 32)] = 0.0
+        xyz[int(0.3 * h) : int(0.3 * h) + max(2, h // 32)] = 0.0
     elif kind == "dropout":
         xyz[np.random.default_rng(seed).random((h, w)) < 0.2] = 0.0
     else:
@@ -74,14 +79,21 @@ def _rgb(size: tuple[int, int], seed: int, brightness: float = 1.0) -> np.ndarra
 def _defect_mask(size: tuple[int, int], value: int = DEFECT_VALUE) -> np.ndarray:
     h, w = size
     mask = np.zeros(size, dtype=np.uint8)
-    mask[h // 3: h // 3 + max(2, h // 8), w // 3: w // 3 + max(2, w // 8)] = value
+    mask[h // 3 : h // 3 + max(2, h // 8), w // 3 : w // 3 + max(2, w // 8)] = value
     return mask
 
 
-def make_mvtec3d_tree(root: Path, category: str = "toy", size: int | tuple[int, int] = 64,
-                      with_xyz: bool = True, tilt: float = 10.0, missing_fraction: float = 0.05,
-                      n_train: int = 2, n_val: int = 1,
-                      test: dict[str, int] | None = None) -> Path:
+def make_mvtec3d_tree(
+    root: Path,
+    category: str = "toy",
+    size: int | tuple[int, int] = 64,
+    with_xyz: bool = True,
+    tilt: float = 10.0,
+    missing_fraction: float = 0.05,
+    n_train: int = 2,
+    n_val: int = 1,
+    test: dict[str, int] | None = None,
+) -> Path:
     """Writes ROOT/<category>/{train,validation}/good/{rgb,xyz} and test/<defect>/{rgb,xyz,gt}.
 
     Defect gt masks hold the value 254 (as real MVTec class ids); good gt masks are all 0.
@@ -114,8 +126,15 @@ def depth_png_with_yaml(z: np.ndarray, low: float, high: float) -> tuple[np.ndar
     return png, {"normalization": {"min": float(low), "max": float(high)}}
 
 
-def make_eyecandies_tree(root: Path, category: str = "CandyCane", size: int = 64, n_train: int = 3,
-                         n_val: int = 1, n_test_good: int = 1, n_test_bad: int = 1) -> Path:
+def make_eyecandies_tree(
+    root: Path,
+    category: str = "CandyCane",
+    size: int = 64,
+    n_train: int = 3,
+    n_val: int = 1,
+    n_test_good: int = 1,
+    n_test_bad: int = 1,
+) -> Path:
     """Writes ROOT/<Category>/{train,val,test_public}/data/<idx>_{image_0..5,depth,info_depth,mask}.
 
     Light k has brightness (k + 1) / 6 so tests can tell which light a loader picked.
@@ -140,16 +159,23 @@ def make_eyecandies_tree(root: Path, category: str = "CandyCane", size: int = 64
     return Path(root) / category
 
 
-def make_pair_folder(root: Path, size: int | tuple[int, int] = 64, n_good: int = 1, n_bad: int = 1,
-                     depth_format: str = "tiff", subfolders: bool = False) -> Path:
+def make_pair_folder(
+    root: Path,
+    size: int | tuple[int, int] = 64,
+    n_good: int = 1,
+    n_bad: int = 1,
+    depth_format: str = "tiff",
+    subfolders: bool = False,
+) -> Path:
     """Writes NAME.png + NAME.tiff | NAME_depth.png | NAME.npy (+ NAME_mask.png for bad items), or the same
     stems under rgb/, depth/, mask/ when `subfolders`. Good items are named good_*, bad ones bad_*."""
     hw = _size(size)
     root = Path(root)
     for i in range(n_good + n_bad):
         name = f"good_{i}" if i < n_good else f"bad_{i}"
-        rgb_dir, depth_dir, mask_dir = (root / "rgb", root / "depth", root / "mask") if subfolders \
-            else (root, root, root)
+        rgb_dir, depth_dir, mask_dir = (
+            (root / "rgb", root / "depth", root / "mask") if subfolders else (root, root, root)
+        )
         for d in (rgb_dir, depth_dir, mask_dir):
             d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(_rgb(hw, i)).save(rgb_dir / f"{name}.png")

@@ -58,8 +58,15 @@ def _conv(s: dict[str, Tensor], key: str, x: Tensor) -> Tensor:
 
 
 def _bn(s: dict[str, Tensor], key: str, x: Tensor) -> Tensor:
-    return F.batch_norm(x, s[f"{key}.running_mean"], s[f"{key}.running_var"], s[f"{key}.weight"],
-                        s[f"{key}.bias"], training=False, eps=BN_EPS)
+    return F.batch_norm(
+        x,
+        s[f"{key}.running_mean"],
+        s[f"{key}.running_var"],
+        s[f"{key}.weight"],
+        s[f"{key}.bias"],
+        training=False,
+        eps=BN_EPS,
+    )
 
 
 def _double(s: dict[str, Tensor], key: str, x: Tensor) -> Tensor:

@@ -14,9 +14,9 @@ def _on_disk(relative: str) -> str:
 
     return str(workspace.annotations_root() / relative)
 
+
 def _rgb(path) -> np.ndarray:
     return cv2.imread(str(path))[..., ::-1].copy()
-
 
 
 def _as_browser_returns(value: dict, stroke: tuple[slice, slice], erase: tuple[slice, slice] | None = None) -> dict:
@@ -38,7 +38,7 @@ def test_prefilled_and_edited_mask_saves_exactly_the_on_screen_pixels(assets, mo
     image = _rgb(assets.rgb)
     h, w = image.shape[:2]
     predicted = np.zeros((h, w), bool)
-    predicted[h // 4: h // 2, w // 4: w // 2] = True  # a known pre-fill, independent of the tiny model
+    predicted[h // 4 : h // 2, w // 4 : w // 2] = True  # a known pre-fill, independent of the tiny model
     monkeypatch.setattr(annotate, "predicted_mask", lambda *a: predicted)
     value, note, _ = annotate.prefill(str(assets.rgb), str(assets.depth), assets.model)
     assert "Pre-filled" in note
@@ -58,8 +58,9 @@ def test_prefilled_and_edited_mask_saves_exactly_the_on_screen_pixels(assets, mo
 
     # 'Clear the mask' then one stroke: the stroke alone
     cleared = annotate.clear_mask(str(assets.rgb))
-    _, _, _, saved = annotate.save("screen", "NG", "train", "dent", str(assets.rgb), None,
-                                   _as_browser_returns(cleared, stroke), assets.model)
+    _, _, _, saved = annotate.save(
+        "screen", "NG", "train", "dent", str(assets.rgb), None, _as_browser_returns(cleared, stroke), assets.model
+    )
     only_stroke = np.zeros((h, w), bool)
     only_stroke[stroke] = True
     assert np.array_equal(cv2.imread(_on_disk(saved["files"]["gt"]), cv2.IMREAD_GRAYSCALE) > 0, only_stroke)
@@ -88,8 +89,9 @@ def test_saves_without_reopening_add_entries_and_the_list_selects_the_new_one(as
 
     current, items = None, []
     for _ in range(3):  # the session state is passed on from save to save, as a browser or API client does
-        _, entries, current, saved = annotate.save("three", "OK", "train", "", str(assets.rgb), None, None,
-                                                   assets.model, current)
+        _, entries, current, saved = annotate.save(
+            "three", "OK", "train", "", str(assets.rgb), None, None, assets.model, current
+        )
         items.append(saved["entry"])
         assert entries["value"] == saved["entry"] and current is None
     assert items == [f"three:train/good/{i:03d}" for i in range(3)]
@@ -101,13 +103,15 @@ def test_a_reopened_entry_is_relabelled_in_place_but_another_picture_is_not(asse
 
     _, _, _, first = annotate.save("relabel", "OK", "train", "", str(assets.rgb), None, None, assets.model)
     reopened = annotate.reopen(first["entry"])
-    _, _, current, moved = annotate.save("relabel", "OK", "validation", "", reopened[1], None, None, assets.model,
-                                         reopened[7])
+    _, _, current, moved = annotate.save(
+        "relabel", "OK", "validation", "", reopened[1], None, None, assets.model, reopened[7]
+    )
     assert moved["entry"] == "relabel:validation/good/000" and current == moved["entry"]
     other = tmp_path / "other.png"
     cv2.imwrite(str(other), 255 - cv2.imread(str(assets.rgb)))
-    _, _, current, added = annotate.save("relabel", "OK", "validation", "", str(other), None, None, assets.model,
-                                         current)
+    _, _, current, added = annotate.save(
+        "relabel", "OK", "validation", "", str(other), None, None, assets.model, current
+    )
     assert added["entry"] == "relabel:validation/good/001" and current is None
     assert workspace.list_annotations("relabel") == [moved["entry"], added["entry"]]
 
@@ -115,8 +119,9 @@ def test_a_reopened_entry_is_relabelled_in_place_but_another_picture_is_not(asse
 def test_delete_asks_first_and_removes_the_selected_entry_only(assets):
     from app import annotate, workspace
 
-    items = [annotate.save("del", "OK", "train", "", str(assets.rgb), None, None, assets.model)[3]["entry"]
-             for _ in range(3)]
+    items = [
+        annotate.save("del", "OK", "train", "", str(assets.rgb), None, None, assets.model)[3]["entry"] for _ in range(3)
+    ]
     pending, row, question = annotate.ask_delete(items[1])
     assert pending == items[1] and row["visible"] and items[1] in question
     assert workspace.list_annotations("del") == items  # asking deletes nothing

@@ -48,8 +48,9 @@ def test_predict_endpoint_in_each_gate(server, gate):
     client, assets = server
     from gradio_client import handle_file
 
-    result = client.predict(handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, gate,
-                            api_name="/predict")
+    result = client.predict(
+        handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, gate, api_name="/predict"
+    )
     data = _json_output(result)
     assert data["gate"] == gate and data["has_depth"] and {"score", "threshold", "used", "alpha"} <= set(data)
     heat = result[1]
@@ -60,8 +61,9 @@ def test_compare_endpoint(server):
     client, assets = server
     from gradio_client import handle_file
 
-    result = client.predict(handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model,
-                            api_name="/compare")
+    result = client.predict(
+        handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, api_name="/compare"
+    )
     assert "control chose" in result[3] and set(result[4]) == {"close", "open", "control"}
 
 
@@ -69,8 +71,17 @@ def test_annotate_save_endpoint_writes_the_mvtec_layout(server):
     client, assets = server
     from gradio_client import handle_file
 
-    result = client.predict("api_part", "OK", "validation", "", handle_file(str(assets.rgb)),
-                            handle_file(str(assets.depth)), None, assets.model, api_name="/annotate_save")
+    result = client.predict(
+        "api_part",
+        "OK",
+        "validation",
+        "",
+        handle_file(str(assets.rgb)),
+        handle_file(str(assets.depth)),
+        None,
+        assets.model,
+        api_name="/annotate_save",
+    )
     saved = next(r for r in result if isinstance(r, dict) and "entry" in r)
     assert saved["entry"] == "api_part:validation/good/000"
     assert saved["files"]["rgb"] == "api_part/validation/good/rgb/000.png"  # relative, no server path
@@ -85,8 +96,20 @@ def test_three_api_saves_in_one_session_keep_three_entries(server):
     client, assets = server
     from gradio_client import handle_file
 
-    entries = [client.predict("api_three", "OK", "train", "", handle_file(str(assets.rgb)), None, None,
-                              assets.model, api_name="/annotate_save")[-1]["entry"] for _ in range(3)]
+    entries = [
+        client.predict(
+            "api_three",
+            "OK",
+            "train",
+            "",
+            handle_file(str(assets.rgb)),
+            None,
+            None,
+            assets.model,
+            api_name="/annotate_save",
+        )[-1]["entry"]
+        for _ in range(3)
+    ]
     assert entries == [f"api_three:train/good/{i:03d}" for i in range(3)]
     folders = list(assets.workspace.glob("sessions/*/annotations/api_three/train/good/rgb"))
     assert len(folders) == 1  # one client = one session's data set
@@ -102,15 +125,18 @@ def test_batch_endpoint_gives_one_row_per_image_and_a_report_zip(server, tmp_pat
 
     from gradio_client import handle_file
 
-    pairs = [(assets.rgb, assets.depth), (assets.data_root / "toy/test/good/rgb/000.png",
-                                           assets.data_root / "toy/test/good/xyz/000.tiff")]
+    pairs = [
+        (assets.rgb, assets.depth),
+        (assets.data_root / "toy/test/good/rgb/000.png", assets.data_root / "toy/test/good/xyz/000.tiff"),
+    ]
     archive = tmp_path / "lot.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for i, (rgb, depth) in enumerate(pairs):
             zf.write(rgb, f"part{i}.png")
             zf.write(depth, f"part{i}.tiff")
     table, gallery, summary, report_zip, report = client.predict(
-        [handle_file(str(archive)), handle_file(str(assets.rgb))], assets.model, "control", 1.0, api_name="/batch")
+        [handle_file(str(archive)), handle_file(str(assets.rgb))], assets.model, "control", 1.0, api_name="/batch"
+    )
     assert len(table["data"]) == 3 and len(gallery) == 3 and report["done"] == 3
     with zipfile.ZipFile(report_zip) as zf:
         assert len([n for n in zf.namelist() if n.startswith("overlays/")]) == 3
@@ -178,8 +204,9 @@ def test_a_second_session_cannot_see_or_touch_the_first_ones_jobs_and_annotation
         item = "api_part:validation/good/000"
         for api_name in ("/annotate_open", "/annotate_delete"):
             # refused by the handler, or earlier by the dropdown, which lists only B's entries
-            with pytest.raises(AppError, match="annotation api_part/validation/good/000 does not exist|is not in "
-                                               "the list of choices"):
+            with pytest.raises(
+                AppError, match="annotation api_part/validation/good/000 does not exist|is not in the list of choices"
+            ):
                 client_b.predict(item, api_name=api_name)
         [a_rgb] = list(assets.workspace.glob("sessions/*/annotations/api_part/validation/good/rgb/000.png"))
         assert a_rgb.is_file()  # B's delete did not reach A's entry

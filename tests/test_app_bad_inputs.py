@@ -24,7 +24,6 @@ NO_POINT = "has no valid point (every value is 0, NaN, inf or negative); expecte
 NOT_TIFF = "is not a readable TIFF: it is truncated, corrupt or not a TIFF at all"
 
 
-
 def _bad_files(folder: Path, rgb_path: Path) -> dict[str, tuple[Path, Path | None, str]]:
     """case -> (rgb, depth, the exact message)."""
     folder.mkdir(exist_ok=True)
@@ -36,23 +35,37 @@ def _bad_files(folder: Path, rgb_path: Path) -> dict[str, tuple[Path, Path | Non
     np.save(folder / "flat.npy", np.full((h, w), 0.5, np.float32))
     np.save(folder / "small.npy", np.linspace(0.4, 0.5, (h // 2) * (w // 2), dtype=np.float32).reshape(h // 2, -1))
     np.save(folder / "int.npy", np.ones((h, w), np.int64))
-    tifffile.imwrite(folder / "four.tiff", np.ones((h, w, 4), np.float32), photometric="rgb",
-                     extrasamples=["unspecified"])
+    tifffile.imwrite(
+        folder / "four.tiff", np.ones((h, w, 4), np.float32), photometric="rgb", extrasamples=["unspecified"]
+    )
     return {
         "text as rgb tiff": (folder / "notes.tiff", None, f"image file notes.tiff {NOT_TIFF}"),
         "text as depth tiff": (rgb_path, folder / "notes.tiff", f"depth file notes.tiff {NOT_TIFF}"),
-        "empty rgb": (folder / "empty.png", None, "image file empty.png is empty (0 bytes); expected a non-empty "
-                                                  ".png, .jpg, .jpeg, .bmp, .tif, .tiff file"),
+        "empty rgb": (
+            folder / "empty.png",
+            None,
+            "image file empty.png is empty (0 bytes); expected a non-empty .png, .jpg, .jpeg, .bmp, .tif, .tiff file",
+        ),
         "1x1 rgb": (folder / "one.png", None, "image one.png is 1x1 pixels; each side must be at least 8 pixels"),
         "nan depth": (rgb_path, folder / "nan.npy", f"depth nan.npy {NO_POINT}"),
-        "constant depth": (rgb_path, folder / "flat.npy", "depth flat.npy has the same value (0.5 m) everywhere, so "
-                                                          "it shows no object; give a real depth map, or no depth for "
-                                                          "an RGB-only check"),
-        "size mismatch": (rgb_path, folder / "small.npy", f"RGB is {w}x{h} but depth is {w // 2}x{h // 2}; they must "
-                                                          "be pixel-aligned and of the same size"),
+        "constant depth": (
+            rgb_path,
+            folder / "flat.npy",
+            "depth flat.npy has the same value (0.5 m) everywhere, so "
+            "it shows no object; give a real depth map, or no depth for "
+            "an RGB-only check",
+        ),
+        "size mismatch": (
+            rgb_path,
+            folder / "small.npy",
+            f"RGB is {w}x{h} but depth is {w // 2}x{h // 2}; they must be pixel-aligned and of the same size",
+        ),
         "int depth": (rgb_path, folder / "int.npy", "depth npy int.npy holds int64 values; expected floats in metres"),
-        "4-channel xyz": (rgb_path, folder / "four.tiff", "xyz tiff four.tiff has 4 channels; expected 3 (x, y, z), "
-                                                          "or HxW without channels for a z map"),
+        "4-channel xyz": (
+            rgb_path,
+            folder / "four.tiff",
+            "xyz tiff four.tiff has 4 channels; expected 3 (x, y, z), or HxW without channels for a z map",
+        ),
     }
 
 
@@ -102,9 +115,11 @@ def test_bad_zips_through_the_fine_tune_handler(assets, tmp_path):
         zf.writestr("toy/train/good/rgb/000.png", b"x")
     assert _gr_message(finetune.start, "zip", None, None, str(path), None, 2) == (
         "one.zip holds 1 good training and 0 validation images; fine-tuning needs at least 2 in toy/train/good/rgb "
-        "and 1 in toy/validation/good/rgb")
+        "and 1 in toy/validation/good/rgb"
+    )
     assert _gr_message(finetune.start, "zip", None, None, None, None, 2) == (
-        "upload a zip of one category in the MVTec 3D-AD layout")
+        "upload a zip of one category in the MVTec 3D-AD layout"
+    )
 
 
 class _Payload:
@@ -209,16 +224,23 @@ def test_errors_reach_the_client_and_the_server_keeps_answering(assets, tmp_path
         for case in ("text as rgb tiff", "size mismatch", "constant depth"):
             rgb, depth, message = cases[case]
             with pytest.raises(AppError) as error:
-                client.predict(handle_file(str(rgb)), handle_file(str(depth)) if depth else None, assets.model,
-                               "control", api_name="/predict")
+                client.predict(
+                    handle_file(str(rgb)),
+                    handle_file(str(depth)) if depth else None,
+                    assets.model,
+                    "control",
+                    api_name="/predict",
+                )
             assert str(error.value) == message, case
         with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
             pass
         with pytest.raises(AppError, match=r"^empty\.zip holds no files; expected one category"):
-            client.predict("zip", None, None, handle_file(str(tmp_path / "empty.zip")), None, 2,
-                           api_name="/finetune_start")
-        result = client.predict(handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model,
-                                "control", api_name="/predict")
+            client.predict(
+                "zip", None, None, handle_file(str(tmp_path / "empty.zip")), None, 2, api_name="/finetune_start"
+            )
+        result = client.predict(
+            handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, "control", api_name="/predict"
+        )
         assert next(r for r in result if isinstance(r, dict) and "score" in r)["has_depth"]
     finally:
         client.close()
@@ -234,6 +256,8 @@ def test_limits_are_the_servers_in_the_app_and_errors_stay_on_screen(assets, tmp
         zf.writestr("toy/train/good/rgb/000.png", b"x" * 100)
     with pytest.raises(gr.Error) as error:
         finetune.start("zip", None, None, str(path), None, 2)
-    assert error.value.message == ("big.zip unpacks to 100 bytes, more than the limit of 10 bytes (this server's "
-                                   "limit; its administrator can raise it with EASYNET_MAX_ZIP_BYTES)")
+    assert error.value.message == (
+        "big.zip unpacks to 100 bytes, more than the limit of 10 bytes (this server's "
+        "limit; its administrator can raise it with EASYNET_MAX_ZIP_BYTES)"
+    )
     assert error.value.duration is None  # the toast stays until closed

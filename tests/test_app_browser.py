@@ -11,14 +11,23 @@ import pytest
 from app_helpers import REPO, load_demo, make_assets
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SCREENSHOT = REPO / "test-artifacts" / "browser.png"
 SMALL_SCREEN = {"width": 1366, "height": 768}
 TIMEOUT_MS = int(os.environ.get("EASYNET_BROWSER_TIMEOUT_MS", 120_000))
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium"),
+]
 
 
 @pytest.fixture(scope="module")

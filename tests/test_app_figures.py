@@ -34,8 +34,7 @@ def test_legends_sit_above_the_plot_and_empty_tables_have_headers(assets):
 
     config = load_demo().get_config_file()
     frames = [c for c in config["components"] if c["type"] == "dataframe"]
-    assert frames and all(c["props"]["value"]["headers"] and "1" not in c["props"]["value"]["headers"]
-                          for c in frames)
+    assert frames and all(c["props"]["value"]["headers"] and "1" not in c["props"]["value"]["headers"] for c in frames)
 
 
 def test_the_job_timer_is_off_while_no_job_is_active(assets):
@@ -51,7 +50,9 @@ def test_the_job_timer_is_off_while_no_job_is_active(assets):
 def test_validation_figures_state_their_image_count():
     from app.models import quality_text
 
-    assert quality_text({"i_auroc_control": 1.0, "n_images": 4, "n_synthetic": 3}) == \
-        "val I-AUROC 1.000 on 4 images (3 synthetic)"
+    assert (
+        quality_text({"i_auroc_control": 1.0, "n_images": 4, "n_synthetic": 3})
+        == "val I-AUROC 1.000 on 4 images (3 synthetic)"
+    )
     assert quality_text({"i_auroc_control": 0.9}) == "val I-AUROC 0.900 (image count not recorded)"
     assert quality_text({}) is None

@@ -18,8 +18,22 @@ import tifffile
 
 from easynet.errors import InputError
 
-JSON_FIELDS = {"score", "normalized_score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb",
-               "entropy_fused", "alpha", "gate_reason", "has_depth", "image_size", "timings_ms", "summary"}
+JSON_FIELDS = {
+    "score",
+    "normalized_score",
+    "is_anomalous",
+    "threshold",
+    "gate",
+    "used",
+    "entropy_rgb",
+    "entropy_fused",
+    "alpha",
+    "gate_reason",
+    "has_depth",
+    "image_size",
+    "timings_ms",
+    "summary",
+}
 
 
 def test_registry_lists_the_model_with_its_facts(assets):
@@ -92,8 +106,9 @@ def test_annotation_saved_in_mvtec_layout_reopened_relabelled_deleted(assets):
     from app import annotate, workspace
 
     editor = _painted(assets.rgb)
-    status, _, _, saved = annotate.save("part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth),
-                                        editor, assets.model)
+    status, _, _, saved = annotate.save(
+        "part_a", "NG", "train", "scratch", str(assets.rgb), str(assets.depth), editor, assets.model
+    )
     item = saved["entry"]
     assert item == "part_a:test/scratch/000" and "Saved" in status
     base = assets.workspace / "annotations" / "part_a" / "test" / "scratch"
@@ -227,8 +242,9 @@ def test_category_evaluation_per_gate_and_defect(assets, monkeypatch):
 
     monkeypatch.setenv("EASYNET_DATA_ROOTS", os.pathsep.join([str(assets.data_root), str(assets.workspace)]))
 
-    table, bars, report, note = compare.evaluate("folder", None, str(assets.data_root), assets.category, None,
-                                                 assets.model)
+    table, bars, report, note = compare.evaluate(
+        "folder", None, str(assets.data_root), assets.category, None, assets.model
+    )
     assert [row[0] for row in table["value"]] == ["close", "open", "control"]
     assert table["headers"][:4] == ["gate", "I-AUROC", "P-AUROC", "AUPRO"] and "I-AUROC hole" in table["headers"]
     assert {"i_auroc", "p_auroc", "aupro"} <= set(report["gates"]["control"]) and len(bars.data) == 3
@@ -257,8 +273,11 @@ def test_server_folders_are_limited_to_the_allowed_roots(tmp_path, monkeypatch):
             monkeypatch.delenv("EASYNET_DATA_ROOTS", raising=False)
         else:
             monkeypatch.setenv("EASYNET_DATA_ROOTS", roots)
-        with pytest.raises(InputError, match="reading server folders is switched off on this server; the operator "
-                                             "opens data set roots with EASYNET_DATA_ROOTS"):
+        with pytest.raises(
+            InputError,
+            match="reading server folders is switched off on this server; the operator "
+            "opens data set roots with EASYNET_DATA_ROOTS",
+        ):
             allowed_folder(str(outside))
     monkeypatch.setenv("EASYNET_DATA_ROOTS", str(tmp_path / "data"))
     assert allowed_folder(str(inside)) == inside.resolve()

@@ -25,12 +25,18 @@ def test_good_zip_is_written_under_out(tmp_path):
     assert (out / "a/b.png").read_bytes() == b"123" and (out / "c.txt").read_bytes() == b"4"
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("/abs.png", "z.zip holds an absolute path (/abs.png); zips must use relative paths"),
-    ("C:/x.png", "z.zip holds an absolute path (C:/x.png); zips must use relative paths"),
-    ("a/../../x.png", "z.zip holds a path with '..' (a/../../x.png), which could write outside its folder; zips must "
-                      "use plain relative paths"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("/abs.png", "z.zip holds an absolute path (/abs.png); zips must use relative paths"),
+        ("C:/x.png", "z.zip holds an absolute path (C:/x.png); zips must use relative paths"),
+        (
+            "a/../../x.png",
+            "z.zip holds a path with '..' (a/../../x.png), which could write outside its folder; zips must "
+            "use plain relative paths",
+        ),
+    ],
+)
 def test_unsafe_names_are_refused_before_writing(tmp_path, name, message):
     with pytest.raises(InputError) as error:
         _extract(_zip(tmp_path / "z.zip", {"fine.png": b"x", name: b"x"}), tmp_path / "out")
@@ -54,8 +60,9 @@ def test_entry_count_is_read_from_the_end_record(tmp_path, monkeypatch):
     assert archive.declared_entries(path) == 4
     with pytest.raises(InputError) as error:
         _extract(path, tmp_path / "out")
-    assert str(error.value) == ("many.zip holds 4 entries, more than the limit of 3 (set EASYNET_MAX_ZIP_ENTRIES to "
-                                "raise it); zip fewer things")
+    assert str(error.value) == (
+        "many.zip holds 4 entries, more than the limit of 3 (set EASYNET_MAX_ZIP_ENTRIES to raise it); zip fewer things"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -63,8 +70,9 @@ def test_declared_size_over_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(archive.MAX_BYTES_ENV, "10")
     with pytest.raises(InputError) as error:
         _extract(_zip(tmp_path / "big.zip", {"a": b"x" * 6, "b": b"y" * 6}), tmp_path / "out")
-    assert str(error.value) == ("big.zip unpacks to 12 bytes, more than the limit of 10 bytes "
-                                "(set EASYNET_MAX_ZIP_BYTES to raise it)")
+    assert str(error.value) == (
+        "big.zip unpacks to 12 bytes, more than the limit of 10 bytes (set EASYNET_MAX_ZIP_BYTES to raise it)"
+    )
 
 
 def test_bytes_really_written_are_counted_and_a_partial_extraction_is_removed(tmp_path, monkeypatch):

@@ -21,8 +21,9 @@ def test_the_setting_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(_shipped_tree(tmp_path / "cwd"))
     monkeypatch.setenv(workspace.ASSETS_ENV, str(assets))
     assert workspace.assets_root() == assets.resolve()
-    assert workspace.sample_pairs() == [(str(assets / "samples/toy/good_00_rgb.png"),
-                                         str(assets / "samples/toy/good_00_xyz.tiff"))]
+    assert workspace.sample_pairs() == [
+        (str(assets / "samples/toy/good_00_rgb.png"), str(assets / "samples/toy/good_00_xyz.tiff"))
+    ]
 
 
 def test_working_directory_then_source_tree(tmp_path, monkeypatch):

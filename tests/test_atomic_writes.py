@@ -45,8 +45,9 @@ def test_killed_writer_leaves_old_or_new_files(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "EASYNET_WORKSPACE": str(tmp_path / "ws")}
     last = 0
     for _ in range(KILLS):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(last)], stdout=subprocess.PIPE,
-                                env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(last)], stdout=subprocess.PIPE, env=env, cwd=REPO
+        )
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signal.SIGKILL)

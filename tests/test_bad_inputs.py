@@ -54,6 +54,7 @@ def _xyz(h: int = 24, w: int = 32) -> np.ndarray:
 
 def _huge_png(path: Path, width: int, height: int) -> Path:
     """A valid 1-bit PNG of width x height written by hand (12 kB on disk, no big array in memory)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -89,7 +90,8 @@ def test_constant_depth_is_refused(tmp_path):
     np.save(tmp_path / "flat.npy", np.full((24, 32), 0.5, np.float32))
     assert _refused(read_depth, tmp_path / "flat.npy") == (
         "depth flat.npy has the same value (0.5 m) everywhere, so it shows no object; give a real depth map, "
-        "or no depth for an RGB-only check")
+        "or no depth for an RGB-only check"
+    )
 
 
 def test_partly_missing_depth_is_accepted_and_nan_becomes_missing(tmp_path):
@@ -112,7 +114,8 @@ def test_10000_square_image_is_refused_from_its_header(tmp_path, monkeypatch):
     path = _huge_png(tmp_path / "big.png", 10_000, 10_000)
     assert _refused(read_rgb, path) == (
         "image big.png is 10000x10000 pixels, more than the limit of 40000000 pixels; downscale it or set "
-        "EASYNET_MAX_PIXELS to raise the limit")
+        "EASYNET_MAX_PIXELS to raise the limit"
+    )
 
 
 def test_large_image_within_the_limit_is_downscaled_to_the_model_size(tmp_path, monkeypatch):
@@ -123,12 +126,15 @@ def test_large_image_within_the_limit_is_downscaled_to_the_model_size(tmp_path, 
 
 
 # --- pixel formats accepted and converted ---------------------------------------------------------------------
-@pytest.mark.parametrize(("array", "expected"), [
-    (np.full((16, 16), 9, np.uint8), 9),  # greyscale
-    (np.dstack([np.full((16, 16, 3), 9, np.uint8), np.zeros((16, 16), np.uint8)]), 9),  # RGBA: alpha dropped
-    (np.full((16, 16), 65535, np.uint16), 255),  # 16-bit greyscale: scaled, not clipped
-    (np.full((16, 16), 257 * 100, np.uint16), 100),
-])
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        (np.full((16, 16), 9, np.uint8), 9),  # greyscale
+        (np.dstack([np.full((16, 16, 3), 9, np.uint8), np.zeros((16, 16), np.uint8)]), 9),  # RGBA: alpha dropped
+        (np.full((16, 16), 65535, np.uint16), 255),  # 16-bit greyscale: scaled, not clipped
+        (np.full((16, 16), 257 * 100, np.uint16), 100),
+    ],
+)
 def test_greyscale_rgba_and_16_bit_pngs_are_converted(tmp_path, array, expected):
     rgb = read_rgb(_png(tmp_path / "x.png", array))
     assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8 and (rgb == expected).all()
@@ -151,8 +157,10 @@ def test_text_file_renamed_tiff(tmp_path):
 def test_text_file_renamed_png(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("these are not pixels")
-    assert _refused(read_rgb, path) == "image file notes.png is not a readable image: it is truncated, corrupt or " \
-                                       "not a PNG at all"
+    assert (
+        _refused(read_rgb, path) == "image file notes.png is not a readable image: it is truncated, corrupt or "
+        "not a PNG at all"
+    )
 
 
 def test_truncated_tiff(tmp_path):
@@ -160,7 +168,8 @@ def test_truncated_tiff(tmp_path):
     data = (tmp_path / "full.tiff").read_bytes()
     (tmp_path / "cut.tiff").write_bytes(data[: len(data) // 2])
     assert _refused(read_depth, tmp_path / "cut.tiff") == (
-        "depth file cut.tiff is not a readable TIFF: it is truncated, corrupt or not a TIFF at all")
+        "depth file cut.tiff is not a readable TIFF: it is truncated, corrupt or not a TIFF at all"
+    )
 
 
 @pytest.mark.parametrize(("channels", "word"), [(1, "channel"), (4, "channels")])
@@ -176,13 +185,18 @@ def test_xyz_with_1_or_4_channels(tmp_path, channels, word):
     assert _refused(read_depth, tmp_path / "x.npy") == f"xyz npy x.npy {tail}"
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.ones((24, 32), np.int32), "depth npy d.npy holds int32 values; expected floats in metres"),
-    (np.ones((24, 32, 3), np.uint8), "depth npy d.npy holds uint8 values; expected floats in metres"),
-    (np.ones(32, np.float32), "depth npy d.npy has shape (32,); expected HxW (z) or HxWx3 (x, y, z)"),
-    (np.ones((24, 32, 3, 1), np.float32),
-     "depth npy d.npy has shape (24, 32, 3, 1); expected HxW (z) or HxWx3 (x, y, z)"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.ones((24, 32), np.int32), "depth npy d.npy holds int32 values; expected floats in metres"),
+        (np.ones((24, 32, 3), np.uint8), "depth npy d.npy holds uint8 values; expected floats in metres"),
+        (np.ones(32, np.float32), "depth npy d.npy has shape (32,); expected HxW (z) or HxWx3 (x, y, z)"),
+        (
+            np.ones((24, 32, 3, 1), np.float32),
+            "depth npy d.npy has shape (24, 32, 3, 1); expected HxW (z) or HxWx3 (x, y, z)",
+        ),
+    ],
+)
 def test_depth_npy_of_the_wrong_dtype_or_rank(tmp_path, array, message):
     np.save(tmp_path / "d.npy", array)
     assert _refused(read_depth, tmp_path / "d.npy") == message
@@ -191,17 +205,19 @@ def test_depth_npy_of_the_wrong_dtype_or_rank(tmp_path, array, message):
 def test_depth_npy_holding_python_objects_is_not_unpickled(tmp_path):
     np.save(tmp_path / "d.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert _refused(read_depth, tmp_path / "d.npy") == (
-        "depth file d.npy is not a readable .npy array: it is truncated, corrupt or holds Python objects "
-        "(never loaded)")
+        "depth file d.npy is not a readable .npy array: it is truncated, corrupt or holds Python objects (never loaded)"
+    )
 
 
 def test_empty_upload(tmp_path):
     (tmp_path / "e.png").write_bytes(b"")
     (tmp_path / "e.tiff").write_bytes(b"")
     assert _refused(read_rgb, tmp_path / "e.png") == (
-        "image file e.png is empty (0 bytes); expected a non-empty .png, .jpg, .jpeg, .bmp, .tif, .tiff file")
+        "image file e.png is empty (0 bytes); expected a non-empty .png, .jpg, .jpeg, .bmp, .tif, .tiff file"
+    )
     assert _refused(read_depth, tmp_path / "e.tiff") == (
-        "depth file e.tiff is empty (0 bytes); expected a non-empty .tif, .tiff, .png, .npy file")
+        "depth file e.tiff is empty (0 bytes); expected a non-empty .tif, .tiff, .png, .npy file"
+    )
 
 
 # --- fine-tuning zips ------------------------------------------------------------------------------------------
@@ -216,22 +232,39 @@ GOOD_TRAIN = {f"toy/train/good/rgb/00{i}.png": b"x" for i in range(2)}
 GOOD_VAL = {"toy/validation/good/rgb/000.png": b"x"}
 
 
-@pytest.mark.parametrize(("members", "message"), [
-    ({}, f"z.zip holds no files; expected one category ({LAYOUT})"),
-    ({"readme.txt": b"x"}, f"z.zip is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder ({LAYOUT})"),
-    ({"a/train/good/rgb/000.png": b"x", "b/train/good/rgb/000.png": b"x"},
-     f"z.zip is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder ({LAYOUT})"),
-    ({"toy/train/good/rgb/000.png": b"x"},
-     "z.zip holds 1 good training and 0 validation images; fine-tuning needs at least 2 in toy/train/good/rgb and "
-     "1 in toy/validation/good/rgb"),
-    ({"/etc/toy/train/good/rgb/000.png": b"x"},
-     "z.zip holds an absolute path (/etc/toy/train/good/rgb/000.png); zips must use relative paths"),
-    ({**GOOD_TRAIN, **GOOD_VAL, "toy/../../evil.txt": b"x"},
-     "z.zip holds a path with '..' (toy/../../evil.txt), which could write outside its folder; zips must use plain "
-     "relative paths"),
-    ({"my part/train/good/rgb/000.png": b"x", "my part/train/good/rgb/001.png": b"x"},
-     "the category name 'my part' may only use letters, digits, '_', '-' and '.', starting with a letter or digit"),
-])
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({}, f"z.zip holds no files; expected one category ({LAYOUT})"),
+        (
+            {"readme.txt": b"x"},
+            f"z.zip is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder ({LAYOUT})",
+        ),
+        (
+            {"a/train/good/rgb/000.png": b"x", "b/train/good/rgb/000.png": b"x"},
+            f"z.zip is not in the MVTec 3D-AD layout: expected exactly one CATEGORY folder ({LAYOUT})",
+        ),
+        (
+            {"toy/train/good/rgb/000.png": b"x"},
+            "z.zip holds 1 good training and 0 validation images; fine-tuning needs at least 2 in "
+            "toy/train/good/rgb and 1 in toy/validation/good/rgb",
+        ),
+        (
+            {"/etc/toy/train/good/rgb/000.png": b"x"},
+            "z.zip holds an absolute path (/etc/toy/train/good/rgb/000.png); zips must use relative paths",
+        ),
+        (
+            {**GOOD_TRAIN, **GOOD_VAL, "toy/../../evil.txt": b"x"},
+            "z.zip holds a path with '..' (toy/../../evil.txt), which could write outside its folder; zips must use "
+            "plain relative paths",
+        ),
+        (
+            {"my part/train/good/rgb/000.png": b"x", "my part/train/good/rgb/001.png": b"x"},
+            "the category name 'my part' may only use letters, digits, '_', '-' and '.', starting with a letter or "
+            "digit",
+        ),
+    ],
+)
 def test_bad_fine_tuning_zips(tmp_path, monkeypatch, members, message):
     from app import workspace
 
@@ -249,7 +282,8 @@ def test_zip_bomb_is_refused_from_its_declared_size(tmp_path, monkeypatch):
     assert bomb.stat().st_size < 20_000  # highly compressible: small on disk, 3 MB unpacked
     assert _refused(workspace.extract_dataset_zip, bomb) == (
         "bomb.zip unpacks to 3000003 bytes, more than the limit of 1000000 bytes (set EASYNET_MAX_ZIP_BYTES to "
-        "raise it)")
+        "raise it)"
+    )
 
 
 def test_zip_of_30000_entries_is_refused_from_its_directory_record(tmp_path, monkeypatch):
@@ -262,7 +296,8 @@ def test_zip_of_30000_entries_is_refused_from_its_directory_record(tmp_path, mon
             zf.writestr(name, data)
     assert _refused(workspace.extract_dataset_zip, tmp_path / "many.zip") == (
         "many.zip holds 30003 entries, more than the limit of 10000 (set EASYNET_MAX_ZIP_ENTRIES to raise it); "
-        "zip one category of images")
+        "zip one category of images"
+    )
     assert not list((tmp_path / "ws").rglob("uploads/*"))  # nothing was extracted
 
 
@@ -272,7 +307,8 @@ def test_not_a_zip(tmp_path, monkeypatch):
     monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
     (tmp_path / "data.zip").write_text("not a zip")
     assert _refused(workspace.extract_dataset_zip, tmp_path / "data.zip") == (
-        f"data.zip is not a zip file; expected a .zip of one category ({LAYOUT})")
+        f"data.zip is not a zip file; expected a .zip of one category ({LAYOUT})"
+    )
 
 
 def test_good_zip_is_extracted(tmp_path, monkeypatch):
@@ -290,7 +326,8 @@ def test_category_and_defect_names_with_path_separators(name):
 
     for what in ("category", "defect type"):
         assert _refused(workspace.safe_name, name, what) == (
-            f"the {what} name {name!r} must not contain path separators or '..'")
+            f"the {what} name {name!r} must not contain path separators or '..'"
+        )
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------------
@@ -304,7 +341,8 @@ def test_truncated_checkpoint(tmp_path, good_checkpoint):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     assert _refused(load_checkpoint, tmp_path / "cut.pt", kind=CheckpointError) == (
         "cut.pt cannot be read as a checkpoint: it is truncated or corrupt; expected a complete .pt file written "
-        "by EasyNet-3D")
+        "by EasyNet-3D"
+    )
 
 
 def test_checkpoint_for_another_preset(tmp_path):
@@ -313,7 +351,8 @@ def test_checkpoint_for_another_preset(tmp_path):
     message = _refused(lambda: load_checkpoint(path).build_model(), kind=CheckpointError)
     assert message == (
         "the weights do not fit the architecture named in the checkpoint (270 shape mismatches (e.g. "
-        "rgb.encoder.block1.0.weight: (16, 3, 3, 3) vs (8, 3, 3, 3))); the file was saved for another preset or edited")
+        "rgb.encoder.block1.0.weight: (16, 3, 3, 3) vs (8, 3, 3, 3))); the file was saved for another preset or edited"
+    )
 
 
 class _Payload:
@@ -337,8 +376,10 @@ def test_pickle_carrying_code_is_refused_without_running_it(tmp_path, how):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch notes the pickle protocol of the raw file
         message = _refused(load_checkpoint, evil, kind=CheckpointError)
-    assert message == ("evil.pt was refused: it holds Python objects other than tensors and plain data (possibly "
-                       "code), which EasyNet-3D never loads")
+    assert message == (
+        "evil.pt was refused: it holds Python objects other than tensors and plain data (possibly "
+        "code), which EasyNet-3D never loads"
+    )
     assert not marker.exists()
 
 
@@ -346,4 +387,5 @@ def test_checkpoint_that_is_not_easynet(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
     assert _refused(load_checkpoint, tmp_path / "plain.pt", kind=CheckpointError) == (
         "plain.pt is not an EasyNet-3D checkpoint (no 'easynet-3d-checkpoint' header); expected a file written by "
-        "`easynet train` or the app")
+        "`easynet train` or the app"
+    )

@@ -83,12 +83,12 @@ def test_batch_of_n_images_gives_n_rows_and_a_zip_with_n_overlays(tiny_tree, tin
     broken = next(r for r in rows if r["name"] == "broken")
     assert broken["verdict"] == "error" and "not a readable image" in broken["warning"]
     good = [r for r in rows if r["verdict"] != "error"]
-    assert all(r["verdict"] in ("OK", "NG") and (r["verdict"] == "NG") == (r["score"] >= r["threshold"])
-               for r in good)
+    assert all(r["verdict"] in ("OK", "NG") and (r["verdict"] == "NG") == (r["score"] >= r["threshold"]) for r in good)
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
-        assert sorted(n for n in names if n.startswith("overlays/")) == sorted(f"overlays/{r['name']}.png"
-                                                                             for r in good)
+        assert sorted(n for n in names if n.startswith("overlays/")) == sorted(
+            f"overlays/{r['name']}.png" for r in good
+        )
         table = list(csv.DictReader(io.StringIO(zf.read("report.csv").decode())))
         report = json.loads(zf.read("report.json"))
     assert [t["name"] for t in table] == [r["name"] for r in rows] and report["counts"]["error"] == 1
@@ -100,8 +100,12 @@ def test_progress_returning_false_stops_and_still_reports(tiny_tree, tiny_checkp
     from easynet.predict import Predictor
 
     items = collect([_folder(tiny_tree, tmp_path / "in")])
-    rows, archive = run_batch(Predictor.from_checkpoint(tiny_checkpoint, "cpu"), items, tmp_path / "out",
-                              progress=lambda done, total: done < 2)
+    rows, archive = run_batch(
+        Predictor.from_checkpoint(tiny_checkpoint, "cpu"),
+        items,
+        tmp_path / "out",
+        progress=lambda done, total: done < 2,
+    )
     assert len(rows) == 2
     with zipfile.ZipFile(archive) as zf:
         report = json.loads(zf.read("report.json"))
@@ -117,8 +121,9 @@ def test_ng_maps_reach_the_threshold_colour_and_ok_maps_keep_their_filtered_max_
 
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
     for sensitivity in (0.5, 1.0, 4.0):
-        p = predictor.predict(tiny_tree / "toy/test/hole/rgb/000.png", tiny_tree / "toy/test/hole/xyz/000.tiff",
-                              sensitivity=sensitivity)
+        p = predictor.predict(
+            tiny_tree / "toy/test/hole/rgb/000.png", tiny_tree / "toy/test/hole/xyz/000.tiff", sensitivity=sensitivity
+        )
         heat = display_heat(p, predictor.calibration)
         if p.is_anomalous:
             assert heat.max() >= THRESHOLD_LEVEL
@@ -134,8 +139,22 @@ def test_cli_predict_on_a_folder(tiny_tree, tiny_checkpoint, tmp_path, capsys):
 
     folder = _folder(tiny_tree, tmp_path / "in")
     out = tmp_path / "report"
-    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(folder), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--rgb",
+                str(folder),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "4 images:" in printed and all(f"{n} " in printed for n in "abcd")
     assert len(list((out / "overlays").glob("*.png"))) == 4 and (out / "report.csv").is_file()

@@ -19,8 +19,9 @@ def lite(size: int = SIZE) -> EasyNet:
 
 @pytest.mark.parametrize("backend", ["naive", "eager", "optimized", "onnx"])
 def test_bench_network_fields(backend):
-    r = bench_network(lite(), torch.device("cpu"), backend=backend, batch_size=2, warmup=1, iterations=2,
-                      preprocess=False)
+    r = bench_network(
+        lite(), torch.device("cpu"), backend=backend, batch_size=2, warmup=1, iterations=2, preprocess=False
+    )
     assert r.iterations == 2 and r.batch_size == 2 and r.image_size == SIZE
     assert 0 < r.latency_p50_ms <= r.latency_p95_ms
     assert r.gmac_per_image > 0 and r.peak_rss_mib > 0 and r.cuda_peak_mib is None
@@ -37,8 +38,9 @@ def test_throughput_from_a_known_clock(monkeypatch):
     ticks = itertools.count()
     clock = types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.050, sleep=time.sleep)
     monkeypatch.setattr(bench, "time", clock)
-    r = bench_network(lite(), torch.device("cpu"), backend="eager", batch_size=2, warmup=1, iterations=3,
-                      preprocess=False)
+    r = bench_network(
+        lite(), torch.device("cpu"), backend="eager", batch_size=2, warmup=1, iterations=3, preprocess=False
+    )
     assert r.latency_p50_ms == 50.0 and r.latency_p95_ms == 50.0
     assert r.images_per_s == 40.0
     assert r.gflops_achieved == pytest.approx(2 * r.gmac_per_image * 2 / 0.050, abs=0.1)  # 2 FLOP per MAC
@@ -63,8 +65,21 @@ def test_cli_bench_json(tmp_path):
     from easynet.cli import main
 
     out = tmp_path / "bench.json"
-    argv = ["bench", "--preset", "lite", "--image-size", "32", "--iterations", "2", "--warmup", "1",
-            "--gate", "close", "--json", str(out)]
+    argv = [
+        "bench",
+        "--preset",
+        "lite",
+        "--image-size",
+        "32",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--gate",
+        "close",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["gate"] == "close" and data["preprocess_ms"] > 0

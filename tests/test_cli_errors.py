@@ -28,16 +28,29 @@ def _run(capsys, argv: list[str]) -> tuple[int, str]:
 
 @pytest.fixture()
 def train_args(tiny_tree, tmp_path):
-    return ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(tmp_path / "m.pt"), "--quiet",
-            "--device", "cpu"]
+    return [
+        "train",
+        "--data",
+        str(tiny_tree),
+        "--category",
+        "toy",
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--batch-size", "0", "error: --batch-size must be at least 1, got 0"),
-    ("--image-size", "7", "error: --image-size must be a multiple of 16 from 16 to 2048, got 7"),
-    ("--steps", "-5", "error: --steps must be a number of steps of at least 1, got -5"),
-    ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-size", "0", "error: --batch-size must be at least 1, got 0"),
+        ("--image-size", "7", "error: --image-size must be a multiple of 16 from 16 to 2048, got 7"),
+        ("--steps", "-5", "error: --steps must be a number of steps of at least 1, got -5"),
+        ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
+    ],
+)
 def test_impossible_train_options_are_refused_before_any_work(capsys, train_args, tmp_path, option, value, message):
     code, line = _run(capsys, [*train_args, option, value])
     assert code != 0 and line == message
@@ -69,19 +82,33 @@ def _edited(tiny_checkpoint, tmp_path, edit) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("what, edit, message", [
-    ("broken calibration", lambda p: p["calibration"]["rgb"].update(threshold="abc"),
-     "edited.pt has a broken calibration: rgb.threshold is 'abc'"),
-    ("calibration of unknown fields", lambda p: p["calibration"].update(bogus=1), "edited.pt has a damaged header"),
-    ("absurd config", lambda p: p["model_config"].update(image_size=10**6),
-     "edited.pt has an impossible model config: image_size is 1000000"),
-    ("nan weights", lambda p: next(v for v in p["state_dict"].values() if v.is_floating_point()).fill_(float("nan")),
-     "edited.pt holds non-finite weights"),
-])
+@pytest.mark.parametrize(
+    "what, edit, message",
+    [
+        (
+            "broken calibration",
+            lambda p: p["calibration"]["rgb"].update(threshold="abc"),
+            "edited.pt has a broken calibration: rgb.threshold is 'abc'",
+        ),
+        ("calibration of unknown fields", lambda p: p["calibration"].update(bogus=1), "edited.pt has a damaged header"),
+        (
+            "absurd config",
+            lambda p: p["model_config"].update(image_size=10**6),
+            "edited.pt has an impossible model config: image_size is 1000000",
+        ),
+        (
+            "nan weights",
+            lambda p: next(v for v in p["state_dict"].values() if v.is_floating_point()).fill_(float("nan")),
+            "edited.pt holds non-finite weights",
+        ),
+    ],
+)
 def test_damaged_checkpoints_give_one_line(capsys, tiny_checkpoint, tiny_tree, tmp_path, what, edit, message):
     path = _edited(tiny_checkpoint, tmp_path, edit)
-    for argv in (["info", "--checkpoint", path],
-                 ["predict", "--checkpoint", path, "--rgb", str(tiny_tree / "toy/test/hole/rgb/000.png")]):
+    for argv in (
+        ["info", "--checkpoint", path],
+        ["predict", "--checkpoint", path, "--rgb", str(tiny_tree / "toy/test/hole/rgb/000.png")],
+    ):
         code, line = _run(capsys, argv)
         assert code == 1 and line.startswith("error: ") and message in line, what
 
@@ -93,8 +120,18 @@ def test_memory_error_is_one_line(capsys, tiny_checkpoint, tiny_tree, monkeypatc
         raise MemoryError
 
     monkeypatch.setattr(predict.Predictor, "predict", exhausted)
-    code, line = _run(capsys, ["predict", "--checkpoint", str(tiny_checkpoint), "--rgb",
-                               str(tiny_tree / "toy/test/hole/rgb/000.png"), "--device", "cpu"])
+    code, line = _run(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--rgb",
+            str(tiny_tree / "toy/test/hole/rgb/000.png"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert code == 1 and line.startswith("error: `easynet predict` ran out of memory; use a smaller image")
 
 
@@ -104,9 +141,24 @@ def test_unknown_option_is_one_line(capsys):
 
 
 def test_the_real_command_line_exits_non_zero_with_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "easynet", "train", "--data", str(tmp_path), "--out",
-                          str(tmp_path / "m.pt"), "--steps", "-5"], capture_output=True, text=True, cwd=REPO_ROOT,
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "easynet",
+            "train",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--steps",
+            "-5",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == "error: --steps must be a number of steps of at least 1, got -5"
     assert not (tmp_path / "m.pt").exists()
@@ -114,9 +166,12 @@ def test_the_real_command_line_exits_non_zero_with_one_line(tmp_path):
 
 def test_init_with_a_different_architecture_is_refused_in_one_sentence(capsys, train_args, tiny_checkpoint, tmp_path):
     # tiny_checkpoint is lite at image size 32 with 2 layers; asking for 64 and 3 layers must not be replaced
-    code, line = _run(capsys, [*train_args, "--init", str(tiny_checkpoint), "--image-size", "64", "--layers", "3",
-                               "--steps", "1"])
-    assert code != 0 and line == ("error: toy.pt holds a model with layers=2, image_size=32, not the layers=3, "
-                                  "image_size=64 asked for; leave out those model options to train with the "
-                                  "checkpoint's architecture")
+    code, line = _run(
+        capsys, [*train_args, "--init", str(tiny_checkpoint), "--image-size", "64", "--layers", "3", "--steps", "1"]
+    )
+    assert code != 0 and line == (
+        "error: toy.pt holds a model with layers=2, image_size=32, not the layers=3, "
+        "image_size=64 asked for; leave out those model options to train with the "
+        "checkpoint's architecture"
+    )
     assert not (tmp_path / "m.pt").exists()

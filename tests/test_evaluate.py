@@ -178,8 +178,19 @@ def test_calibration_rule_survives_python_OO(tiny_tree, tiny_checkpoint, tmp_pat
     from easynet.checkpoint import load_checkpoint
 
     out = tmp_path / "oo.pt"
-    args = ["calibrate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_tree), "--category", "toy",
-            "--out", str(out), "--device", "cpu"]
+    args = [
+        "calibrate",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data",
+        str(tiny_tree),
+        "--category",
+        "toy",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     subprocess.run([sys.executable, "-OO", "-m", "easynet", *args], check=True, capture_output=True)
     assert CALIBRATION_RULE.startswith("* The calibration set is every validation image")
     assert load_checkpoint(out).calibration.rule == CALIBRATION_RULE  # docstrings are stripped under -OO
@@ -269,8 +280,9 @@ def _fake_heads(kinds: list[str], informative: bool):
 
 
 @pytest.mark.parametrize("informative", [True, False])
-def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_range(tiny_tree, monkeypatch,
-                                                                                      informative):
+def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_range(
+    tiny_tree, monkeypatch, informative
+):
     from easynet import evaluate as ev
     from easynet.config import MODEL_PRESETS
     from easynet.model import EasyNet

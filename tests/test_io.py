@@ -115,8 +115,9 @@ def test_read_depth_2d_float_tiff_and_npy(tmp_path):
 
 
 def test_read_depth_channel_and_dtype_errors(tmp_path):
-    tifffile.imwrite(tmp_path / "four.tiff", np.ones((10, 12, 4), np.float32), photometric="rgb",
-                     extrasamples=["unspecified"])
+    tifffile.imwrite(
+        tmp_path / "four.tiff", np.ones((10, 12, 4), np.float32), photometric="rgb", extrasamples=["unspecified"]
+    )
     with pytest.raises(InputError, match=r"xyz tiff four.tiff has 4 channels; expected 3 \(x, y, z\)"):
         read_depth(tmp_path / "four.tiff")
     tifffile.imwrite(tmp_path / "one.tiff", np.ones((10, 12, 1), np.float32), photometric="minisblack")

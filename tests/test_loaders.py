@@ -32,15 +32,20 @@ def _check(sample: Sample, depth: bool) -> None:
 
 def test_mvtec3d_tilted_table_missing_points(tmp_path):
     root = tmp_path / "mvtec"
-    make_mvtec3d_tree(root, "toy", size=64, tilt=15.0, missing_fraction=0.05, n_train=2,
-                      test={"good": 1, "hole": 2, "cut": 1})
+    make_mvtec3d_tree(
+        root, "toy", size=64, tilt=15.0, missing_fraction=0.05, n_train=2, test={"good": 1, "hole": 2, "cut": 1}
+    )
     train = MVTec3D(root, "toy", Split.TRAIN, image_size=SIZE, cache_dir=tmp_path / "cache")
     assert len(train) == 2 and train.defects == ["good"]
     _check(train[0], depth=True)
     assert train[1].name == "train/good/001" and train[1].label == 0 and not train[1].mask.any()
     test = MVTec3D(root, "toy", "test", image_size=SIZE, cache_dir=tmp_path / "cache")
     assert [s.name for s in (test[i] for i in range(len(test)))] == [
-        "test/cut/000", "test/good/000", "test/hole/000", "test/hole/001"]
+        "test/cut/000",
+        "test/good/000",
+        "test/hole/000",
+        "test/hole/001",
+    ]
     assert test.defects == ["cut", "good", "hole"] and list(test.labels) == [1, 0, 1, 1]
     hole = test[2]
     assert hole.label == 1 and hole.defect == "hole" and hole.mask.any()  # gt value 254 -> True
@@ -119,8 +124,9 @@ def test_eyecandies_16bit_depth_yaml_and_lights(tmp_path):
 
 @pytest.mark.parametrize("depth_format, subfolders", [("tiff", False), ("png", False), ("npy", True)])
 def test_pair_folder(tmp_path, depth_format, subfolders):
-    root = make_pair_folder(tmp_path / "pairs", size=64, n_good=1, n_bad=1, depth_format=depth_format,
-                            subfolders=subfolders)
+    root = make_pair_folder(
+        tmp_path / "pairs", size=64, n_good=1, n_bad=1, depth_format=depth_format, subfolders=subfolders
+    )
     data = PairFolder(root, image_size=SIZE, modality="rgbd", cache_dir=tmp_path / "c")
     assert len(data) == 2 and [data[i].label for i in range(2)] == [1, 0]  # sorted: bad_1, good_0
     assert data[0].name == "bad_1" and data[0].mask.any() and data.has_depth
@@ -155,8 +161,11 @@ def test_pair_split_folders_refuse_defects_in_train(tmp_path):
     make_pair_folder(root / "train", size=16, n_good=3, n_bad=0)
     make_pair_folder(root / "test", size=16, n_good=1, n_bad=1)
     assert _names(open_dataset(root, None, Split.TEST, image_size=SIZE)) == ["bad_1", "good_0"]
-    assert len(open_dataset(root, None, Split.TRAIN, image_size=SIZE)) + len(
-        open_dataset(root, None, Split.VALIDATION, image_size=SIZE)) == 3  # seeded validation from train
+    assert (
+        len(open_dataset(root, None, Split.TRAIN, image_size=SIZE))
+        + len(open_dataset(root, None, Split.VALIDATION, image_size=SIZE))
+        == 3
+    )  # seeded validation from train
     make_pair_folder(root / "val", size=16, n_good=1, n_bad=0)
     assert len(open_dataset(root, None, Split.TRAIN, image_size=SIZE)) == 3  # explicit validation folder
     make_pair_folder(root / "train", size=16, n_good=0, n_bad=1)  # adds train/bad_0.png with a mask

@@ -14,8 +14,12 @@ from easynet.model import EasyNet
 SIZE = 32
 TOL = 1e-4
 # our output field -> the authors' output of the same meaning
-OUTPUT_NAMES = {"rec_rgb": "rec_rgb", "rec_depth": "rec_depth", "logits_rgb": "out_mask_rgb",
-                "logits_fused": "out_mask"}
+OUTPUT_NAMES = {
+    "rec_rgb": "rec_rgb",
+    "rec_depth": "rec_depth",
+    "logits_rgb": "out_mask_rgb",
+    "logits_fused": "out_mask",
+}
 
 
 def narrow_official_config():
@@ -124,8 +128,19 @@ def test_import_official_alpha_given_or_per_class(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoint, "import_official_state_dict", lambda state: {})
     monkeypatch.setattr(checkpoint, "save_checkpoint", lambda ckpt, out: saved.append(ckpt) or out)
     main(["import-official", "--weights", "w.pth", "--out", str(tmp_path / "a.pt"), "--category", "bagel"])
-    main(["import-official", "--weights", "w.pth", "--out", str(tmp_path / "b.pt"), "--category", "bagel",
-          "--alpha", "0.1"])
+    main(
+        [
+            "import-official",
+            "--weights",
+            "w.pth",
+            "--out",
+            str(tmp_path / "b.pt"),
+            "--category",
+            "bagel",
+            "--alpha",
+            "0.1",
+        ]
+    )
     main(["import-official", "--weights", "w.pth", "--out", str(tmp_path / "c.pt")])
     assert [c.calibration.alpha for c in saved] == [0.38, 0.1, 0.0]
     assert saved[0].provenance["category"] == "bagel" and saved[0].model_config == official_config()

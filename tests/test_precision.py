@@ -37,12 +37,14 @@ def test_resolve_precision(monkeypatch):
 def test_predict_bf16_on_a_cpu_without_it_falls_back_with_one_line(monkeypatch, capsys, tiny_checkpoint, tiny_tree):
     _no_bf16(monkeypatch)
     rgb = tiny_tree / "toy/test/hole/rgb/000.png"
-    code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(rgb), "--device", "cpu",
-                 "--precision", "bf16"])
+    code = main(
+        ["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(rgb), "--device", "cpu", "--precision", "bf16"]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and "score" in out
     assert err.strip().splitlines() == [
-        "note: bf16 was asked for but this CPU (no avx512_bf16 or AMX) has no native bf16, so inference runs in fp32"]
+        "note: bf16 was asked for but this CPU (no avx512_bf16 or AMX) has no native bf16, so inference runs in fp32"
+    ]
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", precision="bf16")
     assert predictor.precision == "fp32" and predictor.runner.autocast is False
 

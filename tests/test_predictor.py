@@ -40,8 +40,10 @@ def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint)
     gates = predictor.predict_gates(rgb, xyz)
     assert gates["close"].gate_reason == "RGB alone: the gate is closed"
     assert gates["open"].gate_reason == "RGB + depth: the gate is open"
-    for alpha, used, words, sign in ((-10.0, "fused", "depth judged informative", " > "),
-                                     (10.0, "rgb", "RGB alone", " <= ")):
+    for alpha, used, words, sign in (
+        (-10.0, "fused", "depth judged informative", " > "),
+        (10.0, "rgb", "RGB alone", " <= "),
+    ):
         predictor.calibration.alpha = alpha
         p = predictor.predict(rgb, xyz, gate="control")
         assert p.used == used and p.gate_reason.startswith(words)

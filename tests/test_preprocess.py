@@ -82,8 +82,7 @@ def test_predictor_maps_go_back_onto_the_uploaded_pixels():
     from easynet.predict import Predictor
 
     torch.manual_seed(0)
-    cfg = MODEL_PRESETS["lite"].replace(image_size=32, modality="rgb", resize="letterbox", base_width=4,
-                                        head_width=8)
+    cfg = MODEL_PRESETS["lite"].replace(image_size=32, modality="rgb", resize="letterbox", base_width=4, head_width=8)
     predictor = Predictor(EasyNet(cfg), Calibration(), torch.device("cpu"), backend="eager")
     rgb = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     p = predictor.predict(rgb)
@@ -94,6 +93,6 @@ def test_predictor_maps_go_back_onto_the_uploaded_pixels():
     from easynet.predict import image_scores, valid_masks
 
     hot = torch.zeros(1, 32, 32)
-    hot[0, :frame.top] = 1.0
+    hot[0, : frame.top] = 1.0
     assert float(image_scores(hot, 32, valid_masks([p.inputs]))[0]) == 0.0
     assert float(image_scores(hot, 32)[0]) > 0.0

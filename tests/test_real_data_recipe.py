@@ -80,8 +80,7 @@ def _data_root(tmp_path: Path) -> tuple[Path, str]:
     if TIRE.is_dir():
         return TIRE, "tire"
     root = tmp_path / "standin"
-    make_mvtec3d_tree(root, "tire", size=(80, 60), with_xyz=False, n_train=4, n_val=2,
-                      test={"good": 1, "cut": 1})
+    make_mvtec3d_tree(root, "tire", size=(80, 60), with_xyz=False, n_train=4, n_val=2, test={"good": 1, "cut": 1})
     return root, "tire"
 
 
@@ -100,8 +99,9 @@ def test_short_base_training_saves_and_selection_never_reads_test(tmp_path, monk
     model_cfg = MODEL_PRESETS["base"].replace(image_size=64, base_width=4, head_width=8)
     train_cfg = TRAIN_PRESETS["base"].replace(steps=4, batch_size=2, crop_size=32, select_every=2)
     out = tmp_path / "base.pt"
-    summary = pipeline.train_category(root, category, out, model_cfg=model_cfg, train_cfg=train_cfg,
-                                      preset="base", progress=False)
+    summary = pipeline.train_category(
+        root, category, out, model_cfg=model_cfg, train_cfg=train_cfg, preset="base", progress=False
+    )
     assert out.is_file() and summary["steps"] == 4
     assert set(opened) == {Split.TRAIN, Split.VALIDATION}
     from easynet.checkpoint import load_checkpoint

@@ -41,22 +41,25 @@ def test_zlib_tiff_with_a_huge_third_dimension_is_refused_before_decoding(tmp_pa
     for reader in (read_depth, read_rgb):
         error, peak = _peak_while(lambda r=reader: r(path))
         assert isinstance(error, InputError)
-        assert "bomb.tiff declares 250x250x4000 values, 4000 per pixel; expected one image of at most 4 channels" \
+        assert (
+            "bomb.tiff declares 250x250x4000 values, 4000 per pixel; expected one image of at most 4 channels"
             in str(error)
+        )
         assert peak < ALLOCATION_LIMIT
 
 
 def test_npy_whose_header_claims_200000_squared_is_refused_from_the_header(tmp_path):
     path = tmp_path / "big.npy"
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
-                                                 "shape": (200000, 200000, 3)})
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (200000, 200000, 3)})
         f.write(b"\0" * 64)
     assert npy_header(path) == ((200000, 200000, 3), np.dtype("<f4"))
     error, peak = _peak_while(lambda: read_depth(path))
     assert isinstance(error, InputError)
-    assert str(error) == ("depth big.npy is 200000x200000 pixels, more than the limit of 40000000 pixels; downscale "
-                          "it or set EASYNET_MAX_PIXELS to raise the limit")
+    assert str(error) == (
+        "depth big.npy is 200000x200000 pixels, more than the limit of 40000000 pixels; downscale "
+        "it or set EASYNET_MAX_PIXELS to raise the limit"
+    )
     assert peak < ALLOCATION_LIMIT
     assert depth_shape(path) == (200000, 200000)  # the header alone, nothing loaded
 
@@ -90,8 +93,9 @@ def test_checkpoint_with_nan_weights_is_refused_at_load(tmp_path):
         Predictor.from_checkpoint(path, "cpu")
 
 
-@pytest.mark.parametrize("field, value", [("alpha", float("nan")), ("threshold", float("inf")), ("threshold", 0.0),
-                                          ("threshold", "high")])
+@pytest.mark.parametrize(
+    "field, value", [("alpha", float("nan")), ("threshold", float("inf")), ("threshold", 0.0), ("threshold", "high")]
+)
 def test_checkpoint_with_a_broken_calibration_is_refused(tmp_path, field, value):
     cal = Calibration()
     if field == "alpha":

@@ -70,8 +70,9 @@ def test_a_session_cannot_list_open_delete_or_download_another_ones_annotations(
     monkeypatch.setenv("EASYNET_WORKSPACE", str(tmp_path / "ws"))
     shutil.copytree(assets.workspace / "models", tmp_path / "ws" / "models")
     with sessions.as_owner("alice"):
-        _, _, _, saved = annotate.save("part_s", "OK", "train", "", str(assets.rgb), str(assets.depth), None,
-                                          assets.model)
+        _, _, _, saved = annotate.save(
+            "part_s", "OK", "train", "", str(assets.rgb), str(assets.depth), None, assets.model
+        )
         item = saved["entry"]  # a new entry (not a relabel): the "current" output stays empty
         assert item == "part_s:train/good/000" and workspace.list_annotations() == [item]
         assert saved["files"]["rgb"] == "part_s/train/good/rgb/000.png"  # relative, never a server path
@@ -126,16 +127,22 @@ def test_queue_quotas_and_the_steps_limit_on_a_space(assets, runner_with, tmp_pa
             runner.submit("toy", steps=5)
             leftover = tmp_path / "extracted"
             leftover.mkdir()
-            with pytest.raises(InputError, match="^this session already has 2 fine-tuning jobs queued or running, the "
-                                                 "limit; wait for one to finish or cancel one$"):
+            with pytest.raises(
+                InputError,
+                match="^this session already has 2 fine-tuning jobs queued or running, the "
+                "limit; wait for one to finish or cancel one$",
+            ):
                 runner.submit("toy", steps=5, cleanup=[leftover])
             assert not leftover.exists()  # a refused job leaves no extracted upload behind
         monkeypatch.setenv("EASYNET_MAX_JOBS", "3")
         with sessions.as_owner("bob"):
             runner.submit("toy", steps=5)
         with sessions.as_owner("carol"):
-            with pytest.raises(InputError, match="^the server already has 3 fine-tuning jobs queued or running, the "
-                                                 "limit; try again when one has finished$"):
+            with pytest.raises(
+                InputError,
+                match="^the server already has 3 fine-tuning jobs queued or running, the "
+                "limit; try again when one has finished$",
+            ):
                 runner.submit("toy", steps=5)
             monkeypatch.setenv("SPACE_ID", "someone/easynet-3d")
             assert jobs.max_steps() == jobs.SPACE_MAX_STEPS
@@ -247,8 +254,14 @@ def test_compact_state_thins_a_large_image_to_the_state_side():
     from app import ui
 
     image = np.zeros((6000, 4000, 3), np.uint8)
-    state = ui.compact_state("a.png", None, image, np.zeros((6000, 4000, 3), np.float32), np.ones((6000, 4000), bool),
-                             np.zeros((128, 128), np.float32))
+    state = ui.compact_state(
+        "a.png",
+        None,
+        image,
+        np.zeros((6000, 4000, 3), np.float32),
+        np.ones((6000, 4000), bool),
+        np.zeros((128, 128), np.float32),
+    )
     assert state["image"].shape == (250, 167, 3) and state["xyz"].shape == (250, 167, 3)
     assert state["foreground"].shape == (250, 167) and state["depth"] is None
 

@@ -55,7 +55,7 @@ def test_resume_restores_the_saved_learning_rate_schedule(tmp_path):
     saved = load_checkpoint(out).provenance["train_state"]["scheduler"]  # plain data under weights_only
     assert saved["last_epoch"] == 5 and saved["milestones"] == {8: 1, 9: 1}
     train(CFG, cfg, data, device="cpu", resume=out, callback=lambda e: lrs.append(e.lr), progress=False)
-    assert lrs == pytest.approx(whole[5:]) and lrs[-1] == pytest.approx(1e-3 * 0.2 ** 2)
+    assert lrs == pytest.approx(whole[5:]) and lrs[-1] == pytest.approx(1e-3 * 0.2**2)
 
 
 def test_training_items_are_reproducible_and_change_per_epoch(tmp_path):
@@ -78,12 +78,26 @@ def test_init_from_another_architecture_is_refused(tmp_path):
     other = CFG.replace(layers=3)
     path = save_checkpoint(Checkpoint(other, EasyNet(other).state_dict()), tmp_path / "three.pt")
     with pytest.raises(InputError) as error:
-        train(CFG, TRAIN_PRESETS["official"].replace(steps=1, batch_size=2), _pairs(tmp_path), device="cpu",
-              init_from=path, progress=False)
-    assert str(error.value) == ("three.pt holds a model with layers=3, not the layers=2 asked for; leave out those "
-                                "model options to train with the checkpoint's architecture")
-    result = train(other, TRAIN_PRESETS["official"].replace(steps=1, batch_size=2), _pairs(tmp_path), device="cpu",
-                   init_from=path, progress=False)
+        train(
+            CFG,
+            TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
+            _pairs(tmp_path),
+            device="cpu",
+            init_from=path,
+            progress=False,
+        )
+    assert str(error.value) == (
+        "three.pt holds a model with layers=3, not the layers=2 asked for; leave out those "
+        "model options to train with the checkpoint's architecture"
+    )
+    result = train(
+        other,
+        TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
+        _pairs(tmp_path),
+        device="cpu",
+        init_from=path,
+        progress=False,
+    )
     assert result.checkpoint.model_config == other
 
 
@@ -95,8 +109,15 @@ def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_p
 
     monkeypatch.setattr(pipeline, "calibrate", no_calibration)
     out = tmp_path / "ft.pt"
-    summary = pipeline.train_category(tiny_tree, "toy", out, init_from=tiny_checkpoint, device="cpu", progress=False,
-                                      train_cfg=TRAIN_PRESETS["official"].replace(steps=5, batch_size=2),
-                                      callback=lambda event: event.step < 1)  # cancelled after the first step
+    summary = pipeline.train_category(
+        tiny_tree,
+        "toy",
+        out,
+        init_from=tiny_checkpoint,
+        device="cpu",
+        progress=False,
+        train_cfg=TRAIN_PRESETS["official"].replace(steps=5, batch_size=2),
+        callback=lambda event: event.step < 1,
+    )  # cancelled after the first step
     assert summary["stopped"] and summary["checkpoint"] is None and summary["steps"] == 1
     assert not out.exists()

@@ -74,8 +74,12 @@ def main() -> int:
         help="re-fit the calibration of existing checkpoints on validation, then re-evaluate",
     )
     parser.add_argument("--samples", default="samples")
-    parser.add_argument("--depth-encoding", choices=("height", "metric"), default="height",
-                        help="metric: heights in metres over one scale fitted on the training split (dents in mm)")
+    parser.add_argument(
+        "--depth-encoding",
+        choices=("height", "metric"),
+        default="height",
+        help="metric: heights in metres over one scale fitted on the training split (dents in mm)",
+    )
     a = parser.parse_args()
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

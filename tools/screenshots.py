@@ -80,10 +80,12 @@ def main() -> int:
             page.get_by_role("tab", name="Annotate").click()
             _pick_model(page, "annotate-model", category)
             page.locator("#annotate-rgb input[type=file]").set_input_files(
-                str(REPO / "samples" / category / f"{kind}_rgb.png"))
+                str(REPO / "samples" / category / f"{kind}_rgb.png")
+            )
             page.locator("#annotate-status").get_by_text("Pre-filled").wait_for()
             page.locator("#annotate-depth input[type=file]").set_input_files(
-                str(REPO / "samples" / category / f"{kind}_xyz.tiff"))  # the depth upload pre-fills again
+                str(REPO / "samples" / category / f"{kind}_xyz.tiff")
+            )  # the depth upload pre-fills again
             page.locator("#annotate-status").get_by_text("RGB + depth").wait_for()
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "annotate.png"), full_page=True)

@@ -24,12 +24,23 @@ def main() -> None:
     train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, depth_amplitude_mm=(lo, hi)))
     out = f"gasket_amp_{lo}_{hi}.pt"
     start = time.time()
-    summary = train_category("data/synthetic", "gasket", out, train_cfg=train_cfg, device="cpu", preset="lite",
-                             model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding="metric"), progress=False)
+    summary = train_category(
+        "data/synthetic",
+        "gasket",
+        out,
+        train_cfg=train_cfg,
+        device="cpu",
+        preset="lite",
+        model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding="metric"),
+        progress=False,
+    )
     report, _, _ = evaluate_category(out, "data/synthetic", "gasket", gates=("close", "open", "control"), device="cpu")
     test = {g: [round(r["i_auroc"], 3), r["per_defect_i_auroc"]] for g, r in report["gates"].items()}
-    print(json.dumps({"amp": [lo, hi], "s": round(time.time() - start), "validation": summary["validation"],
-                      "test": test}))
+    print(
+        json.dumps(
+            {"amp": [lo, hi], "s": round(time.time() - start), "validation": summary["validation"], "test": test}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,5 +7,12 @@ from easynet.data.registry import detect_format, open_dataset
 from easynet.data.types import DepthMap, Sample, Split
 
 __all__ = [
-    "DepthMap", "Eyecandies", "MVTec3D", "PairFolder", "Sample", "Split", "detect_format", "open_dataset",
+    "DepthMap",
+    "Eyecandies",
+    "MVTec3D",
+    "PairFolder",
+    "Sample",
+    "Split",
+    "detect_format",
+    "open_dataset",
 ]

@@ -44,9 +44,17 @@ class PairedDataset:
         These follow the checkpoint's ModelConfig: `easynet.pipeline.loader_options(cfg)`.
     """
 
-    def __init__(self, records: list[Record], image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch", depth_encoding: str = "height",
-                 depth_scale: float = 0.0, rgb_background: str = "keep") -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        modality: str = "rgbd",
+        cache_dir: str | Path | None = None,
+        resize: str = "stretch",
+        depth_encoding: str = "height",
+        depth_scale: float = 0.0,
+        rgb_background: str = "keep",
+    ) -> None:
         if resize not in RESIZE_MODES:
             raise InputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         if modality not in MODALITIES:
@@ -97,22 +105,32 @@ class PairedDataset:
         depth = foreground = None
         if self.has_depth:
             check_same_size(rgb, np.empty(depth_shape(record.depth), dtype=np.uint8))
-            prepared = cached_prepare_depth(record.depth, frame, self.cache_dir, record.info_yaml,
-                                            self.depth_encoding, self.depth_scale)
+            prepared = cached_prepare_depth(
+                record.depth, frame, self.cache_dir, record.info_yaml, self.depth_encoding, self.depth_scale
+            )
             depth, foreground = prepared.depth, prepared.foreground
             if self.rgb_background == "zero":
                 rgb = zero_background(rgb, prepared.background)
         if record.mask is not None:
             mask = read_mask(record.mask)
             if mask.shape != rgb.shape[:2]:
-                raise InputError(f"mask {record.mask.name} is {mask.shape[1]}x{mask.shape[0]} but its image "
-                                 f"is {rgb.shape[1]}x{rgb.shape[0]}; they must be the same size")
+                raise InputError(
+                    f"mask {record.mask.name} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                    f"is {rgb.shape[1]}x{rgb.shape[0]}; they must be the same size"
+                )
             mask = frame.mask(mask)
         else:
             mask = np.zeros((size, size), dtype=bool)
-        return Sample(rgb=frame.image(rgb), depth=depth, foreground=foreground, mask=mask,
-                      label=int(record.defect != GOOD or bool(mask.any())), defect=record.defect,
-                      name=record.name, frame=frame)
+        return Sample(
+            rgb=frame.image(rgb),
+            depth=depth,
+            foreground=foreground,
+            mask=mask,
+            label=int(record.defect != GOOD or bool(mask.any())),
+            defect=record.defect,
+            name=record.name,
+            frame=frame,
+        )
 
 
 def sorted_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
@@ -124,5 +142,6 @@ def sorted_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
 
 def list_dirs(folder: Path) -> list[str]:
     """Sorted names of the visible sub-folders of `folder`."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if folder.is_dir() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+    )

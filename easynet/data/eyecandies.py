@@ -20,8 +20,18 @@ from easynet.data.io import read_mask
 from easynet.data.types import Split
 from easynet.errors import InputError
 
-CATEGORIES = ("CandyCane", "ChocolateCookie", "ChocolatePraline", "Confetto", "GummyBear", "HazelnutTruffle",
-              "LicoriceSandwich", "Lollipop", "Marshmallow", "PeppermintCandy")
+CATEGORIES = (
+    "CandyCane",
+    "ChocolateCookie",
+    "ChocolatePraline",
+    "Confetto",
+    "GummyBear",
+    "HazelnutTruffle",
+    "LicoriceSandwich",
+    "Lollipop",
+    "Marshmallow",
+    "PeppermintCandy",
+)
 SPLIT_DIRS = {Split.TRAIN: "train", Split.VALIDATION: "val", Split.TEST: "test_public"}
 NUM_LIGHTS = 6
 EVAL_LIGHT = 4  # image_4: the light M3DM and CPMF evaluate on
@@ -37,10 +47,19 @@ def light_for(epoch: int, index: int) -> int:
 class Eyecandies(PairedDataset):
     """One category and split of Eyecandies; labels come from the masks (anomalous when any pixel > 0)."""
 
-    def __init__(self, root: str | Path, category: str, split: Split | str = Split.TRAIN,
-                 image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd", light: int | None = None,
-                 epoch: int = 0, cache_dir: str | Path | None = None, resize: str = "stretch",
-                 **depth_options: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        category: str,
+        split: Split | str = Split.TRAIN,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        modality: str = "rgbd",
+        light: int | None = None,
+        epoch: int = 0,
+        cache_dir: str | Path | None = None,
+        resize: str = "stretch",
+        **depth_options: Any,
+    ) -> None:
         root = Path(root)
         if light is not None and light not in range(NUM_LIGHTS):
             raise InputError(f"light must be 0..{NUM_LIGHTS - 1} or None, got {light}")
@@ -57,8 +76,7 @@ class Eyecandies(PairedDataset):
             name = SPLIT_DIRS[self.split]
             raise InputError(f"category {category!r} has no {name!r} split ({data} is missing)")
         self.root, self.category, self.light, self.epoch = root, category, light, epoch
-        records = [self._record(data, path.name[: -len("_image_0.png")])
-                   for path in sorted(data.glob("*_image_0.png"))]
+        records = [self._record(data, path.name[: -len("_image_0.png")]) for path in sorted(data.glob("*_image_0.png"))]
         if not records:
             raise InputError(f"{data} holds no <idx>_image_0.png files")
         super().__init__(records, image_size, modality, cache_dir, resize, **depth_options)
@@ -67,9 +85,14 @@ class Eyecandies(PairedDataset):
         depth, mask = data / f"{idx}_depth.png", data / f"{idx}_mask.png"
         info = data / f"{idx}_info_depth.yaml"
         anomalous = mask.is_file() and self.split is Split.TEST and bool(read_mask(mask).any())
-        return Record(rgb=data / f"{idx}_image_0.png", depth=depth if depth.is_file() else None,
-                      mask=mask if anomalous else None, defect=ANOMALOUS if anomalous else GOOD,
-                      name=f"{SPLIT_DIRS[self.split]}/{idx}", info_yaml=info if info.is_file() else None)
+        return Record(
+            rgb=data / f"{idx}_image_0.png",
+            depth=depth if depth.is_file() else None,
+            mask=mask if anomalous else None,
+            defect=ANOMALOUS if anomalous else GOOD,
+            name=f"{SPLIT_DIRS[self.split]}/{idx}",
+            info_yaml=info if info.is_file() else None,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that picks the training lights."""

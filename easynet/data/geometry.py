@@ -103,9 +103,14 @@ def border_mask(shape: tuple[int, int], border: int = BORDER) -> np.ndarray:
     return mask
 
 
-def fit_table_plane(xyz: np.ndarray, valid: np.ndarray, border: int = BORDER,
-                    distance: float = PLANE_DISTANCE, iterations: int = PLANE_ITERATIONS,
-                    seed: int = 0) -> np.ndarray:
+def fit_table_plane(
+    xyz: np.ndarray,
+    valid: np.ndarray,
+    border: int = BORDER,
+    distance: float = PLANE_DISTANCE,
+    iterations: int = PLANE_ITERATIONS,
+    seed: int = 0,
+) -> np.ndarray:
     """Fits the table plane with open3d RANSAC on the valid points of the border strips.
 
     Falls back to all valid points when the border has fewer than 3. Returns (a, b, c, d) with a unit
@@ -119,8 +124,9 @@ def fit_table_plane(xyz: np.ndarray, valid: np.ndarray, border: int = BORDER,
     o3d = _import_open3d()
     o3d.utility.random.seed(seed)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
-    plane, _ = cloud.segment_plane(distance_threshold=distance, ransac_n=min(RANSAC_N, len(points)),
-                                   num_iterations=iterations)
+    plane, _ = cloud.segment_plane(
+        distance_threshold=distance, ransac_n=min(RANSAC_N, len(points)), num_iterations=iterations
+    )
     plane = np.asarray(plane, dtype=np.float64)
     norm = np.linalg.norm(plane[:3])
     if not np.isfinite(norm) or norm == 0:
@@ -156,8 +162,9 @@ def largest_component(mask: np.ndarray, missing: np.ndarray | None = None, bridg
     return mask & (labels == int(np.argmax(sizes)))
 
 
-def remove_table(depth: DepthMap, threshold: float = TABLE_THRESHOLD, keep_largest: bool = True,
-                 seed: int = 0) -> Geometry:
+def remove_table(
+    depth: DepthMap, threshold: float = TABLE_THRESHOLD, keep_largest: bool = True, seed: int = 0
+) -> Geometry:
     """Separates the object from the table: height above the fitted plane and a foreground mask.
 
     Points more than `threshold` metres above the plane (towards the camera) are foreground. Depth maps
@@ -221,8 +228,9 @@ def prepare_depth(depth: DepthMap, frame: Frame | int, encoding: str = "height",
     return frame_depth(depth, remove_table(depth), frame, encoding, scale)
 
 
-def frame_depth(depth: DepthMap, geometry: Geometry, frame: Frame, encoding: str = "height",
-                scale: float = 0.0) -> DepthInput:
+def frame_depth(
+    depth: DepthMap, geometry: Geometry, frame: Frame, encoding: str = "height", scale: float = 0.0
+) -> DepthInput:
     """The depth input of a scan whose table is already removed, fitted to the frame (``prepare_depth``)."""
     metric = encoding == "metric"
     if metric and not scale > 0:
@@ -258,17 +266,32 @@ def default_cache_dir() -> Path:
 def _cache_key(path: Path, frame: Frame, info_yaml: Path | None, encoding: str) -> str:
     stat = path.stat()
     size = frame.size if frame.mode == "stretch" else [frame.size, frame.mode]  # stretch keys as before
-    settings = {"path": str(path), "mtime_ns": stat.st_mtime_ns, "bytes": stat.st_size, "size": size,
-                "encoding": encoding,
-                "info_yaml": str(info_yaml) if info_yaml else None, "border": BORDER,
-                "distance": PLANE_DISTANCE, "iterations": PLANE_ITERATIONS, "ransac_n": RANSAC_N,
-                "threshold": TABLE_THRESHOLD, "bridge": [GAP_BRIDGE, MIN_GAP_BRIDGE], "version": CACHE_VERSION}
+    settings = {
+        "path": str(path),
+        "mtime_ns": stat.st_mtime_ns,
+        "bytes": stat.st_size,
+        "size": size,
+        "encoding": encoding,
+        "info_yaml": str(info_yaml) if info_yaml else None,
+        "border": BORDER,
+        "distance": PLANE_DISTANCE,
+        "iterations": PLANE_ITERATIONS,
+        "ransac_n": RANSAC_N,
+        "threshold": TABLE_THRESHOLD,
+        "bridge": [GAP_BRIDGE, MIN_GAP_BRIDGE],
+        "version": CACHE_VERSION,
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cached_prepare_depth(path: str | Path, frame: Frame | int, cache_dir: str | Path | None = None,
-                         info_yaml: str | Path | None = None, encoding: str = "height",
-                         scale: float = 0.0) -> DepthInput:
+def cached_prepare_depth(
+    path: str | Path,
+    frame: Frame | int,
+    cache_dir: str | Path | None = None,
+    info_yaml: str | Path | None = None,
+    encoding: str = "height",
+    scale: float = 0.0,
+) -> DepthInput:
     """`prepare_depth(read_depth(path), frame, encoding, scale)` memoised as .npz under `cache_dir` (never in
     the data set). A "metric" entry holds metres, so the scale is applied on reading and is not in the key.
 
@@ -296,8 +319,13 @@ def cached_prepare_depth(path: str | Path, frame: Frame | int, cache_dir: str | 
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, depth=prepared.depth, foreground=prepared.foreground,
-                     background=np.packbits(prepared.background), shape=np.array(prepared.background.shape))
+            np.savez(
+                handle,
+                depth=prepared.depth,
+                foreground=prepared.foreground,
+                background=np.packbits(prepared.background),
+                shape=np.array(prepared.background.shape),
+            )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,19 +41,23 @@ def _check_file(path: Path, extensions: tuple[str, ...], what: str) -> None:
     if not path.is_file():
         raise InputError(f"{what} file {path} does not exist; give the path of an existing file")
     if path.suffix.lower() not in extensions:
-        raise InputError(f"{what} file {path.name} has an unsupported extension; expected one of "
-                         f"{', '.join(extensions)}")
+        raise InputError(
+            f"{what} file {path.name} has an unsupported extension; expected one of {', '.join(extensions)}"
+        )
     if path.stat().st_size == 0:
-        raise InputError(f"{what} file {path.name} is empty (0 bytes); expected a non-empty "
-                         f"{', '.join(extensions)} file")
+        raise InputError(
+            f"{what} file {path.name} is empty (0 bytes); expected a non-empty {', '.join(extensions)} file"
+        )
 
 
 def _check_size(height: int, width: int, name: str, what: str) -> None:
     if min(height, width) < MIN_SIDE:
         raise InputError(f"{what} {name} is {width}x{height} pixels; each side must be at least {MIN_SIDE} pixels")
     if height * width > max_pixels():
-        raise InputError(f"{what} {name} is {width}x{height} pixels, more than the limit of {max_pixels()} pixels; "
-                         f"downscale it or set {MAX_PIXELS_ENV} to raise the limit")
+        raise InputError(
+            f"{what} {name} is {width}x{height} pixels, more than the limit of {max_pixels()} pixels; "
+            f"downscale it or set {MAX_PIXELS_ENV} to raise the limit"
+        )
 
 
 def _check_values(shape: tuple[int, ...], height: int, width: int, name: str, what: str) -> None:
@@ -62,8 +66,10 @@ def _check_values(shape: tuple[int, ...], height: int, width: int, name: str, wh
     total = int(np.prod([int(d) for d in shape], dtype=np.float64))
     if total > max(1, height * width) * MAX_VALUES_PER_PIXEL:
         dims = "x".join(str(int(d)) for d in shape)
-        raise InputError(f"{what} file {name} declares {dims} values, {total // max(1, height * width)} per pixel; "
-                         f"expected one image of at most {MAX_VALUES_PER_PIXEL} channels (refused before decoding)")
+        raise InputError(
+            f"{what} file {name} declares {dims} values, {total // max(1, height * width)} per pixel; "
+            f"expected one image of at most {MAX_VALUES_PER_PIXEL} channels (refused before decoding)"
+        )
 
 
 def _read_tiff(path: Path, what: str) -> np.ndarray:
@@ -71,16 +77,20 @@ def _read_tiff(path: Path, what: str) -> np.ndarray:
         with tifffile.TiffFile(path) as tif:
             shape = tif.series[0].shape
             if len(shape) >= 2:
-                h, w = (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4 \
+                h, w = (
+                    (shape[1], shape[2])
+                    if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4
                     else (shape[0], shape[1])
+                )
                 _check_size(int(h), int(w), path.name, what)
                 _check_values(tuple(shape), int(h), int(w), path.name, what)
             array = tif.asarray()
     except InputError:
         raise
     except Exception:  # tifffile raises many types for corrupt or truncated files
-        raise InputError(f"{what} file {path.name} is not a readable TIFF: it is truncated, corrupt or not a TIFF "
-                         "at all") from None
+        raise InputError(
+            f"{what} file {path.name} is not a readable TIFF: it is truncated, corrupt or not a TIFF at all"
+        ) from None
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] > 4:  # planar (C, H, W)
         array = np.moveaxis(array, 0, -1)
     return array
@@ -95,17 +105,20 @@ def _read_pil(path: Path, what: str) -> np.ndarray:
                 _check_size(image.height, image.width, path.name, what)
                 image.load()
                 if image.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
-                    image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA"
-                                          else "RGB")
+                    image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
                 return np.asarray(image)
     except InputError:
         raise
     except Image.DecompressionBombError:
-        raise InputError(f"{what} file {path.name} has more than {max_pixels()} pixels; downscale it or set "
-                         f"{MAX_PIXELS_ENV} to raise the limit") from None
+        raise InputError(
+            f"{what} file {path.name} has more than {max_pixels()} pixels; downscale it or set "
+            f"{MAX_PIXELS_ENV} to raise the limit"
+        ) from None
     except Exception:  # UnidentifiedImageError, OSError (truncated), SyntaxError...
-        raise InputError(f"{what} file {path.name} is not a readable image: it is truncated, corrupt or not a "
-                         f"{path.suffix.lstrip('.').upper()} at all") from None
+        raise InputError(
+            f"{what} file {path.name} is not a readable image: it is truncated, corrupt or not a "
+            f"{path.suffix.lstrip('.').upper()} at all"
+        ) from None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -154,11 +167,15 @@ def _finite_depth(z: np.ndarray, xyz: np.ndarray | None, name: str) -> DepthMap:
         xyz[bad] = 0.0
     valid = z[z > 0]
     if valid.size == 0:
-        raise InputError(f"depth {name} has no valid point (every value is 0, NaN, inf or negative); expected "
-                         "positive distances in metres")
+        raise InputError(
+            f"depth {name} has no valid point (every value is 0, NaN, inf or negative); expected "
+            "positive distances in metres"
+        )
     if valid.min() == valid.max():
-        raise InputError(f"depth {name} has the same value ({float(valid[0]):.4g} m) everywhere, so it shows no "
-                         "object; give a real depth map, or no depth for an RGB-only check")
+        raise InputError(
+            f"depth {name} has the same value ({float(valid[0]):.4g} m) everywhere, so it shows no "
+            "object; give a real depth map, or no depth for an RGB-only check"
+        )
     return DepthMap(z=z, xyz=xyz)
 
 
@@ -171,8 +188,10 @@ def _depth_from_array(array: np.ndarray, name: str, kind: str) -> DepthMap:
     if array.ndim == 3:
         if array.shape[2] != 3:
             n = array.shape[2]
-            raise InputError(f"xyz {kind} {name} has {n} channel{'s' * (n != 1)}; expected 3 (x, y, z), or HxW "
-                             "without channels for a z map")
+            raise InputError(
+                f"xyz {kind} {name} has {n} channel{'s' * (n != 1)}; expected 3 (x, y, z), or HxW "
+                "without channels for a z map"
+            )
         if not np.issubdtype(array.dtype, np.floating):
             raise InputError(f"xyz {kind} {name} holds {array.dtype} values; expected floats in metres")
         return _finite_depth(array[..., 2], array, name)
@@ -208,8 +227,10 @@ def _read_normalization(info_yaml: Path) -> tuple[float, float]:
 def _depth_from_png(path: Path, info_yaml: str | Path | None) -> DepthMap:
     array = _read_pil(path, "depth")
     if array.dtype == np.uint8:
-        raise InputError(f"depth PNG {path.name} is 8-bit, too coarse for depth; save it as 16-bit PNG "
-                         "(millimetres) or as float TIFF/NPY (metres)")
+        raise InputError(
+            f"depth PNG {path.name} is 8-bit, too coarse for depth; save it as 16-bit PNG "
+            "(millimetres) or as float TIFF/NPY (metres)"
+        )
     if array.ndim != 2:
         raise InputError(f"depth PNG {path.name} has shape {array.shape}; expected a single-channel 16-bit PNG")
     info = Path(info_yaml) if info_yaml is not None else find_info_yaml(path)
@@ -245,16 +266,20 @@ def read_depth(path: str | Path, info_yaml: str | Path | None = None) -> DepthMa
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
-        raise InputError(f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds "
-                         "Python objects (never loaded)") from None
+        raise InputError(
+            f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds "
+            "Python objects (never loaded)"
+        ) from None
     return _depth_from_array(array, path.name, "npy")
 
 
 def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of a .npy file from its header alone (numpy.lib.format; no data is read or unpickled)."""
     path = Path(path)
-    unreadable = (f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds Python "
-                  "objects (never loaded)")
+    unreadable = (
+        f"depth file {path.name} is not a readable .npy array: it is truncated, corrupt or holds Python "
+        "objects (never loaded)"
+    )
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -284,8 +309,7 @@ def check_same_size(rgb: np.ndarray, depth: DepthMap | np.ndarray) -> None:
     dh, dw = depth.z.shape[:2] if isinstance(depth, DepthMap) else depth.shape[:2]
     rh, rw = rgb.shape[:2]
     if (rh, rw) != (dh, dw):
-        raise InputError(f"RGB is {rw}x{rh} but depth is {dw}x{dh}; "
-                         "they must be pixel-aligned and of the same size")
+        raise InputError(f"RGB is {rw}x{rh} but depth is {dw}x{dh}; they must be pixel-aligned and of the same size")
 
 
 def depth_shape(path: str | Path) -> tuple[int, int]:
@@ -305,5 +329,7 @@ def depth_shape(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.height, image.width
     except Exception:  # header readers raise many types for corrupt files
-        raise InputError(f"depth file {path.name} is not readable: it is truncated, corrupt or not a "
-                         f"{path.suffix.lstrip('.').upper()} at all") from None
+        raise InputError(
+            f"depth file {path.name} is not readable: it is truncated, corrupt or not a "
+            f"{path.suffix.lstrip('.').upper()} at all"
+        ) from None

@@ -48,8 +48,15 @@ def _folder_records(folder: Path, defect: str, split: Split) -> list[Record]:
     records = []
     for i, rgb in enumerate(rgbs):
         mask = gts[i] if defect != GOOD and gts else None  # good test gt is all zero: skip reading it
-        records.append(Record(rgb=rgb, depth=xyzs[i] if xyzs else None, mask=mask, defect=defect,
-                              name=f"{split.value}/{defect}/{rgb.stem}"))
+        records.append(
+            Record(
+                rgb=rgb,
+                depth=xyzs[i] if xyzs else None,
+                mask=mask,
+                defect=defect,
+                name=f"{split.value}/{defect}/{rgb.stem}",
+            )
+        )
     return records
 
 
@@ -60,15 +67,24 @@ class MVTec3D(PairedDataset):
     good test samples get an all-False mask.
     """
 
-    def __init__(self, root: str | Path, category: str, split: Split | str = Split.TRAIN,
-                 image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch", **depth_options: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        category: str,
+        split: Split | str = Split.TRAIN,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        modality: str = "rgbd",
+        cache_dir: str | Path | None = None,
+        resize: str = "stretch",
+        **depth_options: Any,
+    ) -> None:
         self.root, self.category, self.split = Path(root), category, _split_of(split)
         folder = category_dir(root, category) / self.split.value
         if not folder.is_dir():
             found = ", ".join(list_dirs(folder.parent)) or "nothing"
-            raise InputError(f"category {category!r} has no {self.split.value!r} split under "
-                             f"{folder.parent}; found: {found}")
+            raise InputError(
+                f"category {category!r} has no {self.split.value!r} split under {folder.parent}; found: {found}"
+            )
         defects = list_dirs(folder) if self.split is Split.TEST else [GOOD]
         if not defects or not (folder / defects[0]).is_dir():
             raise InputError(f"{folder} holds no defect folders; expected {folder / GOOD}")

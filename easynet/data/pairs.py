@@ -70,16 +70,19 @@ def named_defect(name: str) -> bool:
 def _record(rgb: Path, depth: Path | None, mask: Path | None, name: str) -> Record:
     masked = mask is not None and bool(read_mask(mask).any())
     anomalous = masked or named_defect(name)
-    return Record(rgb=rgb, depth=depth, mask=mask if masked else None,
-                  defect=ANOMALOUS if anomalous else GOOD, name=name)
+    return Record(
+        rgb=rgb, depth=depth, mask=mask if masked else None, defect=ANOMALOUS if anomalous else GOOD, name=name
+    )
 
 
 def folder_records(folder: Path) -> list[Record]:
     """Every pair of one folder (flat or with rgb/ depth/ mask/ sub-folders), sorted by name."""
     records = _subfolder_records(folder) if (folder / "rgb").is_dir() else _flat_records(folder)
     if not records:
-        raise InputError(f"{folder} holds no RGB images (.png, .jpg, .bmp); expected NAME.png + "
-                         "NAME.tiff pairs or rgb/ and depth/ sub-folders")
+        raise InputError(
+            f"{folder} holds no RGB images (.png, .jpg, .bmp); expected NAME.png + "
+            "NAME.tiff pairs or rgb/ and depth/ sub-folders"
+        )
     return records
 
 
@@ -90,9 +93,11 @@ def _split_folder(root: Path, split: Split) -> Path | None:
 def _good_only(records: list[Record], folder: Path, split: Split) -> list[Record]:
     bad = [r.name for r in records if r.defect != GOOD]
     if bad:
-        raise InputError(f"{folder} is the {split.value} split but holds labelled defects ({', '.join(bad[:3])}"
-                         f"{', ...' if len(bad) > 3 else ''}); move them to {folder.parent / 'test'}, since "
-                         "training and calibration must see good pairs only")
+        raise InputError(
+            f"{folder} is the {split.value} split but holds labelled defects ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); move them to {folder.parent / 'test'}, since "
+            "training and calibration must see good pairs only"
+        )
     return records
 
 
@@ -137,9 +142,16 @@ class PairFolder(PairedDataset):
     """One split of a pair folder (``split`` None: every pair, defects included, not for training); pairs
     whose depth file is missing make the split RGB-only."""
 
-    def __init__(self, root: str | Path, image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 cache_dir: str | Path | None = None, resize: str = "stretch", split: Split | str | None = None,
-                 **depth_options: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        modality: str = "rgbd",
+        cache_dir: str | Path | None = None,
+        resize: str = "stretch",
+        split: Split | str | None = None,
+        **depth_options: Any,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"pair folder {self.root} is not a folder")

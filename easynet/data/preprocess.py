@@ -80,7 +80,7 @@ class Frame:
         return out
 
     def _pad_square(self, values: np.ndarray, fill: float | int = 0) -> np.ndarray:
-        """"pad" mode: the source image centred on a zero (``fill``) square of side ``padded``."""
+        """ "pad" mode: the source image centred on a zero (``fill``) square of side ``padded``."""
         h, w = self.original
         top, left = (self.padded - h) // 2, (self.padded - w) // 2
         out = np.full((self.padded, self.padded, *values.shape[2:]), fill, dtype=values.dtype)

@@ -15,8 +15,11 @@ FORMATS = ("mvtec3d", "eyecandies", "pairs")
 
 
 def _is_mvtec3d_category(folder: Path) -> bool:
-    return (folder / "train" / "good" / "rgb").is_dir() or (folder / "test").is_dir() and any(
-        (d / "rgb").is_dir() for d in (folder / "test").iterdir() if d.is_dir())
+    return (
+        (folder / "train" / "good" / "rgb").is_dir()
+        or (folder / "test").is_dir()
+        and any((d / "rgb").is_dir() for d in (folder / "test").iterdir() if d.is_dir())
+    )
 
 
 def _is_eyecandies_category(folder: Path) -> bool:
@@ -36,9 +39,15 @@ def detect_format(root: str | Path) -> str:
     return "pairs"
 
 
-def open_dataset(root: str | Path, category: str | None = None, split: Split | str = Split.TEST,
-                 format: str | None = None, image_size: int = DEFAULT_IMAGE_SIZE, modality: str = "rgbd",
-                 **kw) -> PairedDataset:
+def open_dataset(
+    root: str | Path,
+    category: str | None = None,
+    split: Split | str = Split.TEST,
+    format: str | None = None,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    modality: str = "rgbd",
+    **kw,
+) -> PairedDataset:
     """Opens one category and split of a data set, detecting its format unless `format` is given.
 
     Extra keywords go to the loader (`cache_dir`, `resize`, the depth options; Eyecandies also `light`,
