@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from easynet.errors import InputError
 from easynet.model import EasyNet, GatedOutput, SegmentationHead
@@ -29,24 +30,9 @@ BACKENDS = ("optimized", "eager", "onnx")
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """One conv equal to ``bn(conv(x))`` in eval mode: W' = W * g / s, b' = (b - mean) * g / s + beta."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    ).to(conv.weight.device, conv.weight.dtype)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight.detach() * scale[:, None, None, None])
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
-    return fused
+    """One conv equal to ``bn(conv(x))`` in eval mode: W' = W * g / s, b' = (b - mean) * g / s + beta
+    (torch.nn.utils.fusion.fuse_conv_bn_eval; both modules must be in eval mode)."""
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
 def fold_batchnorm(module: nn.Module) -> int:
