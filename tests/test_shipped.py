@@ -118,3 +118,22 @@ def test_clicking_a_sample_selects_its_categorys_model(tmp_path, monkeypatch):
         assert thumbnail == rgb and label.startswith(f"{category} · ") and Path(depth).is_file()
         assert model == category and inspect_tab.model_for_sample(category, "other") == category
     assert inspect_tab.model_for_sample("no_such_part", "other") == "other"
+
+
+@pytest.mark.slow
+def test_shipped_evaluation_json_is_what_evaluating_the_checkpoint_gives(tmp_path):
+    """Not circular: the test split is rendered again from the manifest's generator settings (its files do not
+    depend on the train/validation counts) and the shipped checkpoint is evaluated on it from scratch."""
+    from easynet.data.synthetic import generate
+    from easynet.pipeline import evaluate_category
+
+    category, data = "gasket", MANIFEST["data"]
+    generate(tmp_path, [category], size=data["size"], n_train=0, n_validation=0, seed=data["seed"])
+    report, _, _ = evaluate_category(
+        CHECKPOINTS / f"{category}.pt", tmp_path, category, gates=("close", "open", "control"), device="cpu"
+    )
+    shipped_report = json.loads((CHECKPOINTS / f"{category}.json").read_text())
+    assert report["n_images"] == shipped_report["n_images"] == 48
+    for gate, metrics in shipped_report["gates"].items():
+        for key in ("i_auroc", "p_auroc", "aupro"):
+            assert report["gates"][gate][key] == pytest.approx(metrics[key], abs=1e-6), (gate, key)
