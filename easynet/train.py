@@ -169,60 +169,18 @@ def train(
             weights with the best score are kept (validation only: the caller must never pass test data).
     """
     world, rank, local_rank = _distributed()
-    dev = resolve_device(device)
-    if world > 1:
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local_rank)
-            torch.cuda.set_device(dev)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    dev = _setup_device(device, world, local_rank)
     torch.manual_seed(cfg.seed + rank)
-    model = EasyNet(model_cfg)
-    start_step, train_state = 0, None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        model_cfg = start_config(ckpt, model_cfg, Path(resume).name)
-        model = ckpt.build_model()
-        train_state = ckpt.provenance.get("train_state")
-        if train_state is None:
-            raise InputError(f"{Path(resume).name} has no optimizer state to resume from; use it as --init instead")
-        start_step = int(train_state["step"])
-    elif init_from is not None:
-        init = load_checkpoint(init_from)
-        model_cfg = start_config(init, model_cfg, Path(init_from).name)
-        model = init.build_model()
+    model, model_cfg, start_step, train_state = _starting_model(model_cfg, resume, init_from)
     model.to(dev).train()
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     data = TrainingSet(samples, cfg, model_cfg.has_depth, model_cfg.metric_scale)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = (
-        DistributedSampler(data, shuffle=True, seed=cfg.seed) if world > 1 else RandomSampler(data, generator=generator)
-    )
-    loader = DataLoader(
-        data,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        drop_last=len(data) >= cfg.batch_size * world,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,  # workers keep their decoded-image cache across epochs
-    )
+    loader, sampler = _loader(data, cfg, world, dev)
     total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    milestones = [max(1, int(f * total)) for f in cfg.milestones]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
-    if train_state is not None:
-        optimizer.load_state_dict(train_state["optimizer"])
-        if "scheduler" in train_state:
-            scheduler.load_state_dict(_scheduler_from_plain(train_state["scheduler"]))
-        else:  # checkpoints written before the schedule was saved: replay it
-            with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(start_step):
-                    scheduler.step()
+    optimizer, scheduler = _optimizer_and_schedule(model, cfg, total, train_state)
     criterion = EasyNetLoss(cfg)
     amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -287,6 +245,73 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+def _setup_device(device: str, world: int, local_rank: int) -> torch.device:
+    """The device of this process; under torchrun also its CUDA device and the process group."""
+    dev = resolve_device(device)
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local_rank)
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
+def _starting_model(
+    model_cfg: ModelConfig, resume: str | Path | None, init_from: str | Path | None
+) -> tuple[EasyNet, ModelConfig, int, dict[str, Any] | None]:
+    """(model, its config, first step, saved optimizer/schedule state): fresh, resumed or initialised from weights."""
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        model_cfg = start_config(ckpt, model_cfg, Path(resume).name)
+        train_state = ckpt.provenance.get("train_state")
+        if train_state is None:
+            raise InputError(f"{Path(resume).name} has no optimizer state to resume from; use it as --init instead")
+        return ckpt.build_model(), model_cfg, int(train_state["step"]), train_state
+    if init_from is not None:
+        init = load_checkpoint(init_from)
+        model_cfg = start_config(init, model_cfg, Path(init_from).name)
+        return init.build_model(), model_cfg, 0, None
+    return EasyNet(model_cfg), model_cfg, 0, None
+
+
+def _loader(data: TrainingSet, cfg: TrainConfig, world: int, dev: torch.device) -> tuple[DataLoader, Any]:
+    """The shuffled batches (a DistributedSampler under torchrun, a seeded RandomSampler otherwise)."""
+    if world > 1:
+        sampler: Any = DistributedSampler(data, shuffle=True, seed=cfg.seed)
+    else:
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        data,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=len(data) >= cfg.batch_size * world,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,  # workers keep their decoded-image cache across epochs
+    )
+    return loader, sampler
+
+
+def _optimizer_and_schedule(
+    model: EasyNet, cfg: TrainConfig, total: int, train_state: dict[str, Any] | None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """Adam and its step schedule (LR x gamma at the milestone fractions of ``total``), restored when resuming."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    milestones = [max(1, int(f * total)) for f in cfg.milestones]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
+    if train_state is not None:
+        optimizer.load_state_dict(train_state["optimizer"])
+        if "scheduler" in train_state:
+            scheduler.load_state_dict(_scheduler_from_plain(train_state["scheduler"]))
+        else:  # checkpoints written before the schedule was saved: replay it
+            with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(int(train_state["step"])):
+                    scheduler.step()
+    return optimizer, scheduler
 
 
 class _BestKeeper:
