@@ -59,6 +59,12 @@ def main() -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--category", required=True)
+    parser.add_argument(
+        "--validation-synth",
+        help="build the validation anomalies with this training preset's "
+        "synthesis (e.g. base) instead of the checkpoint's own, so that variants are compared on "
+        "one validation set",
+    )
     a = parser.parse_args()
     if not Path(a.data).is_dir():
         print(f"{a.data} is absent: nothing to measure")
@@ -67,7 +73,9 @@ def main() -> int:
     model, cfg = ckpt.build_model().eval(), ckpt.model_config
     device = torch.device("cpu")
     validation = open_dataset(a.data, a.category, Split.VALIDATION, **loader_options(cfg))
-    synth_cfg = ckpt.train_config.synth
+    from easynet.config import TRAIN_PRESETS
+
+    synth_cfg = TRAIN_PRESETS[a.validation_synth].synth if a.validation_synth else ckpt.train_config.synth
     synthesizer = AnomalySynthesizer(synth_cfg, cfg.metric_scale)
     items, labels = [], []
     for i in range(len(validation)):  # the calibration set of evaluate.calibrate
