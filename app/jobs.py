@@ -26,6 +26,7 @@ from typing import Any
 
 from app import sessions, workspace
 from easynet.errors import EasyNetError, InputError
+from easynet.settings import env_int
 from easynet.visualize import atomic_write_bytes
 
 ACTIVE = ("queued", "running")
@@ -90,17 +91,9 @@ class Job:
         }
 
 
-def _limit(env: str, default: int) -> int:
-    value = os.environ.get(env)
-    try:
-        return int(float(value)) if value else default
-    except ValueError:
-        raise InputError(f"{env} must be a whole number, got {value!r}") from None
-
-
 def max_steps() -> int:
     """Steps one job may ask for: EASYNET_MAX_STEPS, else SPACE_MAX_STEPS on a Space, else MAX_STEPS."""
-    return _limit(MAX_STEPS_ENV, SPACE_MAX_STEPS if os.environ.get("SPACE_ID") else MAX_STEPS)
+    return env_int(MAX_STEPS_ENV, SPACE_MAX_STEPS if os.environ.get("SPACE_ID") else MAX_STEPS)
 
 
 def scrub(text: str) -> str:
@@ -228,14 +221,14 @@ class JobRunner:
         active = [j for j in self._jobs.values() if j.state in ACTIVE]
         mine, per_session = (
             sum(j.owner == owner for j in active),
-            _limit(MAX_ACTIVE_PER_SESSION_ENV, MAX_ACTIVE_PER_SESSION),
+            env_int(MAX_ACTIVE_PER_SESSION_ENV, MAX_ACTIVE_PER_SESSION),
         )
         if owner != sessions.LOCAL and mine >= per_session:  # LOCAL: the operator's own calls (no web request)
             raise InputError(
                 f"this session already has {mine} fine-tuning jobs queued or running, the limit; wait "
                 "for one to finish or cancel one"
             )
-        total = _limit(MAX_ACTIVE_TOTAL_ENV, MAX_ACTIVE_TOTAL)
+        total = env_int(MAX_ACTIVE_TOTAL_ENV, MAX_ACTIVE_TOTAL)
         if len(active) >= total:
             raise InputError(
                 f"the server already has {len(active)} fine-tuning jobs queued or running, the limit; "

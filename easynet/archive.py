@@ -8,7 +8,6 @@ written are counted too (a zip may lie about its sizes); on any failure what was
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import stat
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from easynet.errors import InputError
+from easynet.settings import env_int
 
 MAX_BYTES_ENV = "EASYNET_MAX_ZIP_BYTES"
 MAX_BYTES = 2 * 1024**3
@@ -27,20 +27,12 @@ CHUNK_BYTES = 1 << 20
 
 def max_bytes() -> int:
     """The unpacked-size limit: EASYNET_MAX_ZIP_BYTES, read on every call, else MAX_BYTES."""
-    value = os.environ.get(MAX_BYTES_ENV)
-    try:
-        return int(float(value)) if value else MAX_BYTES
-    except ValueError:
-        raise InputError(f"{MAX_BYTES_ENV} must be a number of bytes, got {value!r}") from None
+    return env_int(MAX_BYTES_ENV, MAX_BYTES, "a number of bytes")
 
 
 def max_entries() -> int:
     """The entry-count limit: EASYNET_MAX_ZIP_ENTRIES, read on every call, else MAX_ENTRIES."""
-    value = os.environ.get(MAX_ENTRIES_ENV)
-    try:
-        return int(float(value)) if value else MAX_ENTRIES
-    except ValueError:
-        raise InputError(f"{MAX_ENTRIES_ENV} must be a number of entries, got {value!r}") from None
+    return env_int(MAX_ENTRIES_ENV, MAX_ENTRIES, "a number of entries")
 
 
 def declared_entries(path: Path) -> int | None:
