@@ -30,7 +30,14 @@ PAPER_I_AUROC = {"tire": 0.742}  # EasyNet, pure RGB, the paper's Table 1
 
 # name -> (what it changes, model config changes, train config changes, synth config changes, model preset)
 VARIANTS: dict[str, tuple[str, dict, dict, dict, str]] = {
-    "base": ("the `base` recipe (shipped at 3000 steps)", {}, {}, {}, "base"),
+    "base": ("the `base` recipe (`train --preset base`)", {}, {}, {}, "base"),
+    "no_position_norm": (
+        "raw probability maps: no position-wise normalisation by the clean validation maps",
+        {},
+        {"position_norm": False},
+        {},
+        "base",
+    ),
     "old_default": (
         "before: `lite` at 128 px stretched, paper lr, DRAEM textures (the issue's command)",
         {},
@@ -133,7 +140,7 @@ def write_report(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     ]
     for r in rows:
         per = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["test_per_defect_i_auroc"].items()))
-        change = VARIANTS.get(r["variant"], (r["change"],))[0]
+        change = VARIANTS.get(r["variant"], (r["change"],))[0] + (f" ({r['note']})" if r.get("note") else "")
         lines.append(
             f"| {r['variant']} | {change} | {r['steps']} | {r['train_minutes']} | {r['steps_per_s']} "
             f"| {r['validation_i_auroc']:.3f} | {r['test_i_auroc']:.3f} | {r['test_p_auroc']:.3f} "

@@ -57,11 +57,30 @@ OFFICIAL_PREFIXES = {
 
 @dataclass
 class HeadCalibration:
-    """Per-head image threshold and heat-map scale (anomaly probability mapped to [0, 1] for display)."""
+    """Per-head image threshold and heat-map scale (anomaly probability mapped to [0, 1] for display).
+
+    ``norm_mean`` and ``norm_scale`` ((S, S) float32 tensors, or None) are the head's position-wise score
+    normalisation, fitted on clean validation images when it wins there (evaluate.calibrate): the head's map
+    becomes (probability - norm_mean) / norm_scale before it is scored, so that places where clean parts
+    always light up (a border, a fixed feature) stop deciding the verdict. Threshold and heat-map scale are
+    then on that normalised scale.
+    """
 
     threshold: float = 0.5
     pixel_low: float = 0.0
     pixel_high: float = 1.0
+    norm_mean: torch.Tensor | None = None
+    norm_scale: torch.Tensor | None = None
+
+    @property
+    def normalised(self) -> bool:
+        return self.norm_mean is not None and self.norm_scale is not None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for JSON (the normalisation maps as their shape)."""
+        out: dict[str, Any] = {"threshold": self.threshold, "pixel_low": self.pixel_low, "pixel_high": self.pixel_high}
+        out["position_norm"] = list(self.norm_mean.shape) if self.normalised else None
+        return out
 
 
 @dataclass
@@ -82,6 +101,16 @@ class Calibration:
 
     def head(self, fused: bool) -> HeadCalibration:
         return self.fused if fused else self.rgb
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for JSON and the CLI's `info` (no tensors)."""
+        return {
+            "alpha": self.alpha,
+            "rgb": self.rgb.summary(),
+            "fused": self.fused.summary(),
+            "rule": self.rule,
+            "metrics": self.metrics,
+        }
 
 
 @dataclass
@@ -196,7 +225,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path.name} has a damaged header: {err}") from err
     _check_config(cfg, path.name)
-    _check_calibration(calibration, path.name)
+    _check_calibration(calibration, path.name, cfg.image_size)
     _check_finite(state, path.name)
     return Checkpoint(cfg, state, calibration, train, payload.get("provenance") or {})
 
@@ -212,8 +241,9 @@ def _check_config(cfg: ModelConfig, name: str) -> None:
             )
 
 
-def _check_calibration(calibration: Calibration, name: str) -> None:
-    """Refuses a calibration whose alpha, thresholds or heat-map scale are not finite numbers."""
+def _check_calibration(calibration: Calibration, name: str, size: int) -> None:
+    """Refuses a calibration whose alpha, thresholds, heat-map scale or position norm are not finite numbers
+    (norm maps must be (S, S) at the model's input size, with a positive scale)."""
     values = {"alpha": calibration.alpha}
     for head in ("rgb", "fused"):
         for key in ("threshold", "pixel_low", "pixel_high"):
@@ -224,6 +254,17 @@ def _check_calibration(calibration: Calibration, name: str) -> None:
             raise CheckpointError(
                 f"{name} has a broken calibration: {key} is {value!r}, expected a finite number "
                 "(thresholds above 0); recalibrate it with `easynet calibrate`"
+            )
+    for head in ("rgb", "fused"):
+        h = calibration.head(head == "fused")
+        maps = [m for m in (h.norm_mean, h.norm_scale) if m is not None]
+        if not maps:
+            continue
+        ok = len(maps) == 2 and all(isinstance(m, torch.Tensor) and tuple(m.shape) == (size, size) for m in maps)
+        if not ok or not all(bool(torch.isfinite(m).all()) for m in maps) or not bool((maps[1] > 0).all()):
+            raise CheckpointError(
+                f"{name} has a broken calibration: the {head} head's position norm is not a pair of finite "
+                f"{size}x{size} maps with a positive scale; recalibrate it with `easynet calibrate`"
             )
 
 

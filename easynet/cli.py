@@ -227,7 +227,7 @@ def cmd_info(a: argparse.Namespace) -> int:
         ckpt = load_checkpoint(a.checkpoint)
         model, cfg = ckpt.build_model(), ckpt.model_config
         extra = {
-            "calibration": config_to_dict(ckpt.calibration),
+            "calibration": ckpt.calibration.summary(),
             "provenance": {k: v for k, v in ckpt.provenance.items() if k != "train_state"},
         }
     else:

@@ -172,6 +172,9 @@ class TrainConfig:
     epochs: int = 0  # when > 0, training length in passes over the training set (overrides steps)
     crop_size: int = 0  # when > 0, train on random crops of this side (fully convolutional; predict whole image)
     select_every: int = 0  # when > 0, score the model on validation every N steps and keep the best weights
+    # calibration may normalise each head's map position by position where that wins on validation
+    # (evaluate.fit_position_norm); False keeps the raw probabilities
+    position_norm: bool = True
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -185,7 +188,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "base": TrainConfig(
         lr=2e-3,
         batch_size=8,
-        steps=3000,  # 34.5 min on 2 cores; 5000 (53.8 min) gained 0.006 on validation (benchmarks/REAL_DATA.md)
+        steps=5000,  # 53.8 min on 2 cores; best on validation over 1000/3000/5000 (benchmarks/REAL_DATA.md)
         crop_size=128,
         select_every=500,
         synth=SynthConfig(

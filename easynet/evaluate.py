@@ -5,6 +5,7 @@ The calibration rule is CALIBRATION_RULE below; its text is stored in every cali
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from easynet.config import SynthConfig
 from easynet.gate import MODES, entropies
 from easynet.metrics import compute_metrics
 from easynet.model import EasyNet
-from easynet.predict import heatmap_scale, image_scores, valid_masks
+from easynet.predict import heatmap_scale, image_scores, position_normalise, valid_masks
 from easynet.synth import AnomalySynthesizer, placement_region
 
 # shown to users and stored in each checkpoint: a constant, not parsed from a docstring (empty under -OO)
@@ -29,12 +30,21 @@ CALIBRATION_RULE = """\
   true negatives and, with three synthetic anomalies per clean image, flagged most good parts.
   The heat-map scale runs from the 99.5th percentile of clean pixels (0) to the median image score of the
   synthetic images (1).
+* Per head, position-wise normalisation: the clean validation maps give a mean and standard deviation per
+  pixel and a map becomes (p - mean) / (std + eps); it is kept (with the best eps of NORM_EPS) only when it
+  raises the head's calibration-set I-AUROC by NORM_MIN_GAIN, each image scored against the other images'
+  statistics (leave one out). Thresholds and heat-map scales are then fitted on the normalised maps.
 * Scores from the two heads are compared as score / threshold of their head (``normalized``), so that
   the control gate can mix heads per image; alpha is the value that maximises control's I-AUROC on
   the calibration set (ties: the alpha closest to 0)."""
 CALIBRATION_VARIANTS = 3
 CALIBRATION_SEED = 1234
 PIXEL_LOW_QUANTILE = 99.5
+# position-wise normalisation (fit_position_norm): floors added to the clean maps' std (probability units),
+# the I-AUROC it must gain over raw maps on the calibration set to be used, and the clean images it needs
+NORM_EPS = (0.01, 0.02, 0.05)
+NORM_MIN_GAIN = 0.005
+NORM_MIN_IMAGES = 8
 BATCH_SIZE = 8
 
 Progress = Callable[[int, int], None]
@@ -44,19 +54,46 @@ Progress = Callable[[int, int], None]
 class HeadOutputs:
     """Per-image outputs of both heads over a list of samples."""
 
-    prob_rgb: np.ndarray  # (N, S, S)
+    prob_rgb: np.ndarray  # (N, S, S) the head's score maps (probabilities, position-normalised when calibrated so)
     prob_fused: np.ndarray | None  # (N, S, S)
     score_rgb: np.ndarray  # (N,)
     score_fused: np.ndarray | None
     entropy_rgb: np.ndarray  # (N,) nan without depth
     entropy_fused: np.ndarray
     score_rule: str = "calibrated"  # the checkpoint's ModelConfig.score_rule (see gate_scores)
+    valid: torch.Tensor | None = None  # (N, S, S) bool image pixels (letterbox), for re-scoring
+
+    def score(self, maps: np.ndarray) -> np.ndarray:
+        """(N, S, S) maps of these images -> (N,) image scores by the checkpoint's rule."""
+        t = torch.from_numpy(np.ascontiguousarray(maps))
+        return image_scores(t, maps.shape[-1], self.valid, self.score_rule == "official").numpy()
+
+    def normalised(self, cal: Calibration) -> HeadOutputs:
+        """These outputs with each head's maps position-normalised by its calibration and scored again."""
+        rgb = _normalise(self.prob_rgb, cal.rgb)
+        fused = None if self.prob_fused is None else _normalise(self.prob_fused, cal.fused)
+        return dataclasses.replace(
+            self,
+            prob_rgb=rgb,
+            prob_fused=fused,
+            score_rgb=self.score(rgb) if cal.rgb.normalised else self.score_rgb,
+            score_fused=self.score(fused) if fused is not None and cal.fused.normalised else self.score_fused,
+        )
+
+
+def _normalise(maps: np.ndarray, head: HeadCalibration) -> np.ndarray:
+    return maps if not head.normalised else position_normalise(torch.from_numpy(maps), head).numpy()
 
 
 def run_heads(
-    model: EasyNet, items: Sequence[Any], device: torch.device, progress: Progress | None = None
+    model: EasyNet,
+    items: Sequence[Any],
+    device: torch.device,
+    progress: Progress | None = None,
+    cal: Calibration | None = None,
 ) -> HeadOutputs:
-    """Full forward (both heads) over items with ``rgb``, ``depth`` attributes (Sample or Synthetic)."""
+    """Full forward (both heads) over items with ``rgb``, ``depth`` attributes (Sample or Synthetic); with
+    ``cal``, each head's maps are position-normalised as its calibration says before they are scored."""
     cfg, n = model.cfg, len(items)
     probs_r, probs_f, h_r, h_f = [], [], [], []
     model.eval()
@@ -81,19 +118,21 @@ def run_heads(
                 h_f.append(nan)
         if progress is not None:
             progress(min(n, start + BATCH_SIZE), n)
-    prob_rgb = torch.cat(probs_r)
-    prob_fused = torch.cat(probs_f) if len(probs_f) == len(probs_r) and probs_f else None
-    size, valid = cfg.image_size, valid_masks([items[i] for i in range(n)])
-    pad = cfg.score_rule == "official"
-    return HeadOutputs(
-        prob_rgb.numpy(),
-        None if prob_fused is None else prob_fused.numpy(),
-        image_scores(prob_rgb, size, valid, pad).numpy(),
-        None if prob_fused is None else image_scores(prob_fused, size, valid, pad).numpy(),
+    prob_rgb = torch.cat(probs_r).numpy()
+    prob_fused = torch.cat(probs_f).numpy() if len(probs_f) == len(probs_r) and probs_f else None
+    heads = HeadOutputs(
+        prob_rgb,
+        prob_fused,
+        np.zeros(n),
+        None,
         torch.cat(h_r).numpy(),
         torch.cat(h_f).numpy(),
         cfg.score_rule,
+        valid_masks([items[i] for i in range(n)]),
     )
+    heads.score_rgb = heads.score(prob_rgb)
+    heads.score_fused = None if prob_fused is None else heads.score(prob_fused)
+    return heads if cal is None else heads.normalised(cal)
 
 
 def _youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -111,13 +150,66 @@ def _youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((values[best] + below) / 2)
 
 
-def _head_calibration(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray) -> HeadCalibration:
+def _head_calibration(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """A head's threshold and heat-map scale (HeadCalibration fields) from its calibration-set scores."""
     clean = probs[labels == 0]
     low = float(np.percentile(clean, PIXEL_LOW_QUANTILE)) if clean.size else 0.0
     high = float(np.median(scores[labels == 1])) if (labels == 1).any() else 1.0
-    return HeadCalibration(
-        threshold=max(_youden_threshold(labels, scores), 1e-6), pixel_low=low, pixel_high=max(high, low + 1e-3)
-    )
+    return {
+        "threshold": max(_youden_threshold(labels, scores), 1e-6),
+        "pixel_low": low,
+        "pixel_high": max(high, low + 1e-3),
+    }
+
+
+@dataclass
+class PositionNorm:
+    """The outcome of fit_position_norm: the maps to store (None: no normalisation), the leave-one-out
+    normalised calibration maps behind the choice, and the I-AUROC per candidate ("off" or eps)."""
+
+    mean: torch.Tensor | None
+    scale: torch.Tensor | None
+    held_out: np.ndarray | None
+    table: dict[str, float]
+
+
+def fit_position_norm(
+    labels: np.ndarray, source: np.ndarray, maps: np.ndarray, score: Callable[[np.ndarray], np.ndarray]
+) -> PositionNorm:
+    """Whether to normalise a head's maps position by position, decided on the calibration set.
+
+    The clean images' maps give a mean and a standard deviation per pixel; a map becomes
+    (p - mean) / (std + eps). Each calibration image is scored against the statistics of the other source
+    images (leave one out, so that no image is normalised by itself), for every eps in NORM_EPS; the best
+    eps is kept when its I-AUROC beats the raw maps' by NORM_MIN_GAIN, else none is. ``source`` (N,) names
+    the validation image each calibration image was made from; the stored maps are mean and std + eps over
+    all clean images.
+    """
+    clean = np.flatnonzero(labels == 0)
+    table = {"off": _auroc(labels, score(maps))}
+    if len(clean) < NORM_MIN_IMAGES or len(set(labels.tolist())) < 2:
+        return PositionNorm(None, None, None, table)
+    p = torch.from_numpy(maps).double()
+    total, total_sq = p[clean].sum(0), (p[clean] ** 2).sum(0)
+    loo_mean, loo_std = torch.empty_like(p), torch.empty_like(p)
+    for src in np.unique(source):
+        own = clean[source[clean] == src]
+        n = len(clean) - len(own)
+        mean = (total - p[own].sum(0)) / n
+        std = ((total_sq - (p[own] ** 2).sum(0)) / n - mean**2).clamp_min(0).sqrt()
+        rows = torch.from_numpy(np.flatnonzero(source == src))
+        loo_mean[rows], loo_std[rows] = mean, std
+    best, best_auc = None, table["off"] + NORM_MIN_GAIN
+    for eps in NORM_EPS:
+        held_out = ((p - loo_mean) / (loo_std + eps)).float().numpy()
+        table[str(eps)] = auc = _auroc(labels, score(held_out))
+        if auc >= best_auc:
+            best, best_auc = (eps, held_out), auc
+    if best is None:
+        return PositionNorm(None, None, None, table)
+    mean = total / len(clean)
+    std = (total_sq / len(clean) - mean**2).clamp_min(0).sqrt()
+    return PositionNorm(mean.float(), (std + best[0]).float(), best[1], table)
 
 
 def gate_scores(heads: HeadOutputs, cal: Calibration, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,18 +267,21 @@ def calibrate(
     device: torch.device,
     synth: SynthConfig | None = None,
     progress: Progress | None = None,
+    position_norm: bool = True,
 ) -> Calibration:
-    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies."""
+    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies, and (with
+    ``position_norm``, unless the checkpoint uses the authors' score rule) each head's position norm."""
     if len(validation) == 0:
         return Calibration(rule="no validation images: defaults")
     synth = synth or SynthConfig()
     synthesizer = AnomalySynthesizer(synth, model.cfg.metric_scale)
-    items, labels = [], []
+    items, labels, source = [], [], []
     for i in range(len(validation)):
         s = validation[i]
         depth = s.depth if model.cfg.has_depth else None
         items.append(s)
         labels.append(0)
+        source.append(i)
         region = placement_region(s, synth)
         for v in range(CALIBRATION_VARIANTS):
             rng = np.random.default_rng((CALIBRATION_SEED, i, v))
@@ -195,13 +290,25 @@ def calibrate(
             if syn.label:
                 items.append(syn)
                 labels.append(1)
+                source.append(i)
     y = np.asarray(labels)
-    heads = run_heads(model, items, device, progress)
+    raw = run_heads(model, items, device, progress)
     cal = Calibration(rule=CALIBRATION_RULE)
-    cal.rgb = _head_calibration(y, heads.score_rgb, heads.prob_rgb)
     metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum())}
+    heads = raw
+    for head, maps in (("rgb", raw.prob_rgb), ("fused", raw.prob_fused)):
+        if maps is not None and position_norm and model.cfg.score_rule != "official":  # authors' rule stays
+            fit = fit_position_norm(y, np.asarray(source), maps, raw.score)
+            metrics[f"position_norm_{head}"] = fit.table
+            if fit.mean is not None:
+                h = cal.head(head == "fused")
+                h.norm_mean, h.norm_scale = fit.mean, fit.scale
+                # everything below is fitted on the leave-one-out maps: as a new image will be normalised
+                name = "prob_fused" if head == "fused" else "prob_rgb"
+                heads = dataclasses.replace(heads, **{name: fit.held_out, f"score_{head}": raw.score(fit.held_out)})
+    cal.rgb = dataclasses.replace(cal.rgb, **_head_calibration(y, heads.score_rgb, heads.prob_rgb))
     if heads.prob_fused is not None:
-        cal.fused = _head_calibration(y, heads.score_fused, heads.prob_fused)
+        cal.fused = dataclasses.replace(cal.fused, **_head_calibration(y, heads.score_fused, heads.prob_fused))
         diffs = np.sort(heads.entropy_fused - heads.entropy_rgb)
         candidates = np.concatenate([[diffs[0] - 1.0, diffs[-1] + 1.0], (diffs[1:] + diffs[:-1]) / 2, [0.0]])
         best = (-1.0, 0.0)
@@ -242,7 +349,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> tuple[dict[str, Any], HeadOutputs]:
     """Metrics per requested gate mode over a test split: {"n_images", "gates": {mode: {...}}}."""
-    heads = run_heads(model, test, device, progress)
+    heads = run_heads(model, test, device, progress, cal)
     samples = [test[i] for i in range(len(test))]
     labels = np.asarray([s.label for s in samples])
     masks = np.stack([s.mask for s in samples])

@@ -61,7 +61,7 @@ def make_selector(validation: Sequence[Any], device: Any, cfg: TrainConfig) -> C
     set; validation only). RGB-D models use the best of their gate modes."""
 
     def score(model: Any) -> float:
-        metrics = calibrate(model, validation, device, cfg.synth).metrics
+        metrics = calibrate(model, validation, device, cfg.synth, position_norm=cfg.position_norm).metrics
         values = [v for k, v in metrics.items() if k.startswith("i_auroc_") and v == v]
         return max(values) if values else 0.0
 
@@ -156,7 +156,9 @@ def train_category(
             "history": result.history,
         }
     ckpt = result.checkpoint
-    ckpt.calibration = calibrate(result.model.to(dev), validation, dev, train_cfg.synth)
+    ckpt.calibration = calibrate(
+        result.model.to(dev), validation, dev, train_cfg.synth, position_norm=train_cfg.position_norm
+    )
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
     if ship:
         ckpt.provenance.pop("train_state", None)
@@ -195,8 +197,11 @@ def recalibrate_checkpoint(
     validation = open_dataset(data, category, Split.VALIDATION, format=data_format, **loader_options(cfg))
     dev = resolve_device(device)
     model = ckpt.build_model().to(dev).eval()
-    synth = ckpt.train_config.synth if ckpt.train_config is not None else None
-    ckpt.calibration = calibrate(model, validation, dev, synth)
+    train_cfg = ckpt.train_config
+    synth = train_cfg.synth if train_cfg is not None else None
+    ckpt.calibration = calibrate(
+        model, validation, dev, synth, position_norm=train_cfg is None or train_cfg.position_norm
+    )
     command = f"easynet calibrate --checkpoint {Path(checkpoint).name} --data {Path(data).name}"
     command += f" --category {category}" if category else ""
     ckpt.provenance = {**ckpt.provenance, "n_validation": len(validation), "recalibrated": command}

@@ -49,6 +49,15 @@ def image_scores(
     return pooled.flatten(1).max(dim=1).values
 
 
+def position_normalise(prob: torch.Tensor, head: Any) -> torch.Tensor:
+    """(B, S, S) anomaly probabilities -> the head's score maps: (p - norm_mean) / norm_scale per position when
+    its calibration holds a position norm (checkpoint.HeadCalibration), else p unchanged."""
+    if head is None or not head.normalised:
+        return prob
+    mean, scale = head.norm_mean.to(prob.device, torch.float32), head.norm_scale.to(prob.device, torch.float32)
+    return (prob.float() - mean) / scale
+
+
 def valid_masks(items: Any) -> torch.Tensor | None:
     """(B, S, S) bool of the image pixels of items with a letterbox ``frame``, or None when none has one."""
     frames = [getattr(item, "frame", None) for item in items]
@@ -127,7 +136,8 @@ class Prediction:
     entropy_rgb: float | None
     entropy_fused: float | None
     alpha: float
-    anomaly_map: np.ndarray  # (S, S) anomaly probability
+    anomaly_map: np.ndarray  # (S, S) the used head's score map: its anomaly probability, position-normalised
+    # when its calibration holds a position norm (the scale of `score` and `threshold`)
     heatmap: np.ndarray  # (S, S) on the calibrated display scale [0, 1]
     rec_rgb: np.ndarray  # (S, S, 3) [0, 1]
     rec_depth: np.ndarray | None  # (S, S)
@@ -273,18 +283,19 @@ class Predictor:
         alpha = self.calibration.alpha
         with torch.inference_mode():
             out = self.runner(rgb_t, depth_t, gate, alpha)
+            used_fused = bool(out.used_fused[0])
+            head = self.calibration.head(used_fused)
+            score_map = position_normalise(out.anomaly_map.float(), head)
             official = self.cfg.score_rule == "official"
-            score = float(image_scores(out.anomaly_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
+            score = float(image_scores(score_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
         if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
             raise NonFiniteError(
                 f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
                 "image, so there is no verdict; its weights are damaged or diverged, retrain it"
             )
         t2 = time.perf_counter()
-        used_fused = bool(out.used_fused[0])
-        head = self.calibration.head(used_fused)
         threshold = head.threshold / sensitivity
-        prob = out.anomaly_map[0].float().cpu().numpy()
+        prob = score_map[0].cpu().numpy()
         rec_rgb = out.rec_rgb[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
         if self.cfg.input_order == "bgr":
             rec_rgb = rec_rgb[..., ::-1]
