@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from app import annotate, batch_tab, compare, finetune, inspect_tab, models, sessions, ui
+from app.services import Services, bind, default_services
 
 TITLE = "EasyNet-3D"
 INTRO = (
@@ -46,21 +47,23 @@ def launch_settings() -> dict[str, Any]:
     return settings
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(services: Services | None = None) -> gr.Blocks:
+    """The whole app; every tab's handlers act on `services` (the app's own by default)."""
+    services = services or default_services()
     with gr.Blocks(title=TITLE, delete_cache=(CACHE_SWEEP_S, CACHE_MAX_AGE_S)) as demo:
         browser_session = gr.BrowserState(None, storage_key=sessions.BROWSER_STORAGE_KEY)
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect") as inspect_tab_:
-                pickers = [inspect_tab.build()]
+                pickers = [inspect_tab.build(services)]
             with gr.Tab("Batch", id="batch") as batch_tab_:
-                pickers.append(batch_tab.build())
+                pickers.append(batch_tab.build(services))
             with gr.Tab("Compare", id="compare") as compare_tab:
-                pickers += compare.build()
+                pickers += compare.build(services)
             with gr.Tab("Annotate", id="annotate") as annotate_tab:
-                pickers.append(annotate.build())
+                pickers.append(annotate.build(services))
             with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
-                init, job_id, status_outputs, job_timer = finetune.build()
+                init, job_id, status_outputs, job_timer = finetune.build(services)
         extras = [None] * len(pickers) + [[finetune.SCRATCH]]
         pickers.append(init)
         seen = gr.State("")
@@ -84,9 +87,13 @@ def build_demo() -> gr.Blocks:
             api_name="session",
             api_visibility="private",
             show_progress="hidden",
-        ).then(finetune.status_on_load, job_id, [job_id, *status_outputs], api_name="finetune_on_load", **hidden).then(
-            finetune.polling, None, job_timer, api_name="finetune_poll_on_load", **hidden
-        )
+        ).then(
+            bind(finetune.status_on_load, services),
+            job_id,
+            [job_id, *status_outputs],
+            api_name="finetune_on_load",
+            **hidden,
+        ).then(bind(finetune.polling, services), None, job_timer, api_name="finetune_poll_on_load", **hidden)
     return demo
 
 

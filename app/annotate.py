@@ -8,8 +8,9 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app import models, workspace
+from app import workspace
 from app.inspect_tab import DEPTH_TYPES
+from app.services import Services, bind, default_services
 from app.ui import friendly, image_upload, model_dropdown, upload_path
 from easynet.data.io import read_mask, read_rgb
 from easynet.errors import InputError
@@ -21,10 +22,10 @@ CHANGED = 24  # ...and the editor's picture counts as painted where it differs f
 LABELS = ("OK", "NG")
 
 
-def predicted_mask(image: np.ndarray, depth: Any, model: str | None) -> np.ndarray:
+def predicted_mask(image: np.ndarray, depth: Any, model: str | None, services: Services | None = None) -> np.ndarray:
     """(H, W) bool: the pixels whose anomaly probability reaches the image threshold (the middle of the heat-map
     colour bar), resized to the original image."""
-    p = models.predictors.get(model).predict(image, upload_path(depth), gate="control")
+    p = (services or default_services()).predictors.get(model).predict(image, upload_path(depth), gate="control")
     prob = p.on_original(p.anomaly_map)  # on the photo's own pixels and aspect
     return prob >= p.threshold
 
@@ -93,14 +94,14 @@ def mask_from_editor(value: Any, image: np.ndarray) -> np.ndarray | None:
 
 
 @friendly
-def prefill(rgb: Any, depth: Any, model: str | None) -> tuple:
+def prefill(rgb: Any, depth: Any, model: str | None, *, services: Services | None = None) -> tuple:
     """Editor pre-filled from the model's prediction so the engineer corrects rather than draws."""
     path = upload_path(rgb)
     if path is None:
         return None, "Upload an RGB image to annotate.", None
     image = read_rgb(path)
     try:
-        mask = predicted_mask(image, depth, model)
+        mask = predicted_mask(image, depth, model, services)
         used = "RGB + depth" if upload_path(depth) else "RGB only (uploading the depth pre-fills again)"
         note = f"Pre-filled from the model on {used}: {int(mask.sum())} px predicted defective. Correct it, then save."
     except InputError as err:
@@ -108,9 +109,9 @@ def prefill(rgb: Any, depth: Any, model: str | None) -> tuple:
     return editor_value(image, mask), note, None
 
 
-def _entry_choices(selected: str | None = None) -> dict[str, Any]:
+def _entry_choices(services: Services, selected: str | None = None) -> dict[str, Any]:
     """The saved entries, with `selected` (the entry just saved) chosen; nothing chosen without one."""
-    entries = workspace.list_annotations()
+    entries = services.workspace.list_annotations()
     return gr.update(choices=entries, value=selected if selected in entries else None)
 
 
@@ -121,7 +122,7 @@ def _split(item: str | None) -> tuple[str, str]:
     return category, entry
 
 
-def _relabels(current: str | None, category: str, image: np.ndarray) -> str | None:
+def _relabels(services: Services, current: str | None, category: str, image: np.ndarray) -> str | None:
     """The entry id that this save replaces: the reopened entry, if the image being saved is still its picture.
 
     A save of any other picture (a new upload, or an API call in the same session) adds a new entry.
@@ -130,7 +131,7 @@ def _relabels(current: str | None, category: str, image: np.ndarray) -> str | No
         return None
     entry = current.split(":", 1)[1]
     try:
-        files = workspace.entry_files(category, entry)
+        files = services.workspace.entry_files(category, entry)
     except InputError:
         return None
     old = read_rgb(files["rgb"])
@@ -148,36 +149,38 @@ def save(
     editor: Any,
     model: str | None,
     current: str | None = None,
+    *,
+    services: Services | None = None,
 ) -> tuple:
     """The /annotate_save endpoint. The mask is what the editor shows (the picture and any painted layer);
     an NG image sent without an editor value (API) takes the model's predicted mask.
 
     Returns (status, entries, current, saved JSON). `current` stays set only while relabelling a reopened entry.
     """
+    services = services or default_services()
     path = upload_path(rgb)
     if path is None:
         raise InputError("upload an RGB image to annotate first")
     image = read_rgb(path)
     mask = mask_from_editor(editor, image)
     if mask is None and label == "NG":
-        mask = predicted_mask(image, depth, model)
-    replace = _relabels(current, category, image)
-    entry = workspace.save_annotation(category, label, path, upload_path(depth), mask, defect, ok_split, replace)
+        mask = predicted_mask(image, depth, model, services)
+    replace = _relabels(services, current, category, image)
+    ws = services.workspace
+    entry = ws.save_annotation(category, label, path, upload_path(depth), mask, defect, ok_split, replace)
     item = f"{workspace.safe_name(category, 'category')}:{entry}"
-    base = workspace.annotations_root()  # paths relative to the session's data set, never server paths
-    files = {
-        k: v.relative_to(base).as_posix() if v else None for k, v in workspace.entry_files(category, entry).items()
-    }
+    base = ws.annotations_root()  # paths relative to the session's data set, never server paths
+    files = {k: v.relative_to(base).as_posix() if v else None for k, v in ws.entry_files(category, entry).items()}
     what = f"{label}, {int(mask.sum())} defect px" if label == "NG" else label
     status = f"Saved **{item}** ({what}){f', replacing {current}' if replace else ''}."
-    return status, _entry_choices(item), item if replace else None, {"entry": item, "files": files}
+    return status, _entry_choices(services, item), item if replace else None, {"entry": item, "files": files}
 
 
 @friendly
-def reopen(item: str | None) -> tuple:
+def reopen(item: str | None, *, services: Services | None = None) -> tuple:
     """Load a saved entry back into the editor for relabelling."""
     category, entry = _split(item)
-    files = workspace.entry_files(category, entry)
+    files = (services or default_services()).workspace.entry_files(category, entry)
     split, defect, _ = entry.split("/")
     image = read_rgb(files["rgb"])
     mask = None
@@ -210,11 +213,12 @@ def cancel_delete() -> tuple:
 
 
 @friendly
-def delete(item: str | None) -> tuple:
+def delete(item: str | None, *, services: Services | None = None) -> tuple:
     """The /annotate_delete endpoint: remove exactly the entry named (in the page: the one confirmed)."""
+    services = services or default_services()
     category, entry = _split(item)
-    workspace.delete_annotation(category, entry)
-    return f"Deleted **{item}**.", _entry_choices(), None, "", gr.update(visible=False)
+    services.workspace.delete_annotation(category, entry)
+    return f"Deleted **{item}**.", _entry_choices(services), None, "", gr.update(visible=False)
 
 
 def clear_mask(rgb: Any) -> Any:
@@ -223,12 +227,12 @@ def clear_mask(rgb: Any) -> Any:
     return gr.skip() if path is None else editor_value(read_rgb(path), None)
 
 
-def download() -> str:
-    return str(workspace.zip_annotations())
+def download(*, services: Services | None = None) -> str:
+    return str((services or default_services()).workspace.zip_annotations())
 
 
-def build() -> gr.Dropdown:
-    """Lay out the tab; returns its model dropdown."""
+def build(services: Services) -> gr.Dropdown:
+    """Lay out the tab, its handlers acting on `services`; returns its model dropdown."""
     current = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
@@ -272,7 +276,11 @@ def build() -> gr.Dropdown:
             )
             with gr.Row():
                 entries = gr.Dropdown(
-                    workspace.list_annotations(), value=None, label="Saved entries", scale=3, elem_id="annotate-entries"
+                    services.workspace.list_annotations(),
+                    value=None,
+                    label="Saved entries",
+                    scale=3,
+                    elem_id="annotate-entries",
                 )
                 open_btn = gr.Button("Reopen", scale=1)
                 delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="annotate-delete")
@@ -284,20 +292,21 @@ def build() -> gr.Dropdown:
                 zip_file = gr.File(label="annotations.zip", interactive=False)
             saved = gr.JSON(label="Last saved", visible=False)
     hidden = {"api_visibility": "undocumented"}
-    rgb.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill")
-    depth.upload(prefill, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth", **hidden)
+    prefill_ = bind(prefill, services)
+    rgb.upload(prefill_, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill")
+    depth.upload(prefill_, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth", **hidden)
     refill.click(
-        lambda *a: prefill(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill", **hidden
+        lambda *a: prefill_(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill", **hidden
     )
     clear.click(clear_mask, rgb, editor, api_name="annotate_clear", **hidden)
     save_btn.click(
-        save,
+        bind(save, services),
         [category, label, ok_split, defect, rgb, depth, editor, model, current],
         [status, entries, current, saved],
         api_name="annotate_save",
     )
     open_btn.click(
-        reopen,
+        bind(reopen, services),
         entries,
         [category, rgb, depth, label, ok_split, defect, editor, current, status],
         api_name="annotate_open",
@@ -305,11 +314,13 @@ def build() -> gr.Dropdown:
     pending = gr.Textbox(visible=False)  # the entry awaiting confirmation (a textbox: API callers name it)
     delete_btn.click(ask_delete, entries, [pending, confirm_row, status], api_name="annotate_ask_delete", **hidden)
     keep_btn.click(cancel_delete, None, [pending, confirm_row, status], api_name="annotate_keep", **hidden)
-    confirm_btn.click(delete, pending, [status, entries, current, pending, confirm_row], api_name="annotate_delete")
-    zip_btn.click(download, None, zip_file, api_name="annotate_download")
+    confirm_btn.click(
+        bind(delete, services), pending, [status, entries, current, pending, confirm_row], api_name="annotate_delete"
+    )
+    zip_btn.click(bind(download, services), None, zip_file, api_name="annotate_download")
     # the page is built for no session: the list fills with this session's entries when it is opened
     entries.focus(
-        lambda value: gr.update(choices=workspace.list_annotations(), value=value),
+        lambda value: gr.update(choices=services.workspace.list_annotations(), value=value),
         entries,
         entries,
         api_name="annotate_entries",

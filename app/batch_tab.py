@@ -11,7 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from app import models, workspace
+from app import models
+from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, error, model_dropdown, upload_path
 from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
@@ -84,12 +85,15 @@ def run(
     sensitivity: float = 1.0,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008
+    *,
+    services: Services | None = None,
 ) -> Iterator[tuple]:
     """The /batch endpoint: (table, thumbnails, summary, report zip, report JSON), streamed while it runs.
 
     Files are images with depth files named like them (NAME.png + NAME.tiff / NAME_xyz.tiff / NAME_depth.png)
     and/or zips of them; /batch_cancel stops the batch after the current image and still writes the report.
     """
+    services = services or default_services()
     session = _session(request)
     with _cancel_lock:
         _cancel.discard(session)
@@ -100,9 +104,9 @@ def run(
         if not paths:
             raise InputError("upload RGB images (with their depth files) or a zip of them first")
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{session[:8]}-{time.monotonic_ns() % 10**6}"
-        out = workspace.sub("batches") / stamp
+        out = services.workspace.sub("batches") / stamp
         items = collect(paths, scratch=out / "unpacked")
-        predictor, info = models.predictors.get(model), models.find(model)
+        predictor, info = services.predictors.get(model), models.find(model)
         rows: list[dict[str, Any]] = []
         last = 0.0
         progress((0, len(items)), desc="inspecting", unit="images")
@@ -155,8 +159,8 @@ def cancel(request: gr.Request = None) -> str:
     return "Cancelling: the batch stops after the current image and writes the report of the images done."
 
 
-def build() -> gr.Dropdown:
-    """Lay out the tab; returns its model dropdown."""
+def build(services: Services) -> gr.Dropdown:
+    """Lay out the tab, its handlers acting on `services`; returns its model dropdown."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             model = model_dropdown(elem_id="batch-model")
@@ -193,7 +197,8 @@ def build() -> gr.Dropdown:
             gallery = gr.Gallery(label="Overlays", columns=6, height=300, object_fit="contain", elem_id="batch-gallery")
             with gr.Accordion("Report JSON", open=False):
                 report = gr.JSON()
-    start.click(run, [files, model, gate, sensitivity], [table, gallery, summary, report_zip, report], api_name="batch")
+    outputs = [table, gallery, summary, report_zip, report]
+    start.click(bind(run, services), [files, model, gate, sensitivity], outputs, api_name="batch")
     start.click(lambda: "", None, note, api_name="batch_clear_note", api_visibility="undocumented")
     stop.click(cancel, None, note, api_name="batch_cancel", concurrency_limit=None)
     return model

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from app import figures, jobs, models, workspace
+from app.services import Services, bind, default_services
 from app.ui import friendly, model_dropdown, upload_path
 from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
@@ -26,7 +27,7 @@ def _fmt_eta(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
 
 
-def job_markdown(job: jobs.Job) -> str:
+def job_markdown(job: jobs.Job, services: Services | None = None) -> str:
     total = job.total or job.steps
     text = f"**Job {job.id}** · {job.category} · **{job.state}** · step {job.step}/{total}"
     if job.state == "running":
@@ -38,71 +39,83 @@ def job_markdown(job: jobs.Job) -> str:
         text += f"\n\nSaved as model **{job.model}** ({quality}); it is now in every model dropdown."
     if job.error:
         text += f"\n\nError: {job.error}"
-    queued = jobs.runner().queue()
+    queued = (services or default_services()).runner().queue()
     if queued:
         text += f"\n\nQueue (first runs next; 'other' = another session's job): {', '.join(queued)}"
     return text
 
 
-def queue_rows() -> list[list[Any]]:
+def queue_rows(*, services: Services | None = None) -> list[list[Any]]:
     return [
         [j.id, j.category, j.state, f"{j.step}/{j.total or j.steps}", j.model or "", j.error or ""]
-        for j in jobs.runner().jobs()
+        for j in (services or default_services()).runner().jobs()
     ]
 
 
 @friendly
 def start(
-    source: str, synthetic: str | None, annotated: str | None, upload: Any, init: str | None, steps: float
+    source: str,
+    synthetic: str | None,
+    annotated: str | None,
+    upload: Any,
+    init: str | None,
+    steps: float,
+    *,
+    services: Services | None = None,
 ) -> tuple:
     """The /finetune_start endpoint: queue a job; returns (job id, status JSON, status text)."""
+    services = services or default_services()
+    files = services.workspace
     init_path = models.find(init).path if init else None  # before a zip is extracted, so a bad name leaves nothing
     if source == "synthetic":
         if synthetic not in SYNTHETIC:
             raise InputError(f"choose a synthetic category ({', '.join(SYNTHETIC)})")
         spec = {"category": synthetic, "synthetic": True}
     elif source == "annotated":
-        spec = {"category": workspace.safe_name(annotated, "category"), "data": workspace.annotations_root()}
+        spec = {"category": workspace.safe_name(annotated, "category"), "data": files.annotations_root()}
     elif source == "zip":
         if upload_path(upload) is None:
             raise InputError("upload a zip of one category in the MVTec 3D-AD layout")
-        root, category = workspace.extract_dataset_zip(upload_path(upload))
-        spec = {"category": category, "data": root, "cleanup": [workspace.upload_folder(root) or root]}
+        root, category = files.extract_dataset_zip(upload_path(upload))
+        spec = {"category": category, "data": root, "cleanup": [files.upload_folder(root) or root]}
     else:
         raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
-    job = jobs.runner().submit(steps=int(steps or 0), init_from=init_path, **spec)
-    return job.id, job.status(), job_markdown(job)
+    job = services.runner().submit(steps=int(steps or 0), init_from=init_path, **spec)
+    return job.id, job.status(), job_markdown(job, services)
 
 
 @friendly
-def status(job_id: str | None) -> tuple:
+def status(job_id: str | None, *, services: Services | None = None) -> tuple:
     """The /finetune_status endpoint (also the timer tick): state, step, total, loss, checkpoint when done."""
+    services = services or default_services()
     try:
-        job = jobs.runner().get(job_id or None)
+        job = services.runner().get(job_id or None)
     except InputError as err:
         if job_id:
             raise
-        return {"state": None}, str(err), figures.loss_curve([]), queue_rows(), {}
-    return job.status(), job_markdown(job), figures.loss_curve(job.loss), queue_rows(), job.metrics
+        return {"state": None}, str(err), figures.loss_curve([]), queue_rows(services=services), {}
+    curve = figures.loss_curve(job.loss)
+    return job.status(), job_markdown(job, services), curve, queue_rows(services=services), job.metrics
 
 
-def status_on_load(job_id: str | None) -> tuple:
+def status_on_load(job_id: str | None, *, services: Services | None = None) -> tuple:
     """Page (re)load: show the running or newest job, so closing the tab loses nothing."""
-    out = status(job_id)
+    out = status(job_id, services=services)
     found = out[0].get("id") if isinstance(out[0], dict) else None
     return (found or job_id or "", *out)
 
 
 @friendly
-def cancel(job_id: str | None) -> tuple:
+def cancel(job_id: str | None, *, services: Services | None = None) -> tuple:
     """The /finetune_cancel endpoint: a queued job is dropped, a running one stops after its current step."""
-    job = jobs.runner().cancel(job_id or None)
-    return job.status(), job_markdown(job)
+    services = services or default_services()
+    job = services.runner().cancel(job_id or None)
+    return job.status(), job_markdown(job, services)
 
 
-def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.Timer]:
-    """Lay out the tab; returns (its starting-checkpoint dropdown, the job-id box, the status outputs, the status
-    timer)."""
+def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.Timer]:
+    """Lay out the tab, its handlers acting on `services`; returns (its starting-checkpoint dropdown, the job-id
+    box, the status outputs, the status timer)."""
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             source = gr.Radio(list(SOURCES), value="synthetic", label="Training data")
@@ -113,7 +126,7 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.
                 info="generated into the workspace on first use",
             )
             annotated = gr.Dropdown(
-                workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
+                services.workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
             )
             upload = gr.File(
                 label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)", file_types=[".zip"]
@@ -135,16 +148,25 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.
             )
     timer = gr.Timer(POLL_SECONDS, active=False)  # switched on by polling() only while a job is queued or running
     hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
+    polling_ = bind(polling, services)
     start_btn.click(
-        start, [source, synthetic, annotated, upload, init, steps], [job_id, state, text], api_name="finetune_start"
-    ).then(polling, None, timer, api_name="finetune_poll_start", **hidden)
+        bind(start, services),
+        [source, synthetic, annotated, upload, init, steps],
+        [job_id, state, text],
+        api_name="finetune_start",
+    ).then(polling_, None, timer, api_name="finetune_poll_start", **hidden)
     outputs = [state, text, curve, queue, metrics]
     timer.tick(
-        status, job_id, outputs, api_name="finetune_status", concurrency_limit=None, show_progress="hidden"
-    ).then(polling, None, timer, api_name="finetune_poll", **hidden)
-    cancel_btn.click(cancel, job_id, [state, text], api_name="finetune_cancel")
+        bind(status, services),
+        job_id,
+        outputs,
+        api_name="finetune_status",
+        concurrency_limit=None,
+        show_progress="hidden",
+    ).then(polling_, None, timer, api_name="finetune_poll", **hidden)
+    cancel_btn.click(bind(cancel, services), job_id, [state, text], api_name="finetune_cancel")
     source.change(
-        lambda: gr.update(choices=workspace.annotated_categories()),
+        lambda: gr.update(choices=services.workspace.annotated_categories()),
         None,
         annotated,
         api_name="finetune_annotated_categories",
@@ -153,6 +175,6 @@ def build() -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.
     return init, job_id, outputs, timer
 
 
-def polling() -> gr.Timer:
+def polling(*, services: Services | None = None) -> gr.Timer:
     """The status timer ticks only while some job is queued or running: an idle page sends no requests."""
-    return gr.Timer(active=any(j.state in jobs.ACTIVE for j in jobs.runner().jobs()))
+    return gr.Timer(active=any(j.state in jobs.ACTIVE for j in (services or default_services()).runner().jobs()))

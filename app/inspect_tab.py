@@ -9,7 +9,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app import figures, models, workspace
+from app import figures, models
+from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
 from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_depth, read_rgb
@@ -27,14 +28,20 @@ DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) t
 
 
 def run(
-    rgb: Any, depth: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0
+    rgb: Any,
+    depth: Any,
+    model: str | None,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    *,
+    services: Services | None = None,
 ) -> tuple[Prediction, np.ndarray]:
     """Predict one image with a cached Predictor; returns (prediction, original RGB)."""
     rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
-    predictor = models.predictors.get(model)
+    predictor = (services or default_services()).predictors.get(model)
     return predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity)), image
 
 
@@ -89,10 +96,18 @@ def enlarge(image: np.ndarray) -> np.ndarray:
     return image if factor <= 1 else np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
-def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str, model: str | None = None) -> tuple:
+def render(
+    p: Prediction,
+    image: np.ndarray,
+    sensitivity: float,
+    colour_by: str,
+    model: str | None = None,
+    *,
+    services: Services | None = None,
+) -> tuple:
     """Prediction -> the tab's outputs (without the state)."""
     inputs = p.inputs
-    predictor, info = models.predictors.get(model), models.find(model)
+    predictor, info = (services or default_services()).predictors.get(model), models.find(model)
     row = summarise(p, predictor.calibration, info.category)
     heat = display_heat_original(p, predictor.calibration)  # on the uploaded pixels, at their own aspect
     fig = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, heat, colour_by)
@@ -118,21 +133,37 @@ def render(p: Prediction, image: np.ndarray, sensitivity: float, colour_by: str,
 
 @friendly
 def predict(
-    rgb: Any, depth: Any, model: str | None, gate: str = "control", sensitivity: float = 1.0, colour_by: str = "anomaly"
+    rgb: Any,
+    depth: Any,
+    model: str | None,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    colour_by: str = "anomaly",
+    *,
+    services: Services | None = None,
 ) -> tuple:
     """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
-    p, image = run(rgb, depth, model, gate, sensitivity)
-    out = render(p, image, sensitivity, colour_by, model)
-    heat = display_heat_original(p, models.predictors.get(model).calibration)
+    services = services or default_services()
+    p, image = run(rgb, depth, model, gate, sensitivity, services=services)
+    out = render(p, image, sensitivity, colour_by, model, services=services)
+    heat = display_heat_original(p, services.predictors.get(model).calibration)
     state = compact_state(upload_path(rgb), upload_path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
     return (*out, state)
 
 
-def rerender(state: dict | None, model: str | None, gate: str, sensitivity: float, colour_by: str) -> tuple:
+def rerender(
+    state: dict | None,
+    model: str | None,
+    gate: str,
+    sensitivity: float,
+    colour_by: str,
+    *,
+    services: Services | None = None,
+) -> tuple:
     """Gate / sensitivity / model change: predict again from the stored inputs (no re-upload)."""
     if not state:
         return tuple(gr.skip() for _ in range(10))
-    return predict(state["rgb"], state["depth"], model, gate, sensitivity, colour_by)
+    return predict(state["rgb"], state["depth"], model, gate, sensitivity, colour_by, services=services)
 
 
 def recolour(state: dict | None, colour_by: str) -> Any:
@@ -147,9 +178,9 @@ def preview_depth(depth: Any) -> np.ndarray | None:
     return None if path is None else enlarge(depth_preview(read_depth(path).z))
 
 
-def sample_gallery() -> list[tuple[str, str]]:
+def sample_gallery(services: Services | None = None) -> list[tuple[str, str]]:
     """(rgb path, caption 'category · kind_NN') of every shipped sample, for the thumbnail gallery."""
-    pairs = workspace.sample_pairs()
+    pairs = (services or default_services()).workspace.sample_pairs()
     return [(r, f"{Path(r).parent.name} · {Path(r).name.removesuffix('_rgb.png')}") for r, _ in pairs]
 
 
@@ -160,24 +191,27 @@ def model_for_sample(category: str | None, current: str | None) -> str | None:
     return shipped[0].name if shipped else current
 
 
-def pick_sample(index: int, current: str | None) -> tuple[str, str | None, str | None]:
+def pick_sample(
+    index: int, current: str | None, *, services: Services | None = None
+) -> tuple[str, str | None, str | None]:
     """The /pick_sample endpoint: sample number `index` (gallery order) -> (rgb, depth, the model of its
     category, else `current`)."""
-    pairs = workspace.sample_pairs()
+    pairs = (services or default_services()).workspace.sample_pairs()
     if not 0 <= int(index) < len(pairs):
         raise InputError(f"there is no sample {index}; choose 0 to {len(pairs) - 1}")
     rgb, depth = pairs[int(index)]
     return rgb, depth, model_for_sample(Path(rgb).parent.name, current)
 
 
-def on_gallery_select(current: str | None, evt: gr.SelectData) -> tuple:
-    return pick_sample(evt.index, current)
+def on_gallery_select(current: str | None, evt: gr.SelectData, *, services: Services | None = None) -> tuple:
+    return pick_sample(evt.index, current, services=services)
 
 
-def build() -> gr.Dropdown:
-    """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
+def build(services: Services) -> gr.Dropdown:
+    """Lay out the tab, its handlers acting on `services`; returns its model dropdown (refreshed by the app when
+    models change)."""
     state = gr.State(None, time_to_live=STATE_TTL_S)
-    samples = sample_gallery()
+    samples = sample_gallery(services)
     gallery = gr.Gallery(
         samples,
         label="Samples: click one to inspect it with its category's model",
@@ -236,14 +270,15 @@ def build() -> gr.Dropdown:
     outputs = [verdict, heat, rgb_in, rec_rgb, depth_in, rec_depth, gate_md, cloud, result, state]
     inputs = [rgb, depth, model, gate, sensitivity, colour_by]
     hidden = {"api_visibility": "undocumented"}
-    button.click(predict, inputs, outputs, api_name="predict")
+    predict_, rerender_ = bind(predict, services), bind(rerender, services)
+    button.click(predict_, inputs, outputs, api_name="predict")
     depth.change(preview_depth, depth, depth_view, api_name="depth_preview", **hidden)
     again = [state, model, gate, sensitivity, colour_by]
-    gate.change(rerender, again, outputs, api_name="predict_gate", **hidden)
-    sensitivity.release(rerender, again, outputs, api_name="predict_sensitivity", **hidden)
+    gate.change(rerender_, again, outputs, api_name="predict_gate", **hidden)
+    sensitivity.release(rerender_, again, outputs, api_name="predict_sensitivity", **hidden)
     colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud", **hidden)
-    gr.api(friendly(pick_sample), api_name="pick_sample")
-    gallery.select(on_gallery_select, model, [rgb, depth, model], api_name="select_sample", **hidden).then(
-        predict, inputs, outputs, api_name="predict_sample", **hidden
-    )
+    gr.api(bind(friendly(pick_sample), services), api_name="pick_sample")
+    gallery.select(
+        bind(on_gallery_select, services), model, [rgb, depth, model], api_name="select_sample", **hidden
+    ).then(predict_, inputs, outputs, api_name="predict_sample", **hidden)
     return model
