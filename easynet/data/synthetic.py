@@ -60,6 +60,8 @@ class Category:
     shininess: float
     stain_colours: tuple[tuple[float, float, float], ...]
     cut_colour: tuple[float, float, float]
+    # held out: no recipe, threshold or design choice is tuned on it; results are reported apart (issue #13)
+    held_out: bool = False
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
@@ -148,6 +150,41 @@ def _foam(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     return h, albedo
 
 
+def _hinge(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    half_x, top, bottom, radius = 0.034, -0.018, 0.022, 0.006
+    plate = (np.abs(x) < half_x) & (y > top) & (y < bottom)
+    h = np.where(plate, 0.0075, 0.0)  # a thick leaf: clearly above the 5 mm plane-removal threshold
+    across = np.clip(radius**2 - (y - top) ** 2, 0, None)
+    knuckle = np.where(across > 0, radius + np.sqrt(across), 0.0)  # a cylinder lying along the top edge
+    pieces = np.abs(((x + half_x) / (2 * half_x / 5)) % 1 - 0.5) < 0.46  # five knuckles with 0.5 mm gaps
+    h = np.where((np.abs(x) < half_x) & pieces, np.maximum(h, knuckle), h)
+    for hx in (-0.017, 0.017):
+        r = np.hypot(x - hx, y - 0.007)
+        h = np.where(r < 0.005, h * np.clip((r - 0.0032) / 0.0018, 0, 1), h)  # countersunk screw hole
+    h = cv2.GaussianBlur(h.astype(np.float32), (0, 0), 0.7) * (h > 0)
+    brushed = cv2.blur(_noise(rng, x.shape, 1.0), (1, max(3, x.shape[0] // 6)))
+    brushed = (brushed - brushed.mean()) / (brushed.std() + 1e-8)
+    shade = 1 + 0.05 * brushed + 0.02 * _noise(rng, x.shape, 15)
+    albedo = np.array([0.22, 0.50, 0.34], np.float32) * shade[..., None]
+    return h, albedo
+
+
+def _cap(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    radius = 0.027 * rng.uniform(0.98, 1.02)
+    rho, phi = np.hypot(x, y), np.arctan2(y, x)
+    knurl = 0.0004 * (np.cos(60 * phi) > 0) * (rho > radius - 0.0015)  # ridges around the rim
+    top = np.where(rho < radius - 0.0025, 0.0105, 0.012)  # a 2.5 mm raised rim around a recessed top
+    h = np.where(rho < radius - knurl * 2.5, top, 0.0)
+    n = x.shape[0]
+    text = _text_mask(x.shape, "PP 5", (n / 2, n / 2), _to_px(x, 0.007))
+    ring = (np.abs(rho - 0.016) < 0.0007).astype(np.float32)
+    emboss = np.clip(text + ring, 0, 1)
+    h = np.where(rho < radius - 0.0025, h + 0.0005 * cv2.GaussianBlur(emboss, (0, 0), 0.8), h)
+    red = np.array([0.72, 0.10, 0.09], np.float32) * (1 + 0.03 * _noise(rng, x.shape, 8))[..., None]
+    albedo = red * (1 - 0.25 * emboss[..., None])
+    return h, albedo
+
+
 CATEGORIES: dict[str, Category] = {
     "gasket": Category(
         description="matte black rubber O-ring gasket with moulded lettering",
@@ -181,7 +218,27 @@ CATEGORIES: dict[str, Category] = {
         stain_colours=((0.30, 0.24, 0.14), (0.50, 0.20, 0.12), (0.20, 0.45, 0.50)),  # dirt, rust, dye
         cut_colour=(0.95, 0.88, 0.55),
     ),
+    "hinge": Category(
+        description="thick green anodised aluminium hinge leaf with five knuckles and two countersunk holes",
+        build=_hinge,
+        specular=0.35,
+        shininess=20.0,
+        stain_colours=((0.70, 0.68, 0.62), (0.12, 0.10, 0.09), (0.60, 0.35, 0.15)),  # dust, grease, corrosion
+        cut_colour=(0.78, 0.79, 0.80),  # bare aluminium under the anodising
+        held_out=True,
+    ),
+    "cap": Category(
+        description="glossy red polypropylene bottle cap with a knurled rim and an embossed 'PP 5' mark",
+        build=_cap,
+        specular=0.30,
+        shininess=30.0,
+        stain_colours=((0.15, 0.12, 0.10), (0.85, 0.85, 0.80), (0.20, 0.35, 0.70)),  # soot, paint, ink
+        cut_colour=(0.90, 0.55, 0.50),  # paler plastic inside a gouge
+        held_out=True,
+    ),
 }
+TUNED = tuple(name for name, spec in CATEGORIES.items() if not spec.held_out)
+HELD_OUT = tuple(name for name, spec in CATEGORIES.items() if spec.held_out)
 
 
 def _defect_mask(rng: np.random.Generator, core: np.ndarray, object_area: int, elongated: bool) -> np.ndarray:
