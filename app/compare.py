@@ -9,6 +9,7 @@ import gradio as gr
 
 from app import figures, models, workspace
 from app.inspect_tab import DEPTH_TYPES, model_for_sample
+from app.services import Services, bind, default_services
 from app.ui import GATES, friendly, image_upload, model_dropdown, upload_path
 from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_rgb
@@ -19,7 +20,7 @@ SOURCES = ("synthetic", "folder", "annotated")
 
 
 @friendly
-def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
+def compare_sample(rgb: Any, depth: Any, model: str | None, *, services: Services | None = None) -> tuple:
     """The /compare endpoint: three heat maps on the verdict scale (each gate's threshold in the middle of the
     colour bar, so a map shows warm colours exactly where its verdict comes from), three scores, the gate that
     control chose."""
@@ -27,7 +28,7 @@ def compare_sample(rgb: Any, depth: Any, model: str | None) -> tuple:
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
-    predictor, info = models.predictors.get(model), models.find(model)
+    predictor, info = (services or default_services()).predictors.get(model), models.find(model)
     results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
     rows = {g: summarise(p, predictor.calibration, info.category) for g, p in results.items()}
     pictures = [
@@ -67,17 +68,24 @@ def model_for_test_data(
 
 
 def dataset_for(
-    source: str, synthetic: str | None, folder: str | None, folder_category: str | None, annotated: str | None
+    source: str,
+    synthetic: str | None,
+    folder: str | None,
+    folder_category: str | None,
+    annotated: str | None,
+    *,
+    services: Services | None = None,
 ) -> tuple[Path, str]:
     """(data root, category) for the chosen source; a synthetic category is generated on first use."""
+    files = (services or default_services()).workspace
     if source == "synthetic":
         if not synthetic:
             raise InputError("choose a synthetic category")
-        return workspace.ensure_synthetic(synthetic), synthetic
+        return files.ensure_synthetic(synthetic), synthetic
     if source == "annotated":
-        return workspace.annotations_root(), workspace.safe_name(annotated, "category")
+        return files.annotations_root(), workspace.safe_name(annotated, "category")
     if source == "folder":
-        return workspace.allowed_folder(folder), workspace.safe_name(folder_category, "category")
+        return files.allowed_folder(folder), workspace.safe_name(folder_category, "category")
     raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
 
 
@@ -90,18 +98,21 @@ def evaluate(
     annotated: str | None,
     model: str | None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008
+    *,
+    services: Services | None = None,
 ) -> tuple:
     """The /evaluate_category endpoint: I-AUROC / P-AUROC / AUPRO per gate and per defect kind."""
     from easynet.pipeline import evaluate_category
 
     progress(0.0, desc="preparing the data set")
-    root, category = dataset_for(source, synthetic, folder, folder_category, annotated)
+    root, category = dataset_for(source, synthetic, folder, folder_category, annotated, services=services)
     info = models.find(model)
 
     def step(done: int, total: int) -> None:
         progress((done, total), desc="scoring test images")
 
-    report, _, _ = evaluate_category(info.path, root, category, gates=GATES, progress=step)
+    result, _, _ = evaluate_category(info.path, root, category, gates=GATES, progress=step)
+    report = result.to_dict()  # the `easynet evaluate --json` shape, shown as the report JSON
     header, rows = figures.metric_rows(report)
     note = f"**{info.name}** on **{category}** ({report.get('n_images', '?')} test images from {source})"
     if info.category and info.category != category:
@@ -109,8 +120,8 @@ def evaluate(
     return gr.update(value=rows, headers=header), figures.metric_bars(report), report, note
 
 
-def build() -> list[gr.Dropdown]:
-    """Lay out the tab; returns its model dropdowns."""
+def build(services: Services) -> list[gr.Dropdown]:
+    """Lay out the tab, its handlers acting on `services`; returns its model dropdowns."""
     hidden = {"api_visibility": "undocumented"}
     with gr.Accordion("One sample under the three gate modes", open=True):
         with gr.Row():
@@ -125,7 +136,7 @@ def build() -> list[gr.Dropdown]:
                 table = gr.Markdown()
                 with gr.Accordion("JSON", open=False):
                     result = gr.JSON()
-        pairs = workspace.sample_pairs()
+        pairs = services.workspace.sample_pairs()
         sample_category = gr.Textbox(visible=False)
         if pairs:
             examples = gr.Examples(
@@ -140,7 +151,7 @@ def build() -> list[gr.Dropdown]:
             examples.load_input_event.then(
                 sample_model, [sample_category, model], model, api_name="compare_sample_model", **hidden
             )
-    button.click(compare_sample, [rgb, depth, model], [*heats, table, result], api_name="compare")
+    button.click(bind(compare_sample, services), [rgb, depth, model], [*heats, table, result], api_name="compare")
 
     with gr.Accordion("A whole category: metrics per gate and per defect kind", open=True):
         with gr.Row():
@@ -157,7 +168,7 @@ def build() -> list[gr.Dropdown]:
                 folder = gr.Textbox(label="Data set root on the server (MVTec 3D-AD layout)")
                 folder_category = gr.Textbox(label="Category in that folder")
                 annotated = gr.Dropdown(
-                    workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
+                    services.workspace.annotated_categories(), label="Annotated category", allow_custom_value=True
                 )
                 run = gr.Button("Evaluate", variant="primary")
             with gr.Column(scale=2):
@@ -172,12 +183,12 @@ def build() -> list[gr.Dropdown]:
                 with gr.Accordion("Report JSON", open=False):
                     report = gr.JSON()
     inputs = [source, synthetic, folder, folder_category, annotated, eval_model]
-    run.click(evaluate, inputs, [metrics, bars, report, note], api_name="evaluate_category")
+    run.click(bind(evaluate, services), inputs, [metrics, bars, report, note], api_name="evaluate_category")
     choose = [source, synthetic, annotated, folder_category, eval_model]
     for i, trigger in enumerate((synthetic.change, annotated.change, folder_category.blur)):
         trigger(model_for_test_data, choose, eval_model, api_name=f"evaluate_model_{i}", **hidden)
     source.change(
-        lambda: gr.update(choices=workspace.annotated_categories()),
+        lambda: gr.update(choices=services.workspace.annotated_categories()),
         None,
         annotated,
         api_name="annotated_categories",

@@ -26,6 +26,7 @@ from typing import Any
 
 from app import sessions, workspace
 from easynet.errors import EasyNetError, InputError
+from easynet.results import TrainSummary
 from easynet.settings import env_int
 from easynet.visualize import atomic_write_bytes
 
@@ -107,10 +108,10 @@ def scrub(text: str) -> str:
     return text
 
 
-TrainFn = Callable[[Job, Callable[[Any], bool]], dict[str, Any]]
+TrainFn = Callable[[Job, Callable[[Any], bool]], TrainSummary]
 
 
-def default_train(job: Job, callback: Callable[[Any], bool]) -> dict[str, Any]:
+def default_train(job: Job, callback: Callable[[Any], bool]) -> TrainSummary:
     """Generate the synthetic data if needed, then train_category into a file under jobs/.
 
     From scratch, RGB-D data trains the `lite` preset and RGB-only data (no xyz folders, e.g. real photos)
@@ -320,13 +321,13 @@ class JobRunner:
         try:
             summary = self.train_fn(job, callback)
             if job.id in self._cancel:
-                if summary.get("checkpoint"):  # a run stopped by the cancel returns none; one that finished first does
-                    Path(summary["checkpoint"]).unlink(missing_ok=True)
+                if summary.checkpoint:  # a run stopped by the cancel returns none; one that finished first does
+                    Path(summary.checkpoint).unlink(missing_ok=True)
                 state = "cancelled"
             else:
-                job.metrics = dict(summary.get("validation") or {})
+                job.metrics = dict(summary.validation or {})
                 target = workspace.own("models", job.owner) / f"{job.category}_ft_{job.id}.pt"
-                os.replace(summary["checkpoint"], target)
+                os.replace(summary.checkpoint, target)
                 job.checkpoint, job.model, job.eta = str(target), target.stem, 0.0
         except EasyNetError as err:
             state, error = "failed", scrub(str(err))

@@ -100,7 +100,6 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="easynet-load-"))
     os.environ["EASYNET_WORKSPACE"] = str(tmp / "workspace")
     os.environ.setdefault("EASYNET_MAX_MODELS", "2")
-    sys.path.insert(0, str(REPO))
     model, samples, archive = prepare(tmp / "workspace")
 
     import importlib.util

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,7 +97,7 @@ def run_variant(data: Path, category: str, variant: str, steps: int | None, work
     )
     train_s = time.time() - start
     report, _, _ = evaluate_category(ckpt, data, category, gates=["close"])
-    gate = report["gates"]["close"]
+    gate = report.gates["close"]
     from easynet.checkpoint import load_checkpoint
 
     prov = load_checkpoint(ckpt).provenance
@@ -106,13 +105,13 @@ def run_variant(data: Path, category: str, variant: str, steps: int | None, work
         "variant": variant,
         "change": VARIANTS[variant][0],
         "category": category,
-        "steps": summary["steps"],
+        "steps": summary.steps,
         "train_minutes": round(train_s / 60, 1),
-        "steps_per_s": round(summary["steps"] / max(prov.get("train_seconds", train_s), 1e-9), 2),
+        "steps_per_s": round(summary.steps / max(prov.get("train_seconds", train_s), 1e-9), 2),
         "selected_step": prov.get("selected_step"),
-        "validation_i_auroc": round(summary["validation"].get("i_auroc_close", float("nan")), 4),
+        "validation_i_auroc": round(summary.validation.get("i_auroc_close", float("nan")), 4),
         "n_validation": prov.get("n_validation"),
-        "test_n_images": report["n_images"],
+        "test_n_images": report.n_images,
         "test_i_auroc": round(gate["i_auroc"], 4),
         "test_p_auroc": round(gate["p_auroc"], 4),
         "test_aupro": round(gate["aupro"], 4),
@@ -192,7 +191,6 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mvtec3d-tire-rgb"))
     parser.add_argument("--category", default="tire")

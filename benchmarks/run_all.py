@@ -221,7 +221,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: exercise the script, numbers are meaningless")
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and README.md")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from easynet.bench import machine, time_preprocessing
     from easynet.runtime import configure_threads
 

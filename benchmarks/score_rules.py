@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,6 @@ def rules(maps: torch.Tensor, valid: torch.Tensor | None, size: int) -> dict[str
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT))
     from easynet.checkpoint import load_checkpoint
     from easynet.data.registry import open_dataset
     from easynet.data.types import Split

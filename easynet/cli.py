@@ -13,6 +13,7 @@ from typing import Any
 
 from easynet.config import MODEL_PRESETS, PRECISIONS, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
+from easynet.results import EvalReport
 
 
 def _write_json(path: str | Path, data: Any) -> None:
@@ -76,8 +77,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         ship=a.ship,
         preset=a.preset,
     )
-    if summary["checkpoint"] is not None:  # None on the other ranks of a torchrun job: rank 0 reports
-        print(f"saved {summary['checkpoint']} after {summary['steps']} steps; alpha {summary['alpha']:.4f}")
+    if summary.checkpoint is not None:  # None on the other ranks of a torchrun job: rank 0 reports
+        print(f"saved {summary.checkpoint} after {summary.steps} steps; alpha {summary.alpha:.4f}")
     return 0
 
 
@@ -105,19 +106,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     )
     print(format_table(report))
     if a.json:
-        _write_json(a.json, report)
+        _write_json(a.json, report.to_dict())
     if a.save_maps:
         _save_maps(a.save_maps, test, heads)
     return 0
 
 
-def format_table(report: dict[str, Any]) -> str:
+def format_table(report: EvalReport) -> str:
     """A paper-like table: one row per gate, metric columns, then per-defect I-AUROC."""
-    gates = report["gates"]
+    gates = report.gates
     defects = sorted({d for g in gates.values() for d in g.get("per_defect_i_auroc", {})})
     head = f"{'gate':8s} {'I-AUROC':>8s} {'I-AP':>8s} {'P-AUROC':>8s} {'P-AP':>8s} {'AUPRO':>8s}"
     lines = [
-        f"{report['category']} ({report['n_images']} test images)",
+        f"{report.category} ({report.n_images} test images)",
         head + "".join(f" {d[:10]:>10s}" for d in defects),
     ]
     for name, g in gates.items():

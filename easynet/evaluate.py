@@ -347,19 +347,20 @@ def evaluate(
     device: torch.device,
     gates: Sequence[str] = MODES,
     progress: Progress | None = None,
-) -> tuple[dict[str, Any], HeadOutputs]:
-    """Metrics per requested gate mode over a test split: {"n_images", "gates": {mode: {...}}}."""
+) -> tuple[dict[str, dict[str, Any]], HeadOutputs]:
+    """Metrics per requested gate mode over a test split: ({mode: `Metrics.to_dict()`}, head outputs); the
+    "control" entry adds "fused_fraction"."""
     heads = run_heads(model, test, device, progress, cal)
     samples = [test[i] for i in range(len(test))]
     labels = np.asarray([s.label for s in samples])
     masks = np.stack([s.mask for s in samples])
     defects = [s.defect for s in samples]
     rows, cols = _common_image_region(samples)
-    result: dict[str, Any] = {"n_images": len(test), "gates": {}}
+    result: dict[str, dict[str, Any]] = {}
     for mode in gates:
         scores, maps, used = gate_scores(heads, cal, mode)
-        m = compute_metrics(labels, scores, masks[:, rows, cols], maps[:, rows, cols], defects)
+        m = compute_metrics(labels, scores, masks[:, rows, cols], maps[:, rows, cols], defects).to_dict()
         if mode == "control":
             m["fused_fraction"] = float(used.mean())
-        result["gates"][mode] = m
+        result[mode] = m
     return result, heads

@@ -146,8 +146,8 @@ class Metrics:
 
 def compute_metrics(
     labels, scores, masks, maps, defects=None, fpr_limit: float = FPR_LIMIT, num_thresholds: int = NUM_THRESHOLDS
-) -> dict:
-    """All metrics as a dict (keys of `Metrics`); `masks`/`maps` are (N, H, W) at the evaluation size."""
+) -> Metrics:
+    """All metrics of one category; `masks`/`maps` are (N, H, W) at the evaluation size."""
     masks, maps = np.asarray(masks), np.asarray(maps)
     defects = defects if defects is not None else [GOOD if int(lab) == 0 else "anomalous" for lab in labels]
     return Metrics(
@@ -157,4 +157,4 @@ def compute_metrics(
         p_ap=pixel_ap(masks, maps),
         aupro=aupro(masks, maps, fpr_limit, num_thresholds),
         per_defect_i_auroc=per_defect_auroc(labels, scores, defects),
-    ).to_dict()
+    )

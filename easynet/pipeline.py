@@ -19,6 +19,7 @@ from easynet.data.registry import detect_format, open_dataset
 from easynet.data.types import Split
 from easynet.evaluate import calibrate, evaluate
 from easynet.gate import MODES
+from easynet.results import EvalReport, TrainSummary
 from easynet.runtime import configure_threads, resolve_device
 from easynet.train import Callback, train
 
@@ -93,14 +94,14 @@ def train_category(
     progress: bool = True,
     ship: bool = False,
     preset: str = "lite",
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train on a category's good images, calibrate on its validation split, save one checkpoint.
 
     With `init_from` or `resume` the model is the checkpoint's (give `model_cfg` only to insist on it: a
     different one is refused). A run stopped by its callback (a cancelled job) ends at once: no calibration and
     no finished checkpoint (the summary's checkpoint is None; a periodic snapshot at `out` stays resumable).
 
-    Returns a summary: checkpoint path, steps, whether it was stopped, calibration metrics, history.
+    Returns a `TrainSummary`: checkpoint path, steps, whether it was stopped, alpha, calibration metrics, history.
     """
     configure_threads()
     train_cfg = train_cfg or default_train_config(preset)
@@ -147,14 +148,14 @@ def train_category(
     if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under torchrun
         # only rank 0 calibrates and writes the checkpoint
         _finish_distributed()
-        return {
-            "checkpoint": None,
-            "steps": result.checkpoint.provenance["steps"],
-            "stopped": result.stopped,
-            "alpha": None,
-            "validation": None,
-            "history": result.history,
-        }
+        return TrainSummary(
+            checkpoint=None,
+            steps=result.checkpoint.provenance["steps"],
+            stopped=result.stopped,
+            alpha=None,
+            validation=None,
+            history=result.history,
+        )
     ckpt = result.checkpoint
     ckpt.calibration = calibrate(
         result.model.to(dev), validation, dev, train_cfg.synth, position_norm=train_cfg.position_norm
@@ -164,14 +165,14 @@ def train_category(
         ckpt.provenance.pop("train_state", None)
     save_checkpoint(ckpt, out, half=ship)
     _finish_distributed()
-    return {
-        "checkpoint": str(out),
-        "steps": ckpt.provenance["steps"],
-        "stopped": result.stopped,
-        "alpha": ckpt.calibration.alpha,
-        "validation": ckpt.calibration.metrics,
-        "history": result.history,
-    }
+    return TrainSummary(
+        checkpoint=str(out),
+        steps=ckpt.provenance["steps"],
+        stopped=result.stopped,
+        alpha=ckpt.calibration.alpha,
+        validation=ckpt.calibration.metrics,
+        history=result.history,
+    )
 
 
 def recalibrate_checkpoint(
@@ -218,10 +219,10 @@ def evaluate_category(
     data_format: str | None = None,
     device: str = "auto",
     progress: Progress | None = None,
-) -> tuple[dict[str, Any], Any, Any]:
+) -> tuple[EvalReport, Any, Any]:
     """Evaluate a checkpoint on a category's test split.
 
-    Returns (report, test dataset, head outputs); the report has the `easynet evaluate --json` shape.
+    Returns (report, test dataset, head outputs); `report.to_dict()` is the `easynet evaluate --json` shape.
     """
     from easynet.predict import Predictor
 
@@ -231,6 +232,6 @@ def evaluate_category(
     gates = list(gates)
     if not cfg.has_depth or not getattr(test, "has_depth", True):
         gates = ["close"]
-    metrics, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates, progress)
-    report = {"category": category, "checkpoint": str(checkpoint), **metrics}
+    by_gate, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates, progress)
+    report = EvalReport(category=category, checkpoint=str(checkpoint), n_images=len(test), gates=by_gate)
     return report, test, heads

@@ -42,7 +42,12 @@ def _fade(t: np.ndarray) -> np.ndarray:
 
 
 def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """2-D Perlin noise in about [-1, 1] with ``res`` periods per axis; ``shape`` must be divisible by ``res``."""
+    """2-D Perlin noise in about [-1, 1] with ``res`` periods per axis; ``shape`` must be divisible by ``res``.
+
+    Pierre Vigier's perlin-numpy (``generate_perlin_noise_2d``, MIT licence,
+    https://github.com/pvigier/perlin-numpy), the routine DRAEM and the authors' code also copy, with the
+    generator passed in so that every draw is reproducible; kept here (20 lines) rather than as a dependency:
+    PyPI has only its 0.0.1 release, which draws from numpy's global random state."""
     delta = (res[0] / shape[0], res[1] / shape[1])
     d = (shape[0] // res[0], shape[1] // res[1])
     grid = np.mgrid[0 : res[0] : delta[0], 0 : res[1] : delta[1]].transpose(1, 2, 0) % 1

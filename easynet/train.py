@@ -143,6 +143,28 @@ def _distributed() -> tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _set_epoch(epoch: int, data: TrainingSet, sampler: Any) -> None:
+    """New synthetic anomalies (and, under torchrun, a new shard order) for every pass over the data."""
+    data.set_epoch(epoch)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+
+
+def _optimise(loss: torch.Tensor, optimizer: Any, scheduler: Any, scaler: torch.amp.GradScaler, step: int) -> None:
+    """One optimizer and schedule step on ``loss``; a non-finite loss stops training before the optimizer
+    spreads NaN into the weights."""
+    if not bool(torch.isfinite(loss)):
+        raise NonFiniteError(
+            f"training diverged at step {step + 1}: the loss became {float(loss)}; the run stops before its "
+            "weights turn non-finite; lower the learning rate or check the training images"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
 def train(
     model_cfg: ModelConfig,
     cfg: TrainConfig,
@@ -191,25 +213,13 @@ def train(
     step, epoch, stopped, t0 = start_step, 0, False, time.time()
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="train", unit="step")
     while step < total and not stopped:
-        data.set_epoch(epoch)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
+        _set_epoch(epoch, data, sampler)
         for batch in loader:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
                 pred = net(batch["aug_rgb"], batch.get("aug_depth"))
             terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
-            if not bool(torch.isfinite(terms.total)):  # stop before the optimizer spreads NaN into the weights
-                raise NonFiniteError(
-                    f"training diverged at step {step + 1}: the loss became {float(terms.total)}; "
-                    "the run stops before its weights turn non-finite; lower the learning rate "
-                    "or check the training images"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            _optimise(terms.total, optimizer, scheduler, scaler, step)
             step += 1
             losses = terms.as_floats()
             history.append({"step": step, **losses})

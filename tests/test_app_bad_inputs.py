@@ -19,6 +19,7 @@ from app_helpers import load_demo
 from PIL import Image
 
 from easynet.data.io import read_rgb
+from easynet.results import TrainSummary
 
 NO_POINT = "has no valid point (every value is 0, NaN, inf or negative); expected positive distances in metres"
 NOT_TIFF = "is not a readable TIFF: it is truncated, corrupt or not a TIFF at all"
@@ -173,9 +174,11 @@ def test_crashed_cancelled_and_restarted_jobs_in_the_ui(assets, tmp_path, monkey
         for step in range(1, job.steps + 1):
             started.set()
             if callback(_Event(step, job.steps)) is False:
-                return {"checkpoint": str(partial), "validation": {}}
+                return TrainSummary(str(partial), step, stopped=True, alpha=None, validation={}, history=[])
             time.sleep(0.01)
-        return {"checkpoint": str(partial), "validation": {"i_auroc_control": 1.0}}
+        return TrainSummary(
+            str(partial), job.steps, stopped=False, alpha=0.0, validation={"i_auroc_control": 1.0}, history=[]
+        )
 
     folder = workspace.sub("jobs")
     jobs._runners[folder] = jobs.JobRunner(folder, train_fn=fake_train)

@@ -17,6 +17,7 @@ import pytest
 import tifffile
 
 from easynet.errors import InputError
+from easynet.results import TrainSummary
 
 JSON_FIELDS = {
     "score",
@@ -191,11 +192,15 @@ def test_jobs_queue_cancel_crash_and_restart(assets, tmp_path):
             if step == 2:
                 release.wait(10)
             if callback(_Event(step, job.steps)) is False:
-                return {"checkpoint": str(tmp_path / "stopped.pt"), "validation": {}}
+                return TrainSummary(
+                    str(tmp_path / "stopped.pt"), step, stopped=True, alpha=None, validation={}, history=[]
+                )
             time.sleep(0.005)
         out = tmp_path / f"{job.id}.pt"
         shutil.copy(assets.workspace / "models" / "toy.pt", out)
-        return {"checkpoint": str(out), "validation": {"i_auroc_control": 0.5}}
+        return TrainSummary(
+            str(out), job.steps, stopped=False, alpha=0.0, validation={"i_auroc_control": 0.5}, history=[]
+        )
 
     runner = jobs.JobRunner(tmp_path / "jobs", train_fn=fake_train)
     first = runner.submit("toy", "data", steps=50)

@@ -35,6 +35,35 @@ def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch
     assert opened == [Split.TRAIN, Split.VALIDATION]
 
 
+def test_front_doors_return_typed_results(tiny_tree, tiny_checkpoint, tmp_path):
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+    from easynet.pipeline import evaluate_category, train_category
+    from easynet.results import EvalReport, TrainSummary
+
+    summary = train_category(
+        tiny_tree,
+        "toy",
+        tmp_path / "m.pt",
+        model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
+        train_cfg=TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
+        progress=False,
+        device="cpu",
+    )
+    assert isinstance(summary, TrainSummary) and not isinstance(summary, dict)
+    assert summary.checkpoint == str(tmp_path / "m.pt") and summary.steps == 1 and summary.stopped is False
+    assert isinstance(summary.alpha, float) and isinstance(summary.validation, dict)
+    assert isinstance(summary.history, list) and all(isinstance(h, dict) for h in summary.history)
+    assert set(summary.to_dict()) == {"checkpoint", "steps", "stopped", "alpha", "validation", "history"}
+
+    report, _, _ = evaluate_category(tiny_checkpoint, tiny_tree, "toy", gates=["close", "control"], device="cpu")
+    assert isinstance(report, EvalReport) and report.category == "toy" and report.n_images > 0
+    shape = report.to_dict()
+    assert list(shape) == ["category", "checkpoint", "n_images", "gates"]  # the `evaluate --json` shape, in order
+    assert set(shape["gates"]["close"]) == {"i_auroc", "i_ap", "p_auroc", "p_ap", "aupro", "per_defect_i_auroc"}
+    assert set(shape["gates"]["control"]) == set(shape["gates"]["close"]) | {"fused_fraction"}
+    assert json.loads(json.dumps(shape)) == shape
+
+
 def test_youden_threshold_hand_computed():
     labels = np.array([0, 0, 1, 1])
     scores = np.array([0.1, 0.4, 0.35, 0.8])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from easynet.metrics import (
+    Metrics,
     aupro,
     compute_metrics,
     image_ap,
@@ -87,8 +88,9 @@ def test_per_defect_and_compute_metrics():
     assert per_defect_auroc(labels, scores, defects) == {"cut": 1.0, "hole": 0.75}
     masks, maps = _two_images()
     result = compute_metrics([0, 1], [0.97, 0.99], masks, maps, ["good", "hole"])
-    assert set(result) == {"i_auroc", "i_ap", "p_auroc", "p_ap", "aupro", "per_defect_i_auroc"}
-    assert result["i_auroc"] == 1.0 and result["aupro"] == pytest.approx(76 / 81)
+    assert isinstance(result, Metrics)
+    assert set(result.to_dict()) == {"i_auroc", "i_ap", "p_auroc", "p_ap", "aupro", "per_defect_i_auroc"}
+    assert result.i_auroc == 1.0 and result.aupro == pytest.approx(76 / 81)
     # P-AUROC: 5 positives x 27 negatives = 135 pairs. Negatives: 25 at 0, 0.6, 0.97.
     # 0.99 (x3) beat all 27 -> 81; 0.95 beats 26 -> 26; 0.5 beats 25 -> 25. (81 + 26 + 25) / 135.
-    assert result["p_auroc"] == pytest.approx(132 / 135)
+    assert result.p_auroc == pytest.approx(132 / 135)

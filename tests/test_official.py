@@ -106,7 +106,7 @@ def test_evaluate_feeds_an_official_checkpoint_what_predict_feeds_it(tmp_path, m
     predictor = Predictor.from_checkpoint(path, device="cpu")
     for record in test.records:
         predictor.predict(record.rgb, record.depth, gate="control")
-    assert len(fed["evaluate"]) == len(fed["predict"]) == 3 == report["n_images"]
+    assert len(fed["evaluate"]) == len(fed["predict"]) == 3 == report.n_images
     for (rgb_e, depth_e), (rgb_p, depth_p) in zip(fed["evaluate"], fed["predict"]):
         assert torch.equal(depth_e.contiguous(), depth_p.contiguous())
         assert torch.equal(rgb_e.contiguous(), rgb_p.contiguous())

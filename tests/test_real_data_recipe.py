@@ -102,7 +102,7 @@ def test_short_base_training_saves_and_selection_never_reads_test(tmp_path, monk
     summary = pipeline.train_category(
         root, category, out, model_cfg=model_cfg, train_cfg=train_cfg, preset="base", progress=False
     )
-    assert out.is_file() and summary["steps"] == 4
+    assert out.is_file() and summary.steps == 4
     assert set(opened) == {Split.TRAIN, Split.VALIDATION}
     from easynet.checkpoint import load_checkpoint
 
@@ -131,7 +131,7 @@ def test_app_finetune_on_an_rgb_only_zip_trains_the_base_preset(tmp_path, monkey
     summary = jobs.default_train(job, lambda event: True)
     from easynet.checkpoint import load_checkpoint
 
-    assert Path(summary["checkpoint"]).parent == tmp_path / "work"
-    ckpt = load_checkpoint(summary["checkpoint"])
+    assert Path(summary.checkpoint).parent == tmp_path / "work"
+    ckpt = load_checkpoint(summary.checkpoint)
     assert ckpt.provenance["preset"] == "base" and ckpt.model_config.modality == "rgb"
     assert ckpt.model_config.resize == "letterbox"

@@ -14,6 +14,7 @@ import pytest
 from app_helpers import zip_category
 
 from easynet.errors import InputError
+from easynet.results import TrainSummary
 
 
 class _Event:
@@ -56,10 +57,12 @@ def _finishing_train(toy: Path, release: threading.Event | None = None):
         while step < job.steps:
             step += 1
             if callback(_Event(step, job.steps)) is False:
-                return {"checkpoint": str(out), "validation": {}}
+                return TrainSummary(str(out), step, stopped=True, alpha=None, validation={}, history=[])
             if release is not None:
                 release.wait(10)
-        return {"checkpoint": str(out), "validation": {"i_auroc_control": 0.5}}
+        return TrainSummary(
+            str(out), job.steps, stopped=False, alpha=0.0, validation={"i_auroc_control": 0.5}, history=[]
+        )
 
     return train
 

@@ -133,7 +133,8 @@ def test_shipped_evaluation_json_is_what_evaluating_the_checkpoint_gives(tmp_pat
         CHECKPOINTS / f"{category}.pt", tmp_path, category, gates=("close", "open", "control"), device="cpu"
     )
     shipped_report = json.loads((CHECKPOINTS / f"{category}.json").read_text())
-    assert report["n_images"] == shipped_report["n_images"] == 48
+    assert report.n_images == shipped_report["n_images"] == 48
+    assert list(report.to_dict()) == list(shipped_report)  # the same JSON shape as the shipped report
     for gate, metrics in shipped_report["gates"].items():
         for key in ("i_auroc", "p_auroc", "aupro"):
-            assert report["gates"][gate][key] == pytest.approx(metrics[key], abs=1e-6), (gate, key)
+            assert report.gates[gate][key] == pytest.approx(metrics[key], abs=1e-6), (gate, key)

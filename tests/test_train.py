@@ -119,5 +119,6 @@ def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_p
         train_cfg=TRAIN_PRESETS["official"].replace(steps=5, batch_size=2),
         callback=lambda event: event.step < 1,
     )  # cancelled after the first step
-    assert summary["stopped"] and summary["checkpoint"] is None and summary["steps"] == 1
+    assert summary.stopped and summary.checkpoint is None and summary.steps == 1
+    assert summary.alpha is None and summary.validation is None
     assert not out.exists()

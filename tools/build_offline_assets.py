@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from offline_report import replace_block, results_table, write_samples  # noqa: E402
 
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
-from easynet.data.synthetic import CATEGORIES, generate  # noqa: E402
+from easynet.data.synthetic import TUNED, generate  # noqa: E402
 from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category  # noqa: E402
 from easynet.visualize import atomic_write_bytes  # noqa: E402
 
@@ -61,7 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/synthetic")
     parser.add_argument("--out", default="checkpoints")
-    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES))
+    parser.add_argument("--categories", nargs="+", default=list(TUNED))  # held-out parts are never shipped
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--size", type=int, default=256, help="rendered image size of the data set")
     parser.add_argument("--n-train", type=int, default=100)
@@ -109,31 +108,31 @@ def main() -> int:
         )
         train_s = time.time() - t0
         report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
-        report["checkpoint"] = ckpt.name
-        write_json(out / f"{category}.json", report)
+        report.checkpoint = ckpt.name
+        write_json(out / f"{category}.json", report.to_dict())
         manifest["categories"][category] = {
             "checkpoint": ckpt.name,
             "command": command,
-            "steps": summary["steps"],
+            "steps": summary.steps,
             "train_and_calibrate_seconds": round(train_s, 1),
-            "final_loss": summary["history"][-1]["total"] if summary["history"] else None,
-            "alpha": summary["alpha"],
-            "validation": summary["validation"],
+            "final_loss": summary.history[-1]["total"] if summary.history else None,
+            "alpha": summary.alpha,
+            "validation": summary.validation,
         }
         write_json(manifest_path, manifest)
-        print(f"{category}: {train_s:.0f} s, control I-AUROC {report['gates']['control']['i_auroc']:.3f}", flush=True)
+        print(f"{category}: {train_s:.0f} s, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
     for category in a.categories if a.recalibrate else []:
         ckpt = out / f"{category}.pt"
         calibration = recalibrate_checkpoint(ckpt, data, category, half=True, device="cpu")
         report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
-        report["checkpoint"] = ckpt.name
-        write_json(out / f"{category}.json", report)
+        report.checkpoint = ckpt.name
+        write_json(out / f"{category}.json", report.to_dict())
         entry = manifest["categories"][category]
         entry["alpha"] = calibration["alpha"]
         entry["validation"] = {k: v for k, v in calibration.items() if k not in ("checkpoint", "alpha")}
         entry["recalibrated"] = command
         write_json(manifest_path, manifest)
-        print(f"{category}: recalibrated, control I-AUROC {report['gates']['control']['i_auroc']:.3f}", flush=True)
+        print(f"{category}: recalibrated, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
     shipped = sorted(json.loads(manifest_path.read_text())["categories"])
     write_samples(Path(a.samples), out, shipped, seed=a.seed)
     table, summary = results_table(out, shipped)

@@ -10,9 +10,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.pipeline import evaluate_category, train_category
@@ -35,11 +32,9 @@ def main() -> None:
         progress=False,
     )
     report, _, _ = evaluate_category(out, "data/synthetic", "gasket", gates=("close", "open", "control"), device="cpu")
-    test = {g: [round(r["i_auroc"], 3), r["per_defect_i_auroc"]] for g, r in report["gates"].items()}
+    test = {g: [round(r["i_auroc"], 3), r["per_defect_i_auroc"]] for g, r in report.gates.items()}
     print(
-        json.dumps(
-            {"amp": [lo, hi], "s": round(time.time() - start), "validation": summary["validation"], "test": test}
-        )
+        json.dumps({"amp": [lo, hi], "s": round(time.time() - start), "validation": summary.validation, "test": test})
     )
 
 
