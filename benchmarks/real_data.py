@@ -64,6 +64,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str]] = {
         {"rgb_foreground": False},
         "base",
     ),
+    "anywhere_raw": (
+        "`anywhere` with raw probability maps (no position-wise normalisation)",
+        {},
+        {"position_norm": False},
+        {"rgb_foreground": False},
+        "base",
+    ),
     "no_selection": ("last weights instead of the best by validation", {}, {"select_every": 0}, {}, "base"),
 }
 
@@ -86,30 +93,38 @@ def build_configs(variant: str, steps: int | None) -> tuple[Any, Any, str]:
     return model_cfg, train_cfg, preset
 
 
-def run_variant(data: Path, category: str, variant: str, steps: int | None, workdir: Path) -> dict[str, Any]:
-    from easynet.pipeline import evaluate_category, train_category
+def run_variant(
+    data: Path, category: str, variant: str, steps: int | None, workdir: Path, reuse: bool = False
+) -> dict[str, Any]:
+    """Train (or, with ``reuse``, recalibrate the checkpoint already in ``workdir``), then evaluate once."""
+    from easynet.checkpoint import load_checkpoint
+    from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category
 
     model_cfg, train_cfg, preset = build_configs(variant, steps)
     ckpt = workdir / f"{category}_{variant}_{train_cfg.steps}.pt"
     start = time.time()
-    summary = train_category(
-        data, category, ckpt, model_cfg=model_cfg, train_cfg=train_cfg, preset=preset, progress=False
-    )
+    if reuse:  # the weights of an earlier run under the current calibration rule (what `easynet calibrate` does)
+        validation = recalibrate_checkpoint(ckpt, data, category)
+        n_steps = load_checkpoint(ckpt).provenance["steps"]
+    else:
+        summary = train_category(
+            data, category, ckpt, model_cfg=model_cfg, train_cfg=train_cfg, preset=preset, progress=False
+        )
+        validation, n_steps = summary.validation, summary.steps
     train_s = time.time() - start
     report, _, _ = evaluate_category(ckpt, data, category, gates=["close"])
     gate = report.gates["close"]
-    from easynet.checkpoint import load_checkpoint
-
     prov = load_checkpoint(ckpt).provenance
+    train_s = prov.get("train_seconds", train_s) if reuse else train_s
     return {
         "variant": variant,
         "change": VARIANTS[variant][0],
         "category": category,
-        "steps": summary.steps,
+        "steps": n_steps,
         "train_minutes": round(train_s / 60, 1),
-        "steps_per_s": round(summary.steps / max(prov.get("train_seconds", train_s), 1e-9), 2),
+        "steps_per_s": round(n_steps / max(prov.get("train_seconds", train_s), 1e-9), 2),
         "selected_step": prov.get("selected_step"),
-        "validation_i_auroc": round(summary.validation.get("i_auroc_close", float("nan")), 4),
+        "validation_i_auroc": round(validation.get("i_auroc_close", float("nan")), 4),
         "n_validation": prov.get("n_validation"),
         "test_n_images": report.n_images,
         "test_i_auroc": round(gate["i_auroc"], 4),
@@ -198,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="override the training length (ablation rows)")
     parser.add_argument("--workdir", help="where checkpoints go (default: a temporary folder)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report and README from the JSON")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="recalibrate and evaluate the checkpoints already in --workdir instead of training them again "
+        "(train minutes are then the training part of the earlier run)",
+    )
     a = parser.parse_args(argv)
     if a.report_only and OUTPUT_JSON.is_file():
         saved = json.loads(OUTPUT_JSON.read_text())
@@ -218,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(a.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for name in names:
-            row = run_variant(data, a.category, name, a.steps, workdir)
+            row = run_variant(data, a.category, name, a.steps, workdir, a.reuse)
+            row["note"] = "weights of an earlier run, recalibrated" if a.reuse else row.get("note")
             print(json.dumps(row), flush=True)
             rows = json.loads(OUTPUT_JSON.read_text())["rows"] if OUTPUT_JSON.is_file() else []  # other runs' rows
             rows = [r for r in rows if (r["variant"], r["steps"], r["category"]) != (name, row["steps"], a.category)]

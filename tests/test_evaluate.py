@@ -23,23 +23,6 @@ def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch
         return real(root, category, split, **kw)
 
     monkeypatch.setattr("easynet.pipeline.open_dataset", spy)
-    train_category(
-        tiny_tree,
-        "toy",
-        tmp_path / "m.pt",
-        model_cfg=MODEL_PRESETS["lite"].replace(image_size=32),
-        train_cfg=TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
-        progress=False,
-        device="cpu",
-    )
-    assert opened == [Split.TRAIN, Split.VALIDATION]
-
-
-def test_front_doors_return_typed_results(tiny_tree, tiny_checkpoint, tmp_path):
-    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
-    from easynet.pipeline import evaluate_category, train_category
-    from easynet.results import EvalReport, TrainSummary
-
     summary = train_category(
         tiny_tree,
         "toy",
@@ -49,11 +32,24 @@ def test_front_doors_return_typed_results(tiny_tree, tiny_checkpoint, tmp_path):
         progress=False,
         device="cpu",
     )
+    assert opened == [Split.TRAIN, Split.VALIDATION]
+    check_train_summary(summary, tmp_path / "m.pt")
+
+
+def check_train_summary(summary, path):
+    """train_category's typed result (not a dict), as the CLI and the app's jobs read it."""
+    from easynet.results import TrainSummary
+
     assert isinstance(summary, TrainSummary) and not isinstance(summary, dict)
-    assert summary.checkpoint == str(tmp_path / "m.pt") and summary.steps == 1 and summary.stopped is False
+    assert summary.checkpoint == str(path) and summary.steps == 1 and summary.stopped is False
     assert isinstance(summary.alpha, float) and isinstance(summary.validation, dict)
     assert isinstance(summary.history, list) and all(isinstance(h, dict) for h in summary.history)
     assert set(summary.to_dict()) == {"checkpoint", "steps", "stopped", "alpha", "validation", "history"}
+
+
+def test_evaluate_category_returns_a_typed_report_with_the_json_shape(tiny_tree, tiny_checkpoint):
+    from easynet.pipeline import evaluate_category
+    from easynet.results import EvalReport
 
     report, _, _ = evaluate_category(tiny_checkpoint, tiny_tree, "toy", gates=["close", "control"], device="cpu")
     assert isinstance(report, EvalReport) and report.category == "toy" and report.n_images > 0
