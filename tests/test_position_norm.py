@@ -7,14 +7,14 @@ import torch
 
 from easynet.checkpoint import Calibration, load_checkpoint, save_checkpoint
 from easynet.errors import CheckpointError
-from easynet.evaluate import NORM_EPS, fit_position_norm
+from easynet.evaluate import NORM_EPS, NORM_MIN_IMAGES, fit_position_norm
 
 
 def max_score(maps: np.ndarray) -> np.ndarray:
     return maps.reshape(len(maps), -1).max(1)
 
 
-def hot_corner_set(n_clean: int = 10, seed: int = 0):
+def hot_corner_set(n_clean: int = 24, seed: int = 0):
     """Clean maps that always light up at one corner pixel (0.5, a little noise); each clean image has one
     anomalous copy with a weaker spot (0.3) elsewhere on top of that corner. Raw max scores cannot see the
     spot: each anomaly scores exactly as its clean image."""
@@ -41,7 +41,7 @@ def test_a_fixed_hot_spot_of_clean_parts_is_normalised_away():
     eps = max(NORM_EPS, key=lambda e: (fit.table[str(e)], e))  # the best eps, ties to the larger (milder)
     np.testing.assert_allclose(fit.scale, clean.std(0) + eps, atol=1e-6)
     assert float(fit.mean[0, 0]) == pytest.approx(clean[:, 0, 0].mean(), abs=1e-6)
-    # leave one out: clean image 3 is normalised by the other nine, by hand at the hot pixel
+    # leave one out: clean image 3 is normalised by the other 23, by hand at the hot pixel
     others = np.delete(clean[:, 0, 0], 3).astype(np.float64)
     expected = (clean[3, 0, 0] - others.mean()) / (others.std() + eps)
     assert fit.held_out[6, 0, 0] == pytest.approx(expected, rel=1e-4)  # rows: clean 0, bad 0, clean 1, ...
@@ -49,16 +49,17 @@ def test_a_fixed_hot_spot_of_clean_parts_is_normalised_away():
 
 def test_no_position_norm_where_it_does_not_win():
     rng = np.random.default_rng(1)
-    maps = rng.uniform(0, 0.1, (20, 8, 8)).astype(np.float32)
-    labels = np.array([0, 1] * 10)
-    source = np.repeat(np.arange(10), 2)
-    for i in range(1, 20, 2):  # anomalies at random places, clean maps flat: raw maxima already separate
+    maps = rng.uniform(0, 0.1, (48, 8, 8)).astype(np.float32)
+    labels = np.array([0, 1] * 24)
+    source = np.repeat(np.arange(24), 2)
+    for i in range(1, 48, 2):  # anomalies at random places, clean maps flat: raw maxima already separate
         maps[i, rng.integers(8), rng.integers(8)] = 0.9
     fit = fit_position_norm(labels, source, maps, max_score)
     assert fit.table["off"] == pytest.approx(1.0)
     assert fit.mean is None and fit.scale is None and fit.held_out is None
-    # too few clean images to estimate a spread: never normalised
-    few = fit_position_norm(labels[:6], source[:6], maps[:6], max_score)
+    # too few clean images to estimate a spread (NORM_MIN_IMAGES): never normalised, even where it would win
+    hot, hot_labels, hot_source = hot_corner_set(n_clean=NORM_MIN_IMAGES - 1)
+    few = fit_position_norm(hot_labels, hot_source, hot, max_score)
     assert few.mean is None and set(few.table) == {"off"}
 
 
