@@ -121,7 +121,8 @@ def test_gallery_banner_and_batch_in_a_real_browser(server, tmp_path):
             page.get_by_role("tab", name="Batch").click()
             files = [assets.rgb, assets.depth, *sorted((REPO / "samples" / category).glob("good_*"))]
             page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
-            page.locator("#batch-files").get_by_text(assets.rgb.name).first.wait_for()  # the uploads have arrived
+            # the uploads have arrived: the visible file row (Gradio may render the name twice, one copy hidden)
+            page.locator("#batch-files").get_by_text(assets.rgb.name).filter(visible=True).first.wait_for()
             page.wait_for_timeout(1000)
             page.locator("#batch-run").click()
             page.locator("#batch-summary").get_by_text("2 / 2 images done").wait_for()
