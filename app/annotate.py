@@ -23,8 +23,8 @@ LABELS = ("OK", "NG")
 
 
 def predicted_mask(image: np.ndarray, depth: Any, model: str | None, services: Services | None = None) -> np.ndarray:
-    """(H, W) bool: the pixels whose anomaly probability reaches the image threshold (the middle of the heat-map
-    colour bar), resized to the original image."""
+    """(H, W) bool: the pixels whose anomaly score (the probability, position-normalised where the calibration
+    says so) reaches the image threshold (the middle of the heat-map colour bar), resized to the original image."""
     p = (services or default_services()).predictors.get(model).predict(image, upload_path(depth), gate="control")
     prob = p.on_original(p.anomaly_map)  # on the photo's own pixels and aspect
     return prob >= p.threshold
