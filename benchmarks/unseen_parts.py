@@ -85,18 +85,21 @@ def write_report(rows: list[dict[str, Any]], machine: str) -> None:
         f"Hardware: {machine}.",
         "",
         "| part | set | close | open | control | control >= max(open, close) - 0.01 | dent (open / close) "
-        "| stain (open / close) | fused fraction under control: good / stain / dent / cut | alpha |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| stain (open / close) | fused fraction under control: good / stain / dent / cut "
+        "| on validation: good / RGB-only / depth-only / both synthetic | alpha |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         i, per, fused = r["i_auroc"], r["per_defect"], r["fused_fraction"]
         ok = "yes" if i["control"] >= max(i["open"], i["close"]) - 0.01 else "**no**"
         frac = " / ".join(f"{fused.get(k, float('nan')):.2f}" for k in ("good", "stain", "dent", "cut"))
+        by_kind = r["validation"].get("control_fused_fraction_by_kind", {})
+        val = " / ".join(f"{by_kind.get(k, float('nan')):.2f}" for k in ("good", "rgb", "depth", "both"))
         lines.append(
             f"| {r['category']} | {r['set']} | {i['close']:.3f} | {i['open']:.3f} | {i['control']:.3f} | {ok} "
             f"| {per['open'].get('dent', float('nan')):.2f} / {per['close'].get('dent', float('nan')):.2f} "
             f"| {per['open'].get('stain', float('nan')):.2f} / {per['close'].get('stain', float('nan')):.2f} "
-            f"| {frac} | {r['alpha']:.3f} |"
+            f"| {frac} | {val} | {r['alpha']:.3f} |"
         )
     for group in ("tuned", "held out"):
         sel = [r for r in rows if r["set"] == group]
@@ -104,7 +107,7 @@ def write_report(rows: list[dict[str, Any]], machine: str) -> None:
             means = {g: np.mean([r["i_auroc"][g] for r in sel]) for g in GATES}
             lines.append(
                 f"| **mean, {group}** | | {means['close']:.3f} | {means['open']:.3f} | {means['control']:.3f} "
-                "| | | | | |"
+                "| | | | | | |"
             )
     lines += ["", "Targets (issue 13): control >= 0.985 mean; dents >= 0.98; control >= max(open, close).", ""]
     OUTPUT_MD.write_text("\n".join(lines))

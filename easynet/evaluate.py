@@ -323,6 +323,14 @@ def calibrate(
             metrics[f"i_auroc_{mode}"] = _auroc(y, gate_scores(heads, cal, mode)[0])
         fused = gate_scores(heads, cal, "control")[2]
         metrics["control_fused_fraction"] = round(float(np.mean(fused)), 4)
+        # per kind of image: clean, anomaly in RGB only (colour), depth only (geometry), both: a gate that decides
+        # sends geometry to the fused head and colour to the RGB head
+        kinds = np.array(["good" if not label else getattr(item, "kind", "both") for item, label in zip(items, y)])
+        metrics["control_fused_fraction_by_kind"] = {
+            k: round(float(np.mean(fused[kinds == k])), 4)
+            for k in ("good", "rgb", "depth", "both")
+            if (kinds == k).any()
+        }
         if fused.all() or not fused.any():  # an end of the search range: the entropies decided nothing here
             head = "fused" if fused.all() else "RGB"
             metrics["alpha_note"] = (

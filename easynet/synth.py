@@ -35,6 +35,7 @@ class Synthetic:
     mask_rgb: np.ndarray  # (S, S) float32 {0, 1}: anomaly visible in RGB (RGB head target)
     label: int
     frame: Any = None  # the source sample's letterbox frame, when it has one (scores leave padding out)
+    kind: str = "none"  # where the anomaly lives: "both" modalities, "rgb" only, "depth" only; "none" when clean
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -288,7 +289,7 @@ class AnomalySynthesizer:
             aug_depth = self._displace(depth, bump, rng)
         if kind == "depth":
             mask_rgb = zeros
-        return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1)
+        return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1, kind=str(kind))
 
     def _displace(self, depth: np.ndarray, bump: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A dent or bump of profile ``bump`` (0..1) added to the depth input."""

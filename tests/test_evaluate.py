@@ -309,29 +309,29 @@ def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_r
     tiny_tree, monkeypatch, informative
 ):
     from easynet import evaluate as ev
-    from easynet.config import MODEL_PRESETS
+    from easynet.config import MODEL_PRESETS, SynthConfig
     from easynet.model import EasyNet
 
     validation = registry.open_dataset(tiny_tree, "toy", Split.VALIDATION, image_size=32)
     kinds: list[str] = []
 
     def fake_run_heads(model, items, device, progress=None):
-        anomalies = 0
-        for item in items:
-            if item.label:
-                kinds.append("geometry" if anomalies % 2 else "colour")
-                anomalies += 1
-            else:
-                kinds.append("good")
+        for item in items:  # the synthesizer's own kinds: depth-only anomalies are geometry, the others colour
+            kinds.append("good" if not item.label else "geometry" if item.kind == "depth" else "colour")
         return _fake_heads(kinds, informative)
 
     monkeypatch.setattr(ev, "run_heads", fake_run_heads)
-    cal = ev.calibrate(EasyNet(MODEL_PRESETS["lite"].replace(image_size=32)), validation, torch.device("cpu"))
+    synth = SynthConfig(kind_weights=(0.0, 0.5, 0.5))  # anomalies in RGB only or in depth only
+    cal = ev.calibrate(EasyNet(MODEL_PRESETS["lite"].replace(image_size=32)), validation, torch.device("cpu"), synth)
+    assert {"geometry", "colour"} <= set(kinds)
     geometry_share = kinds.count("geometry") / len(kinds)
     if informative:  # the gate sends geometry to the fused head, the rest to the RGB head
         assert -1.0 < cal.alpha < 1.0 and cal.metrics["i_auroc_control"] == 1.0
         assert cal.metrics["control_fused_fraction"] == pytest.approx(geometry_share, abs=1e-4)
         assert "alpha_note" not in cal.metrics
+        # per kind: only the depth-only anomalies went to the fused head
+        assert cal.metrics["control_fused_fraction_by_kind"] == {"good": 0.0, "rgb": 0.0, "depth": 1.0}
     else:  # only "always fused" is perfect: alpha ends below every difference, which the note says
         assert cal.metrics["control_fused_fraction"] == 1.0, (cal.alpha, cal.metrics)
+        assert set(cal.metrics["control_fused_fraction_by_kind"].values()) == {1.0}
         assert "end of its search range" in cal.metrics["alpha_note"] and "fused head" in cal.metrics["alpha_note"]
