@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from offline_report import replace_block, results_table, write_samples  # noqa: E402
 
+from easynet.bench import machine  # noqa: E402
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
 from easynet.data.synthetic import TUNED, generate  # noqa: E402
 from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category  # noqa: E402
@@ -28,22 +28,10 @@ from easynet.visualize import atomic_write_bytes  # noqa: E402
 GATES = ("close", "open", "control")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def hardware() -> dict:
-    import os
-
-    import torch
-
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    """The machine for the manifest, in its keys (cpu, cores, torch, threads), from easynet.bench.machine()."""
+    m = machine()
+    return {"cpu": m["cpu"], "cores": m["cores"], "torch": m["torch"], "threads": m["torch_threads"]}
 
 
 def log_progress(event) -> None:
