@@ -83,6 +83,9 @@ def gate_markdown(p: Prediction) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
     head = "RGB + depth (fused)" if p.used == "fused" else "RGB only"
+    if p.head_scores is not None:
+        rule = "score rule: control uses the head whose score is the larger multiple of its threshold"
+        return f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} ({rule})"
     rule = "control uses the fused head when H(fused) > H(rgb) + alpha"
     return (
         f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} · entropy RGB {fmt(p.entropy_rgb)}, "

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easynet.config import MODEL_PRESETS, PRECISIONS, TRAIN_PRESETS, config_to_dict
+from easynet.config import GATE_RULES, MODEL_PRESETS, PRECISIONS, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
 from easynet.results import EvalReport
 
@@ -46,7 +46,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         from easynet.checkpoint import load_checkpoint, start_config
 
         model_cfg = start_config(load_checkpoint(start), given, Path(start).name)
+        model_cfg = model_cfg.replace(gate_rule=a.gate_rule) if a.gate_rule else model_cfg  # a decision, not weights
     else:
+        given = {**given, "gate_rule": a.gate_rule} if a.gate_rule else given
         model_cfg = MODEL_PRESETS[a.preset].replace(**given)
     cfg = TRAIN_PRESETS[a.train_preset] if a.train_preset else default_train_config(a.preset)
     changes = {
@@ -86,11 +88,19 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from easynet.pipeline import recalibrate_checkpoint
 
     r = recalibrate_checkpoint(
-        a.checkpoint, a.data, a.category, a.out, data_format=a.format, device=a.device, half=a.half
+        a.checkpoint,
+        a.data,
+        a.category,
+        a.out,
+        data_format=a.format,
+        device=a.device,
+        half=a.half,
+        gate_rule=a.gate_rule,
     )
+    rule = f"; control gate rule {r['gate_rule']}" if "gate_rule" in r else ""
     print(
         f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
-        f"anomalies); alpha {r['alpha']:.4f}"
+        f"anomalies); alpha {r['alpha']:.4f}{rule}"
     )
     return 0
 
@@ -393,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--train-preset",
         choices=sorted(TRAIN_PRESETS),
-        help="default: the recipe named like --preset if there is one (base), else official. "
-        "official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper); base: real photographs",
+        help="default: the recipe named like --preset if there is one (lite, base), else official. "
+        "official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper); lite: paper, 800 steps (the shipped synthetic "
+        "checkpoints); base: real photographs",
     )
     t.add_argument("--layers", type=int, choices=(1, 2, 3))
     t.add_argument("--steps", type=int)
@@ -407,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("height", "metric"),
         help="height (default of the presets): height above the table / the image's highest point; metric: "
         "height in metres / one scale fitted on the training split, synthetic dents and bumps in millimetres",
+    )
+    t.add_argument(
+        "--gate-rule",
+        choices=GATE_RULES,
+        help="how control picks a head: entropy (the paper: H_fused > H_rgb + alpha) or score (the head whose "
+        "score is the larger multiple of its threshold); default: the preset's",
     )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
@@ -428,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
     c.add_argument("--out", help="write here instead of over the checkpoint")
     c.add_argument("--half", action="store_true", help="store the weights as float16 (shipped checkpoints)")
+    c.add_argument("--gate-rule", choices=GATE_RULES, help="switch how control picks a head (default: keep it)")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=cmd_calibrate)
 

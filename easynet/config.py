@@ -12,6 +12,9 @@ RESIZE_MODES = ("stretch", "letterbox", "pad")
 DEPTH_ENCODINGS = ("height", "metric", "z_minmax")
 RGB_BACKGROUNDS = ("keep", "zero")
 SCORE_RULES = ("calibrated", "official")
+# how the control gate picks a head: "entropy", the paper's H_fused > H_rgb + alpha; "score", the head whose
+# calibrated image score (score / its threshold) is higher, i.e. the head more alarmed by this image
+GATE_RULES = ("entropy", "score")
 PRECISIONS = ("auto", "fp32", "bf16")  # inference precision (runtime.resolve_precision)
 
 
@@ -48,6 +51,7 @@ class ModelConfig:
     # "calibrated": scores / per-head thresholds, mean filter without padding, gate H_fused > H_rgb + alpha;
     # "official": the authors' raw chosen-head probability, 21x21 filter counting zero padding, >= in the gate
     score_rule: str = "calibrated"
+    gate_rule: str = "entropy"  # GATE_RULES: how "control" picks a head
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):
@@ -70,6 +74,10 @@ class ModelConfig:
             raise ValueError(f"rgb_background must be one of {RGB_BACKGROUNDS}, got {self.rgb_background!r}")
         if self.score_rule not in SCORE_RULES:
             raise ValueError(f"score_rule must be one of {SCORE_RULES}, got {self.score_rule!r}")
+        if self.gate_rule not in GATE_RULES:
+            raise ValueError(f"gate_rule must be one of {GATE_RULES}, got {self.gate_rule!r}")
+        if self.gate_rule == "score" and self.score_rule == "official":
+            raise ValueError("the authors' score rule gates by entropy; use gate_rule='entropy' with it")
         if self.image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
 
@@ -135,6 +143,9 @@ class SynthConfig:
     depth_amplitude: tuple[float, float] = (0.1, 0.5)  # |displacement| in units of the normalised depth
     # |displacement| in millimetres, log-uniform, for "metric" depth (applied in metres, before the scale)
     depth_amplitude_mm: tuple[float, float] = (0.3, 4.0)
+    # Depth displacement profile: (rim = a flat step with a softened edge, dome = a smooth bowl or bump with no
+    # edge), relative weights (synth.PROFILES).
+    depth_profile_weights: tuple[float, float] = (1.0, 0.0)
     # Where the anomaly lives among anomalous samples: both modalities (the paper), RGB only, depth only.
     kind_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
     texture_dir: str | None = None  # optional folder of texture images (e.g. DTD); procedural otherwise
@@ -184,6 +195,8 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "official": TrainConfig(lr=2e-4, batch_size=4),
     "paper": TrainConfig(lr=2e-3, batch_size=8),
+    # the `lite` model's recipe, which the shipped synthetic RGB-D checkpoints use (tools/build_offline_assets.py)
+    "lite": TrainConfig(lr=2e-3, batch_size=8, steps=800),
     # Real photographs (MVTec 3D-AD tire, RGB): see benchmarks/real_data.py for how each choice was made.
     "base": TrainConfig(
         lr=2e-3,
@@ -220,7 +233,14 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig (with its nested SynthConfig) from plain types."""
     data = dict(data)
     synth = data.pop("synth", {}) or {}
-    for key in ("depth_amplitude", "depth_amplitude_mm", "kind_weights", "shape_weights", "fill_weights"):
+    for key in (
+        "depth_amplitude",
+        "depth_amplitude_mm",
+        "depth_profile_weights",
+        "kind_weights",
+        "shape_weights",
+        "fill_weights",
+    ):
         if key in synth:
             synth[key] = tuple(synth[key])
     if "milestones" in data:

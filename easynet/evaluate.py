@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from easynet.checkpoint import Calibration, HeadCalibration
-from easynet.config import SynthConfig
+from easynet.config import GATE_RULES, SynthConfig
 from easynet.gate import MODES, entropies
 from easynet.metrics import compute_metrics
 from easynet.model import EasyNet
@@ -35,8 +35,9 @@ CALIBRATION_RULE = """\
   raises the head's calibration-set I-AUROC by NORM_MIN_GAIN, each image scored against the other images'
   statistics (leave one out). Thresholds and heat-map scales are then fitted on the normalised maps.
 * Scores from the two heads are compared as score / threshold of their head (``normalized``), so that
-  the control gate can mix heads per image; alpha is the value that maximises control's I-AUROC on
-  the calibration set (ties: the alpha closest to 0)."""
+  the control gate can mix heads per image. The entropy rule's alpha is the value that maximises its
+  control I-AUROC on the calibration set (ties: the alpha closest to 0); the score rule (the head whose
+  score / threshold is larger) has no parameter of its own. Both rules' I-AUROC are recorded."""
 CALIBRATION_VARIANTS = 3
 CALIBRATION_SEED = 1234
 PIXEL_LOW_QUANTILE = 99.5
@@ -63,6 +64,7 @@ class HeadOutputs:
     entropy_fused: np.ndarray
     score_rule: str = "calibrated"  # the checkpoint's ModelConfig.score_rule (see gate_scores)
     valid: torch.Tensor | None = None  # (N, S, S) bool image pixels (letterbox), for re-scoring
+    gate_rule: str = "entropy"  # the checkpoint's ModelConfig.gate_rule (see gate_scores)
 
     def score(self, maps: np.ndarray) -> np.ndarray:
         """(N, S, S) maps of these images -> (N,) image scores by the checkpoint's rule."""
@@ -130,6 +132,7 @@ def run_heads(
         torch.cat(h_f).numpy(),
         cfg.score_rule,
         valid_masks([items[i] for i in range(n)]),
+        cfg.gate_rule,
     )
     heads.score_rgb = heads.score(prob_rgb)
     heads.score_fused = None if prob_fused is None else heads.score(prob_fused)
@@ -213,20 +216,26 @@ def fit_position_norm(
     return PositionNorm(mean.float(), (std + best[0]).float(), best[1], table)
 
 
-def gate_scores(heads: HeadOutputs, cal: Calibration, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalised image scores, calibrated maps, used_fused) of every image under a gate mode.
+def gate_scores(
+    heads: HeadOutputs, cal: Calibration, mode: str, rule: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalised image scores, calibrated maps, used_fused) of every image under a gate mode; ``rule`` is
+    how control picks a head (config.GATE_RULES; default: the checkpoint's, ``heads.gate_rule``).
 
     With the authors' score rule (``heads.score_rule == "official"``) the gate opens on ``>=`` and the scores
     and maps are the raw probabilities of the head chosen per image, as in their test.py.
     """
     n = len(heads.score_rgb)
     official = heads.score_rule == "official"
+    rule = rule or heads.gate_rule
     if heads.prob_fused is None or mode == "close":
         used = np.zeros(n, dtype=bool)
     elif mode == "open":
         used = np.ones(n, dtype=bool)
     elif official:
         used = heads.entropy_fused >= heads.entropy_rgb + cal.alpha
+    elif rule == "score":  # the more alarmed head, each score on its own threshold's scale (ties: RGB)
+        used = _safe(heads.score_fused, n) / cal.fused.threshold > heads.score_rgb / cal.rgb.threshold
     else:
         used = heads.entropy_fused > heads.entropy_rgb + cal.alpha
     if official:
@@ -262,18 +271,12 @@ def _safe(a: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n) if a is None else a
 
 
-def calibrate(
-    model: EasyNet,
-    validation: Sequence[Any],
-    device: torch.device,
-    synth: SynthConfig | None = None,
-    progress: Progress | None = None,
-    position_norm: bool = True,
-) -> Calibration:
-    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies, and (with
-    ``position_norm``, unless the checkpoint uses the authors' score rule) each head's position norm."""
-    if len(validation) == 0:
-        return Calibration(rule="no validation images: defaults")
+def calibration_set(
+    model: EasyNet, validation: Sequence[Any], synth: SynthConfig | None = None
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The calibration set: (items, labels (N,) 0 clean / 1 synthetic, source (N,) the validation index each
+    item was made from): every validation image once clean and with up to CALIBRATION_VARIANTS synthetic
+    anomalies of the training recipe (fixed seed)."""
     synth = synth or SynthConfig()
     synthesizer = AnomalySynthesizer(synth, model.cfg.metric_scale)
     items, labels, source = [], [], []
@@ -292,7 +295,22 @@ def calibrate(
                 items.append(syn)
                 labels.append(1)
                 source.append(i)
-    y = np.asarray(labels)
+    return items, np.asarray(labels), np.asarray(source)
+
+
+def calibrate(
+    model: EasyNet,
+    validation: Sequence[Any],
+    device: torch.device,
+    synth: SynthConfig | None = None,
+    progress: Progress | None = None,
+    position_norm: bool = True,
+) -> Calibration:
+    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies, and (with
+    ``position_norm``, unless the checkpoint uses the authors' score rule) each head's position norm."""
+    if len(validation) == 0:
+        return Calibration(rule="no validation images: defaults")
+    items, y, source = calibration_set(model, validation, synth)
     raw = run_heads(model, items, device, progress)
     cal = Calibration(rule=CALIBRATION_RULE)
     metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum())}
@@ -310,17 +328,12 @@ def calibrate(
     cal.rgb = dataclasses.replace(cal.rgb, **_head_calibration(y, heads.score_rgb, heads.prob_rgb))
     if heads.prob_fused is not None:
         cal.fused = dataclasses.replace(cal.fused, **_head_calibration(y, heads.score_fused, heads.prob_fused))
-        diffs = np.sort(heads.entropy_fused - heads.entropy_rgb)
-        candidates = np.concatenate([[diffs[0] - 1.0, diffs[-1] + 1.0], (diffs[1:] + diffs[:-1]) / 2, [0.0]])
-        best = (-1.0, 0.0)
-        for a in candidates:
-            cal.alpha = float(a)
-            auc = _auroc(y, gate_scores(heads, cal, "control")[0])
-            if auc > best[0] + 1e-9 or (abs(auc - best[0]) <= 1e-9 and abs(a) < abs(best[1])):
-                best = (auc, float(a))
-        cal.alpha = best[1]
+        cal.alpha = fit_alpha(y, heads, cal)  # the entropy rule's (kept whatever the checkpoint's rule)
         for mode in MODES:
             metrics[f"i_auroc_{mode}"] = _auroc(y, gate_scores(heads, cal, mode)[0])
+        metrics["gate_rule"] = heads.gate_rule
+        for rule in GATE_RULES:  # both rules on the same set (the entropy rule's alpha was fitted on it)
+            metrics[f"i_auroc_control_{rule}"] = _auroc(y, gate_scores(heads, cal, "control", rule)[0])
         fused = gate_scores(heads, cal, "control")[2]
         metrics["control_fused_fraction"] = round(float(np.mean(fused)), 4)
         # per kind of image: clean, anomaly in RGB only (colour), depth only (geometry), both: a gate that decides
@@ -331,16 +344,33 @@ def calibrate(
             for k in ("good", "rgb", "depth", "both")
             if (kinds == k).any()
         }
-        if fused.all() or not fused.any():  # an end of the search range: the entropies decided nothing here
-            head = "fused" if fused.all() else "RGB"
+        by_entropy = gate_scores(heads, cal, "control", "entropy")[2]
+        if by_entropy.all() or not by_entropy.any():  # an end of the search range: the entropies decided nothing
+            head = "fused" if by_entropy.all() else "RGB"
             metrics["alpha_note"] = (
-                f"alpha {cal.alpha:.4f} is at the end of its search range: control sends every "
+                f"alpha {cal.alpha:.4f} is at the end of its search range: the entropy rule sends every "
                 f"validation image to the {head} head, so the entropies carry no signal here"
             )
     else:
         metrics["i_auroc_close"] = _auroc(y, heads.score_rgb / cal.rgb.threshold)
     cal.metrics = metrics
     return cal
+
+
+def fit_alpha(labels: np.ndarray, heads: HeadOutputs, cal: Calibration) -> float:
+    """The entropy rule's alpha: the value that maximises control's I-AUROC over ``labels`` given each head's
+    threshold in ``cal`` (ties: the one closest to 0); candidates lie half-way between the images' entropy
+    differences, beyond both ends, and 0."""
+    diffs = np.sort(heads.entropy_fused - heads.entropy_rgb)
+    candidates = np.concatenate([[diffs[0] - 1.0, diffs[-1] + 1.0], (diffs[1:] + diffs[:-1]) / 2, [0.0]])
+    best = (-1.0, 0.0)
+    trial = dataclasses.replace(cal)
+    for a in candidates:
+        trial.alpha = float(a)
+        auc = _auroc(labels, gate_scores(heads, trial, "control", "entropy")[0])
+        if auc > best[0] + 1e-9 or (abs(auc - best[0]) <= 1e-9 and abs(a) < abs(best[1])):
+            best = (auc, float(a))
+    return best[1]
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfi
 from easynet.data.geometry import DEPTH_SCALE_IMAGES, fit_depth_scale
 from easynet.data.registry import detect_format, open_dataset
 from easynet.data.types import Split
+from easynet.errors import InputError
 from easynet.evaluate import calibrate, evaluate
 from easynet.gate import MODES
 from easynet.results import EvalReport, TrainSummary
@@ -184,9 +185,11 @@ def recalibrate_checkpoint(
     data_format: str | None = None,
     device: str = "auto",
     half: bool = False,
+    gate_rule: str | None = None,
 ) -> dict[str, Any]:
     """Re-fit a checkpoint's calibration (alpha, thresholds, heat-map scale) on a category's validation split,
-    e.g. after the calibration rule changed or for a new production line; weights are untouched.
+    e.g. after the calibration rule changed or for a new production line; weights are untouched. ``gate_rule``
+    switches how its control gate picks a head (config.GATE_RULES).
 
     Writes ``out`` (default: the checkpoint itself, atomically) and returns the new calibration metrics.
     """
@@ -194,6 +197,10 @@ def recalibrate_checkpoint(
 
     configure_threads()
     ckpt = load_checkpoint(checkpoint)
+    if gate_rule is not None:
+        if gate_rule == "score" and ckpt.model_config.score_rule == "official":
+            raise InputError(f"{Path(checkpoint).name} scores as the authors did, whose gate is the entropy rule")
+        ckpt.model_config = ckpt.model_config.replace(gate_rule=gate_rule)
     cfg = ckpt.model_config
     validation = open_dataset(data, category, Split.VALIDATION, format=data_format, **loader_options(cfg))
     dev = resolve_device(device)

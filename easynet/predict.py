@@ -143,6 +143,9 @@ class Prediction:
     rec_depth: np.ndarray | None  # (S, S)
     inputs: ModelInput
     timings: dict[str, float] = field(default_factory=dict)
+    gate_rule: str = "entropy"  # how control picks a head (ModelConfig.gate_rule)
+    # under the "score" rule in control: each head's image score / its threshold, {"rgb": .., "fused": ..}
+    head_scores: dict[str, float] | None = None
 
     def on_original(self, values: np.ndarray) -> np.ndarray:
         """An (S, S) map of this prediction (heat map, anomaly map) on the uploaded image's (H, W) pixels:
@@ -153,6 +156,14 @@ class Prediction:
     @property
     def gate_reason(self) -> str:
         """Why this head was used, in words (the app and `predict --json` show it)."""
+        if self.head_scores is not None:
+            rgb, fused = self.head_scores["rgb"], self.head_scores["fused"]
+            if self.used == "fused":
+                return (
+                    f"depth judged informative: the fused head scores {fused:.2f}x its threshold, more than "
+                    f"the RGB head's {rgb:.2f}x"
+                )
+            return f"RGB alone: the RGB head scores {rgb:.2f}x its threshold, at least the fused head's {fused:.2f}x"
         if self.entropy_rgb is None or self.entropy_fused is None:
             if self.gate == "open" and self.used == "fused":
                 return "RGB + depth: the gate is open"
@@ -181,6 +192,8 @@ class Prediction:
             "entropy_rgb": self.entropy_rgb,
             "entropy_fused": self.entropy_fused,
             "alpha": self.alpha,
+            "gate_rule": self.gate_rule,
+            "head_scores": self.head_scores,
             "gate_reason": self.gate_reason,
             "has_depth": self.inputs.depth is not None,
             "image_size": int(self.anomaly_map.shape[0]),
@@ -281,18 +294,26 @@ class Predictor:
         t1 = time.perf_counter()
         rgb_t, depth_t = self._tensors(inputs)
         alpha = self.calibration.alpha
+        head_scores = None
         with torch.inference_mode():
-            out = self.runner(rgb_t, depth_t, gate, alpha)
-            used_fused = bool(out.used_fused[0])
+            if gate == "control" and self.cfg.gate_rule == "score" and depth_t is not None:
+                # both heads score the image (the RGB stream runs twice); the more alarmed one is used
+                fused_out = self.runner(rgb_t, depth_t, "open", alpha)
+                rgb_map, rgb_score = self._head_score(self.runner(rgb_t, depth_t, "close", alpha), inputs, False)
+                score_map, score = self._head_score(fused_out, inputs, True)
+                head_scores = {
+                    "rgb": rgb_score / self.calibration.rgb.threshold,
+                    "fused": score / self.calibration.fused.threshold,
+                }
+                used_fused = head_scores["fused"] > head_scores["rgb"]
+                if not used_fused:
+                    score_map, score = rgb_map, rgb_score
+                out = fused_out  # reconstructions of both streams
+            else:
+                out = self.runner(rgb_t, depth_t, gate, alpha)
+                used_fused = bool(out.used_fused[0])
+                score_map, score = self._head_score(out, inputs, used_fused)
             head = self.calibration.head(used_fused)
-            score_map = position_normalise(out.anomaly_map.float(), head)
-            official = self.cfg.score_rule == "official"
-            score = float(image_scores(score_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
-        if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
-            raise NonFiniteError(
-                f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
-                "image, so there is no verdict; its weights are damaged or diverged, retrain it"
-            )
         t2 = time.perf_counter()
         threshold = head.threshold / sensitivity
         prob = score_map[0].cpu().numpy()
@@ -316,4 +337,18 @@ class Predictor:
             rec_depth=rec_depth,
             inputs=inputs,
             timings={"preprocess": prepared, "network": t2 - t1},
+            gate_rule=self.cfg.gate_rule,
+            head_scores=head_scores,
         )
+
+    def _head_score(self, out: Any, inputs: ModelInput, fused: bool) -> tuple[torch.Tensor, float]:
+        """(score map, image score) of a runner's output from the given head; a non-finite score is refused."""
+        score_map = position_normalise(out.anomaly_map.float(), self.calibration.head(fused))
+        official = self.cfg.score_rule == "official"
+        score = float(image_scores(score_map, self.cfg.image_size, valid_masks([inputs]), official)[0])
+        if not np.isfinite(score):  # never a verdict: NaN compares False with any threshold and would pass
+            raise NonFiniteError(
+                f"model {self.name or '?'} produced a non-finite anomaly score ({score}) for this "
+                "image, so there is no verdict; its weights are damaged or diverged, retrain it"
+            )
+        return score_map, score

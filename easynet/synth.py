@@ -90,6 +90,8 @@ SPOT_RADIUS = (0.01, 0.06)  # of the side S
 DARKEN_GAIN, BRIGHTEN_GAIN = (0.2, 0.7), (1.4, 2.5)
 SHAPES = ("perlin", "scratch", "spot")
 FILLS = ("texture", "cutpaste", "intensity")
+PROFILES = ("rim", "dome")
+DOME_PLATEAU = 0.7  # a dome reaches full depth at this fraction of its blob's largest inner distance
 
 
 def scratch_mask(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -285,8 +287,7 @@ class AnomalySynthesizer:
             m3 = m[..., None]
             aug_rgb = (rgb * (1 - m3) + (1 - beta) * fill * m3 + beta * rgb * m3).astype(np.float32)
         if kind in ("both", "depth"):
-            bump = cv2.GaussianBlur(m, (0, 0), DEPTH_EDGE_SIGMA) * m
-            aug_depth = self._displace(depth, bump, rng)
+            aug_depth = self._displace(depth, self._profile(mask, rng), rng)
         if kind == "depth":
             mask_rgb = zeros
         return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1, kind=str(kind))
@@ -301,6 +302,15 @@ class AnomalySynthesizer:
         amplitude = np.exp(rng.uniform(lo, hi)) / 1000.0 * rng.choice([-1.0, 1.0])  # metres
         # (height + displacement) / scale in metres; the scale is fixed, so only the masked pixels move
         return np.maximum(depth + amplitude * bump / self.depth_scale, 0.0).astype(np.float32)
+
+    def _profile(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The displacement's (S, S) float32 profile in [0, 1] over ``mask``: ``rim``, a flat step whose rim is
+        softened by DEPTH_EDGE_SIGMA px (a chip or a pressed-in plateau); ``dome``, a smooth bowl or bump per
+        blob (``dome_profile``), like a dent that deforms the surface without an edge."""
+        m = mask.astype(np.float32)
+        if PROFILES[_pick(self.cfg.depth_profile_weights, rng)] == "dome":
+            return dome_profile(mask)
+        return cv2.GaussianBlur(m, (0, 0), DEPTH_EDGE_SIGMA) * m
 
     def _mask(self, size: int, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         """The anomaly's (S, S) bool mask: a Perlin blob, scratches or spots, on the foreground."""
@@ -323,6 +333,19 @@ class AnomalySynthesizer:
 
     def _kind_p(self) -> np.ndarray:
         return _normalised(self.cfg.kind_weights)
+
+
+def dome_profile(mask: np.ndarray) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: per connected blob of ``mask``, the distance to its border over
+    DOME_PLATEAU x the blob's largest such distance, clipped to 1 and eased by a smoothstep (0 on the border,
+    1 in the middle, no step anywhere)."""
+    blobs, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    dist = np.maximum(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3) - 1.0, 0.0)  # border: 0
+    peak = np.zeros(blobs, np.float32)
+    np.maximum.at(peak, labels.ravel(), dist.ravel())
+    top = DOME_PLATEAU * peak[labels]
+    t = np.clip(np.divide(dist, top, out=np.ones_like(dist), where=top > 0), 0.0, 1.0)  # 1-pixel blob: full
+    return np.where(mask, t * t * (3 - 2 * t), 0.0).astype(np.float32)
 
 
 def _pick(weights: tuple[float, ...], rng: np.random.Generator) -> int:

@@ -29,6 +29,8 @@ JSON_FIELDS = {
     "entropy_rgb",
     "entropy_fused",
     "alpha",
+    "gate_rule",
+    "head_scores",
     "gate_reason",
     "has_depth",
     "image_size",

@@ -92,6 +92,29 @@ def test_gate_scores_normalise_each_head():
     assert scores.tolist() == pytest.approx([1.0, 2.0])  # 0.5 / 0.5 and 0.4 / 0.2
 
 
+def test_score_gate_rule_picks_the_more_alarmed_head():
+    """Hand-computed: per image, score / threshold of each head; the larger one is used (ties: RGB); the
+    entropies and alpha play no part."""
+    from easynet.checkpoint import Calibration
+    from easynet.evaluate import HeadOutputs
+
+    cal = Calibration(alpha=-100.0)  # the entropy rule would send every image to the fused head
+    cal.rgb.threshold, cal.fused.threshold = 0.5, 0.2
+    heads = HeadOutputs(
+        prob_rgb=np.zeros((3, 4, 4)),
+        prob_fused=np.zeros((3, 4, 4)),
+        score_rgb=np.array([0.5, 0.25, 0.4]),  # ratios 1.0, 0.5, 0.8
+        score_fused=np.array([0.1, 0.4, 0.16]),  # ratios 0.5, 2.0, 0.8
+        entropy_rgb=np.array([0.5, 0.5, 0.5]),
+        entropy_fused=np.array([0.4, 0.6, 0.5]),
+        gate_rule="score",
+    )
+    scores, _, used = gate_scores(heads, cal, "control")
+    assert used.tolist() == [False, True, False]
+    assert scores.tolist() == pytest.approx([1.0, 2.0, 0.8])
+    assert gate_scores(heads, cal, "control", "entropy")[2].tolist() == [True, True, True]
+
+
 def test_cli_end_to_end(tiny_tree, tiny_checkpoint, tmp_path, capsys):
     from easynet.cli import main
 
@@ -250,6 +273,28 @@ def test_cli_calibrate_refits_calibration_and_keeps_weights(tiny_tree, tiny_chec
     for k, v in stale.state_dict.items():  # stored as float16, loaded back as float32
         expected = v.half().float() if v.is_floating_point() else v
         assert torch.equal(half[k], expected), k
+
+
+def test_cli_calibrate_switches_the_gate_rule(tiny_tree, tiny_checkpoint, tmp_path, capsys):
+    """`calibrate --gate-rule score` stores the rule in the model config, records both rules' validation
+    I-AUROC, and the control I-AUROC is the score rule's; the authors' score rule refuses it in one sentence."""
+    from easynet.checkpoint import load_checkpoint, save_checkpoint
+    from easynet.cli import main
+
+    out = tmp_path / "score.pt"
+    args = ["calibrate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_tree), "--category", "toy"]
+    assert main([*args, "--out", str(out), "--gate-rule", "score", "--device", "cpu"]) == 0
+    assert "control gate rule score" in capsys.readouterr().out
+    ckpt = load_checkpoint(out)
+    metrics = ckpt.calibration.metrics
+    assert ckpt.model_config.gate_rule == "score" and metrics["gate_rule"] == "score"
+    assert metrics["i_auroc_control"] == metrics["i_auroc_control_score"]
+    assert "i_auroc_control_entropy" in metrics
+    official = load_checkpoint(tiny_checkpoint)
+    official.model_config = official.model_config.replace(score_rule="official")
+    src = save_checkpoint(official, tmp_path / "official.pt")
+    assert main(["calibrate", "--checkpoint", str(src), *args[3:], "--gate-rule", "score", "--device", "cpu"]) == 1
+    assert "whose gate is the entropy rule" in capsys.readouterr().err
 
 
 def test_pair_folder_calibration_never_sees_test_pairs(tmp_path, monkeypatch):

@@ -50,3 +50,34 @@ def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint)
         assert f"H(fused) {p.entropy_fused:.4f}{sign}H(rgb) {p.entropy_rgb:.4f} + alpha {alpha:.4f}" in p.gate_reason
         assert p.to_json()["gate_reason"] == p.gate_reason
     assert predictor.predict(rgb, None).gate_reason == "RGB alone: no depth was given"
+
+
+def test_score_gate_rule_in_the_predictor_matches_evaluation(tiny_tree, tiny_checkpoint, tmp_path):
+    """A checkpoint switched to the score rule: control uses the head with the larger score / threshold,
+    gives that head's score and map (as `open` or `close` would), says why, and agrees with evaluate's gate."""
+    from easynet.checkpoint import load_checkpoint, save_checkpoint
+    from easynet.data.registry import open_dataset
+    from easynet.evaluate import gate_scores, run_heads
+    from easynet.pipeline import loader_options
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.model_config = ckpt.model_config.replace(gate_rule="score")
+    path = save_checkpoint(ckpt, tmp_path / "score.pt")
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    test = open_dataset(tiny_tree, "toy", "test", **loader_options(predictor.cfg))
+    heads = run_heads(predictor.model, test, predictor.device, None, predictor.calibration)
+    _, _, used = gate_scores(heads, predictor.calibration, "control")
+    cal = predictor.calibration
+    for i, record in enumerate(test.records):
+        gates = predictor.predict_gates(record.rgb, record.depth)
+        control = gates["control"]
+        ratios = {"rgb": gates["close"].score / cal.rgb.threshold, "fused": gates["open"].score / cal.fused.threshold}
+        assert control.head_scores == pytest.approx(ratios, rel=1e-5)
+        expected = "fused" if ratios["fused"] > ratios["rgb"] else "rgb"
+        assert control.used == expected == ("fused" if used[i] else "rgb"), record
+        same = gates["open"] if expected == "fused" else gates["close"]
+        assert control.score == pytest.approx(same.score, rel=1e-5)
+        np.testing.assert_allclose(control.anomaly_map, same.anomaly_map, atol=1e-6)
+        words = "depth judged informative" if expected == "fused" else "RGB alone"
+        assert control.gate_reason.startswith(words) and f"{ratios['fused']:.2f}x" in control.gate_reason
+        assert control.to_json()["head_scores"] == control.head_scores

@@ -1,7 +1,7 @@
 """Build what the project ships for offline use: the synthetic data set (not committed), one `lite` checkpoint
 per synthetic category with its evaluation JSON, checkpoints/README.md with the results table, and samples/.
 
-    python tools/build_offline_assets.py --data data/synthetic --steps 800           # everything
+    python tools/build_offline_assets.py --data data/synthetic                        # everything
     python tools/build_offline_assets.py --skip-generate --skip-train                 # samples + table only
 
 Runs on the CPU; records the command, wall time and hardware in checkpoints/manifest.json.
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--data", default="data/synthetic")
     parser.add_argument("--out", default="checkpoints")
     parser.add_argument("--categories", nargs="+", default=list(TUNED))  # held-out parts are never shipped
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, help="default: the `lite` training preset's")
     parser.add_argument("--size", type=int, default=256, help="rendered image size of the data set")
     parser.add_argument("--n-train", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,8 +64,7 @@ def main() -> int:
     parser.add_argument(
         "--depth-encoding",
         choices=("height", "metric"),
-        default="height",
-        help="metric: heights in metres over one scale fitted on the training split (dents in mm)",
+        help="default: the `lite` preset's; metric: heights in metres over one scale fitted on the training split",
     )
     a = parser.parse_args()
     data, out = Path(a.data), Path(a.out)
@@ -78,7 +77,10 @@ def main() -> int:
     if not a.skip_train:
         manifest["hardware"], manifest["command"] = hardware(), command
         manifest["data"] = {"generator": "easynet.data.synthetic", "size": a.size, "n_train": a.n_train, "seed": a.seed}
-    train_cfg = TRAIN_PRESETS["paper"].replace(steps=a.steps)
+    # the `lite` presets are the recipe (`python -m easynet train --preset lite` with no other flags)
+    model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
+    model_cfg = model_cfg.replace(depth_encoding=a.depth_encoding) if a.depth_encoding else model_cfg
+    train_cfg = train_cfg.replace(steps=a.steps) if a.steps else train_cfg
     for category in [] if a.skip_train else a.categories:
         ckpt = out / f"{category}.pt"
         t0 = time.time()
@@ -86,7 +88,7 @@ def main() -> int:
             data,
             category,
             ckpt,
-            model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding=a.depth_encoding),
+            model_cfg=model_cfg,
             train_cfg=train_cfg,
             device="cpu",
             ship=True,
