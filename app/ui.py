@@ -23,7 +23,7 @@ from easynet.errors import EasyNetError
 from easynet.visualize import atomic_write_bytes
 
 GATES = ("close", "open", "control")
-GATE_HELP = "close: RGB head only · open: RGB+depth head · control: the entropy gate picks per image"
+GATE_HELP = "close: RGB head only · open: RGB+depth head · control: picks a head per image (the model's gate rule)"
 INTERNAL_ERROR = "EasyNet-3D failed on this request ({name}); the server log has the details, and other requests work"
 STATE_TTL_ENV = "EASYNET_STATE_TTL_S"
 STATE_TTL_S = float(os.environ.get(STATE_TTL_ENV) or 900)  # a session's gr.State is dropped this long after its

@@ -276,22 +276,24 @@ def test_cli_calibrate_refits_calibration_and_keeps_weights(tiny_tree, tiny_chec
 
 
 def test_cli_calibrate_switches_the_gate_rule(tiny_tree, tiny_checkpoint, tmp_path, capsys):
-    """`calibrate --gate-rule score` stores the rule in the model config, records both rules' validation
-    I-AUROC, and the control I-AUROC is the score rule's; the authors' score rule refuses it in one sentence."""
+    """`calibrate --gate-rule entropy` switches a `lite` checkpoint (score rule) to the paper's rule in its model
+    config, records both rules' validation I-AUROC, and the control I-AUROC is the entropy rule's; a checkpoint
+    with the authors' score rule refuses the score rule in one sentence."""
     from easynet.checkpoint import load_checkpoint, save_checkpoint
     from easynet.cli import main
 
-    out = tmp_path / "score.pt"
+    assert load_checkpoint(tiny_checkpoint).model_config.gate_rule == "score"
+    out = tmp_path / "entropy.pt"
     args = ["calibrate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_tree), "--category", "toy"]
-    assert main([*args, "--out", str(out), "--gate-rule", "score", "--device", "cpu"]) == 0
-    assert "control gate rule score" in capsys.readouterr().out
+    assert main([*args, "--out", str(out), "--gate-rule", "entropy", "--device", "cpu"]) == 0
+    assert "control gate rule entropy" in capsys.readouterr().out
     ckpt = load_checkpoint(out)
     metrics = ckpt.calibration.metrics
-    assert ckpt.model_config.gate_rule == "score" and metrics["gate_rule"] == "score"
-    assert metrics["i_auroc_control"] == metrics["i_auroc_control_score"]
-    assert "i_auroc_control_entropy" in metrics
+    assert ckpt.model_config.gate_rule == "entropy" and metrics["gate_rule"] == "entropy"
+    assert metrics["i_auroc_control"] == metrics["i_auroc_control_entropy"]
+    assert "i_auroc_control_score" in metrics
     official = load_checkpoint(tiny_checkpoint)
-    official.model_config = official.model_config.replace(score_rule="official")
+    official.model_config = official.model_config.replace(score_rule="official", gate_rule="entropy")
     src = save_checkpoint(official, tmp_path / "official.pt")
     assert main(["calibrate", "--checkpoint", str(src), *args[3:], "--gate-rule", "score", "--device", "cpu"]) == 1
     assert "whose gate is the entropy rule" in capsys.readouterr().err

@@ -34,8 +34,12 @@ def test_predict_gates_refuses_an_unknown_mode_before_reading(tiny_checkpoint):
         predictor.predict_gates("no-such-file.png", None, ("close", "half-open"))
 
 
-def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint, tmp_path):
+    from easynet.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.model_config = ckpt.model_config.replace(gate_rule="entropy")  # the paper's rule: alpha decides
+    predictor = Predictor.from_checkpoint(save_checkpoint(ckpt, tmp_path / "entropy.pt"), device="cpu")
     rgb, xyz = tiny_tree / "toy/test/hole/rgb/000.png", tiny_tree / "toy/test/hole/xyz/000.tiff"
     gates = predictor.predict_gates(rgb, xyz)
     assert gates["close"].gate_reason == "RGB alone: the gate is closed"
@@ -53,17 +57,16 @@ def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint)
 
 
 def test_score_gate_rule_in_the_predictor_matches_evaluation(tiny_tree, tiny_checkpoint, tmp_path):
-    """A checkpoint switched to the score rule: control uses the head with the larger score / threshold,
+    """A `lite` checkpoint (the score rule): control uses the head with the larger score / threshold,
     gives that head's score and map (as `open` or `close` would), says why, and agrees with evaluate's gate."""
-    from easynet.checkpoint import load_checkpoint, save_checkpoint
+    from easynet.checkpoint import load_checkpoint
     from easynet.data.registry import open_dataset
     from easynet.evaluate import gate_scores, run_heads
     from easynet.pipeline import loader_options
 
     ckpt = load_checkpoint(tiny_checkpoint)
-    ckpt.model_config = ckpt.model_config.replace(gate_rule="score")
-    path = save_checkpoint(ckpt, tmp_path / "score.pt")
-    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert ckpt.model_config.gate_rule == "score"  # the `lite` preset's rule
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
     test = open_dataset(tiny_tree, "toy", "test", **loader_options(predictor.cfg))
     heads = run_heads(predictor.model, test, predictor.device, None, predictor.calibration)
     _, _, used = gate_scores(heads, predictor.calibration, "control")

@@ -117,7 +117,9 @@ def test_short_base_training_saves_and_selection_never_reads_test(tmp_path, monk
 
 def test_the_default_train_recipe_follows_the_model_preset():
     assert pipeline.default_train_config("base") is TRAIN_PRESETS["base"]
-    assert pipeline.default_train_config("lite") is TRAIN_PRESETS["official"]
+    assert pipeline.default_train_config("lite") is TRAIN_PRESETS["lite"]  # the shipped synthetic recipe
+    assert pipeline.default_train_config("paper") is TRAIN_PRESETS["paper"]
+    assert pipeline.default_train_config("custom") is TRAIN_PRESETS["official"]  # no recipe of its own
 
 
 def test_app_finetune_on_an_rgb_only_zip_trains_the_base_preset(tmp_path, monkeypatch):

@@ -45,6 +45,18 @@ def test_four_categories_are_shipped_small_with_their_evaluation():
         assert set(report["gates"]["control"]["per_defect_i_auroc"]) == {"stain", "dent", "cut"}
 
 
+def test_shipped_checkpoints_were_trained_with_the_lite_presets():
+    """`train --preset lite` with no other flags is the shipped recipe (tablet and foam_block: `--steps 2000`)."""
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+
+    for category in CATEGORIES:
+        ckpt = load_checkpoint(CHECKPOINTS / f"{category}.pt")
+        steps = ckpt.train_config.steps
+        assert steps == (2000 if category in ("tablet", "foam_block") else TRAIN_PRESETS["lite"].steps), category
+        assert ckpt.train_config == TRAIN_PRESETS["lite"].replace(steps=steps), category
+        assert ckpt.model_config == MODEL_PRESETS["lite"], category
+
+
 def test_each_category_has_a_sample_of_every_kind():
     for category in CATEGORIES:
         pairs = samples_of(category)
@@ -64,8 +76,13 @@ def test_checkpoint_predicts_on_its_samples_in_every_gate(shipped):
             assert np.isfinite(p.score) and p.threshold > 0
         assert preds["close"].used == "rgb" and preds["open"].used == "fused"
         control = preds["control"]
-        margin = control.entropy_fused - control.entropy_rgb - control.alpha  # the paper's Formula 3
-        opens = margin >= 0 if predictor.cfg.score_rule == "official" else margin > 0
+        if predictor.cfg.gate_rule == "score":  # the head whose score is the larger multiple of its threshold
+            ratios = {gate: preds[gate].score / preds[gate].threshold for gate in ("open", "close")}
+            opens = ratios["open"] > ratios["close"]
+            assert control.head_scores == pytest.approx({"fused": ratios["open"], "rgb": ratios["close"]}, rel=1e-5)
+        else:
+            margin = control.entropy_fused - control.entropy_rgb - control.alpha  # the paper's Formula 3
+            opens = margin >= 0 if predictor.cfg.score_rule == "official" else margin > 0
         assert control.used == ("fused" if opens else "rgb")
         same = preds["open" if opens else "close"]  # control scores exactly as the head it chose
         assert control.score == pytest.approx(same.score, rel=1e-6) and control.threshold == same.threshold

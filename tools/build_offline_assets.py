@@ -58,7 +58,8 @@ def main() -> int:
     parser.add_argument(
         "--recalibrate",
         action="store_true",
-        help="re-fit the calibration of existing checkpoints on validation, then re-evaluate",
+        help="re-fit the calibration of existing checkpoints on validation (with the `lite` preset's gate rule), "
+        "then re-evaluate",
     )
     parser.add_argument("--samples", default="samples")
     parser.add_argument(
@@ -113,7 +114,8 @@ def main() -> int:
         print(f"{category}: {train_s:.0f} s, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
     for category in a.categories if a.recalibrate else []:
         ckpt = out / f"{category}.pt"
-        calibration = recalibrate_checkpoint(ckpt, data, category, half=True, device="cpu")
+        rule = model_cfg.gate_rule  # the preset's control rule (a decision, not weights: no retraining)
+        calibration = recalibrate_checkpoint(ckpt, data, category, half=True, device="cpu", gate_rule=rule)
         report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
         report.checkpoint = ckpt.name
         write_json(out / f"{category}.json", report.to_dict())

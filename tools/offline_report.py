@@ -146,17 +146,19 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
     lines = [
         "# Shipped checkpoints",
         "",
-        "One `lite` EasyNet per synthetic category (RGB-D, 128x128 input, paper training preset: Adam lr 2e-3, "
-        "batch 8, lr x0.2 at 80 % and 90 %), trained on the CPU on the generator's train split, calibrated on its "
+        "One `lite` EasyNet per synthetic category (RGB-D, 128x128 input, the `lite` training preset: Adam lr "
+        "2e-3, batch 8, 800 steps, lr x0.2 at 80 % and 90 %; control gate: the `score` rule), trained on the "
+        "CPU on the generator's train split, calibrated on its "
         "validation split only (alpha, thresholds, heat-map scale), evaluated once on its test split "
         "(12 good + 12 per defect kind). Weights are stored in float16 to stay small; they load as float32.",
         "",
-        "Reproduce: generate the data, then run each row's command (training, calibration, evaluation), then "
-        "re-fit the calibration and rebuild this table and samples/:",
+        "Reproduce: generate the data, then train, calibrate and evaluate (each category is `python -m easynet "
+        "train --data data/synthetic --category CAT --out CKPT` with no other flags, `--steps 2000` for tablet and "
+        "foam_block), then re-fit the calibration and rebuild this table and samples/:",
         "",
         "```bash",
         "python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0",
-        "python tools/build_offline_assets.py --data data/synthetic --skip-generate --steps 800   # all four",
+        "python tools/build_offline_assets.py --data data/synthetic --skip-generate --categories gasket bracket",
         "python tools/build_offline_assets.py --data data/synthetic --skip-generate --steps 2000 "
         "--categories tablet foam_block",
         "python tools/build_offline_assets.py --skip-generate --skip-train --recalibrate",
@@ -164,7 +166,8 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
         "",
         "tablet and foam_block were first trained for 800 steps like the others; the 2000-step runs replaced "
         "them because their control I-AUROC on the *validation* set (clean images + synthetic anomalies) was "
-        "higher. The test split played no part in that choice.",
+        "higher. The test split played no part in that choice. The last recalibration switched the control gate "
+        "to the `score` rule (weights untouched).",
         "",
         f"Hardware of the recorded run: {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, torch "
         f"{hw.get('torch', '?')} on the CPU.",
@@ -205,20 +208,14 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
     for g in GATES:
         lines.append(f"| **mean** | {g} | " + " | ".join(f"**{np.mean(v):.3f}**" for v in means[g].values()) + " |")
     mean = {g: {k: float(np.mean(v)) for k, v in means[g].items()} for g in GATES}
-    dent_best = max(mean["open"].get("dent", 0.0), mean["control"].get("dent", 0.0))
-    checks = [
-        ("mean control I-AUROC >= 0.95", mean["control"]["I-AUROC"], mean["control"]["I-AUROC"] >= 0.95),
-        ("dent (geometry only) I-AUROC >= 0.9 with RGB-D (best of open/control)", dent_best, dent_best >= 0.9),
-        (
-            "control >= close on the mean I-AUROC",
-            mean["control"]["I-AUROC"] - mean["close"]["I-AUROC"],
-            mean["control"]["I-AUROC"] >= mean["close"]["I-AUROC"],
-        ),
-        (
-            "control >= open on the mean I-AUROC",
-            mean["control"]["I-AUROC"] - mean["open"]["I-AUROC"],
-            mean["control"]["I-AUROC"] >= mean["open"]["I-AUROC"],
-        ),
+    control, best_fixed = mean["control"]["I-AUROC"], max(mean["open"]["I-AUROC"], mean["close"]["I-AUROC"])
+    dent = mean["control"].get("dent", 0.0)
+    stain_gap = mean["control"].get("stain", 0.0) - mean["close"].get("stain", 0.0)
+    checks = [  # issue 13's targets
+        ("mean control I-AUROC >= 0.985", control, control >= 0.985),
+        ("dent (geometry only) I-AUROC under control >= 0.98", dent, dent >= 0.98),
+        ("stain (colour only) under control >= close - 0.01", stain_gap, stain_gap >= -0.01),
+        ("control >= max(open, close) on the mean I-AUROC", control - best_fixed, control >= best_fixed),
     ]
     lines += ["", "## Targets", "", *_targets(checks), ""]
     lines += [
@@ -235,7 +232,7 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
 def _targets(checks: list[tuple[str, float, bool]]) -> list[str]:
     rows = ["| target | measured | met |", "|---|---|---|"]
     for name, value, ok in checks:
-        shown = f"{value:+.3f}" if "control >=" in name else f"{value:.3f}"
+        shown = f"{value:+.3f}" if ">= max" in name or "close - " in name else f"{value:.3f}"
         rows.append(f"| {name} | {shown} | {'yes' if ok else '**no**'} |")
     return rows
 
