@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from easynet.fastpath import make_runner
+from easynet.gate import BOTH_HEADS
 from easynet.model import EasyNet, count_parameters
 
 PREPROCESS_SIZE = 800  # MVTec 3D-AD scans are about 800x800
@@ -151,14 +152,19 @@ def bench_network(
 ) -> BenchResult:
     """Time ``iterations`` calls (at least ``min_seconds`` worth) after ``warmup`` calls.
 
-    The gate decision uses alpha = 0. CUDA times are synchronised. ``naive`` always computes both heads in fp32;
-    ``precision`` is a resolved one ("fp32" or "bf16", runtime.resolve_precision).
+    The gate decision uses alpha = 0; under the score rule (``model.cfg.gate_rule``) control times what the
+    Predictor runs, one pass through both heads. CUDA times are synchronised. ``naive``
+    always computes both heads in fp32; ``precision`` is a resolved one ("fp32" or "bf16",
+    runtime.resolve_precision).
     """
     size = image_size or model.cfg.image_size
     gen = torch.Generator().manual_seed(0)
     rgb = torch.rand(batch_size, 3, size, size, generator=gen)
     depth = torch.rand(batch_size, 1, size, size, generator=gen) if model.cfg.has_depth else None
-    gmac = count_gmacs(model, backend, gate, size)
+    # under the score rule, control is the Predictor's one pass through both heads
+    both = gate == "control" and model.cfg.gate_rule == "score" and depth is not None and backend != "naive"
+    run_gate = BOTH_HEADS if both else gate
+    gmac = count_gmacs(model, backend, run_gate, size)
     if backend == "naive":
         model = model.to(device).eval()
         rgb_d, depth_d = rgb.to(device), None if depth is None else depth.to(device)
@@ -170,7 +176,7 @@ def bench_network(
         runner = make_runner(model, device, backend, precision)
 
         def call() -> Any:
-            return runner(rgb, depth, gate, 0.0)
+            return runner(rgb, depth, run_gate, 0.0)
 
     cuda = device.type == "cuda"
     for _ in range(warmup):

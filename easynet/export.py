@@ -133,7 +133,7 @@ class OnnxRunner:
         return self._sessions[heads]
 
     def __call__(self, rgb: Tensor, depth: Tensor | None, gate: str, alpha: float) -> GatedOutput:
-        if gate not in gate_lib.MODES:
+        if gate not in (*gate_lib.MODES, gate_lib.BOTH_HEADS):
             raise ValueError(f"gate mode must be one of {gate_lib.MODES}, got {gate!r}")
         batch = rgb.shape[0]
         feed = {"rgb": _numpy(rgb)}
@@ -145,6 +145,8 @@ class OnnxRunner:
         feed["depth"] = _numpy(depth)
         outs = [torch.from_numpy(o) for o in self._session("both").run(None, feed)]
         prob_rgb, prob_fused, h_rgb, h_fused, rec_rgb, rec_depth = outs
+        if gate == gate_lib.BOTH_HEADS:
+            return GatedOutput(prob_fused, torch.ones(batch, dtype=torch.bool), nan, nan, rec_rgb, rec_depth, prob_rgb)
         if gate == "open":
             used, h_rgb, h_fused = torch.ones(batch, dtype=torch.bool), nan, nan
         else:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 MODES = ("close", "open", "control")
+BOTH_HEADS = "both"  # an internal mode of forward_gated and the runners: both heads' maps (the score rule)
 HIST_BINS = 256
 HIST_RANGE = (0.0, 1.0)
 EPS = 1e-12  # the authors' log2 guard

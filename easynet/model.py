@@ -170,6 +170,7 @@ class GatedOutput(NamedTuple):
     entropy_fused: Tensor  # (B,) gate entropy of the fused features (nan when not computed)
     rec_rgb: Tensor  # (B, 3, H, W)
     rec_depth: Tensor | None  # (B, Cd, H, W)
+    anomaly_map_rgb: Tensor | None = None  # (B, H, W) the RGB head's map too, in the "both" mode only
 
 
 class EasyNet(nn.Module):
@@ -243,8 +244,9 @@ class EasyNet(nn.Module):
         entropies, then runs each image through the one head its gate chose. Without depth the gate is
         always closed.
         """
-        if mode not in gate_lib.MODES:
+        if mode not in (*gate_lib.MODES, gate_lib.BOTH_HEADS):
             raise ValueError(f"gate mode must be one of {gate_lib.MODES}, got {mode!r}")
+        both = mode == gate_lib.BOTH_HEADS  # every image through both heads: the fused map, and the RGB one beside
         batch, size = rgb.shape[0], rgb.shape[-2:]
         use_depth = depth is not None and self.cfg.has_depth and mode != "close"
         m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth if use_depth else None)
@@ -257,7 +259,7 @@ class EasyNet(nn.Module):
         else:
             pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
             attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
-            if mode == "open":
+            if mode == "open" or both:
                 used = torch.ones(batch, dtype=torch.bool, device=rgb.device)
             else:
                 h_rgb, h_fused = gate_lib.entropies(
@@ -265,6 +267,10 @@ class EasyNet(nn.Module):
                 )
                 used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive=self.cfg.score_rule == "official")
         prob = torch.empty((batch, *size), device=rgb.device, dtype=rgb.dtype)
+        prob_rgb = None
+        if both and m_depth is not None:
+            logits = self.rgb_head(m_rgb, attn_rgb, size)
+            prob_rgb = torch.softmax(logits.float(), dim=1)[:, 1].to(prob.dtype)
         if (~used).any():
             idx = (~used).nonzero().squeeze(1)
             sub = [m[idx] for m in m_rgb]
@@ -275,7 +281,7 @@ class EasyNet(nn.Module):
             sub = [m[idx] for m in m_rgb + m_depth]
             logits = self.fused_head(sub, attn_fused[idx] if attn_fused is not None else None, size)
             prob[idx] = torch.softmax(logits.float(), dim=1)[:, 1].to(prob.dtype)
-        return GatedOutput(prob, used, h_rgb, h_fused, rec_rgb, rec_depth)
+        return GatedOutput(prob, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb)
 
 
 def _init_weights(module: nn.Module) -> None:

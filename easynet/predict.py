@@ -25,7 +25,7 @@ from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError, NonFiniteError
 from easynet.fastpath import Runner, make_runner
-from easynet.gate import MODES
+from easynet.gate import BOTH_HEADS, MODES
 from easynet.model import EasyNet
 from easynet.runtime import configure_threads, resolve_device, resolve_precision
 
@@ -297,10 +297,10 @@ class Predictor:
         head_scores = None
         with torch.inference_mode():
             if gate == "control" and self.cfg.gate_rule == "score" and depth_t is not None:
-                # both heads score the image (the RGB stream runs twice); the more alarmed one is used
-                fused_out = self.runner(rgb_t, depth_t, "open", alpha)
-                rgb_map, rgb_score = self._head_score(self.runner(rgb_t, depth_t, "close", alpha), inputs, False)
-                score_map, score = self._head_score(fused_out, inputs, True)
+                # both heads score the image in one pass; the more alarmed one is used
+                out = self.runner(rgb_t, depth_t, BOTH_HEADS, alpha)
+                rgb_map, rgb_score = self._head_score(out._replace(anomaly_map=out.anomaly_map_rgb), inputs, False)
+                score_map, score = self._head_score(out, inputs, True)
                 head_scores = {
                     "rgb": rgb_score / self.calibration.rgb.threshold,
                     "fused": score / self.calibration.fused.threshold,
@@ -308,7 +308,6 @@ class Predictor:
                 used_fused = head_scores["fused"] > head_scores["rgb"]
                 if not used_fused:
                     score_map, score = rgb_map, rgb_score
-                out = fused_out  # reconstructions of both streams
             else:
                 out = self.runner(rgb_t, depth_t, gate, alpha)
                 used_fused = bool(out.used_fused[0])

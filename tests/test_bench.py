@@ -84,3 +84,15 @@ def test_cli_bench_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["gate"] == "close" and data["preprocess_ms"] > 0
     assert data["machine"]["cores"] >= 1 and data["machine"]["torch"] == torch.__version__
+
+
+def test_score_rule_control_is_one_pass_through_both_heads():
+    """A `lite` model (score rule): control's work is open's plus the RGB head alone (the RGB stream is shared),
+    less than open and close together; the entropy rule's control runs one head per image."""
+    model = lite()
+    args = dict(batch_size=1, warmup=0, iterations=1, preprocess=False)
+    by_gate = {g: bench_network(model, torch.device("cpu"), gate=g, **args).gmac_per_image for g in ("open", "close")}
+    control = bench_network(model, torch.device("cpu"), gate="control", **args).gmac_per_image
+    assert by_gate["open"] < control < by_gate["open"] + by_gate["close"]
+    entropy = EasyNet(model.cfg.replace(gate_rule="entropy"))
+    assert bench_network(entropy, torch.device("cpu"), gate="control", **args).gmac_per_image < control

@@ -100,6 +100,20 @@ def test_runner_equals_forward_gated(backend):
     assert torch.equal(ref.used_fused, out.used_fused)
 
 
+@pytest.mark.parametrize("backend", ["eager", "optimized", "onnx"])
+def test_both_heads_mode_returns_the_open_and_close_maps(backend):
+    """The score rule's one pass: the fused map as `open` gives it and the RGB map as `close` gives it."""
+    model = tiny("lite")
+    runner = make_runner(model, torch.device("cpu"), backend)
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    both = runner(rgb, depth, "both", 0.0)
+    tol = TOL if backend != "onnx" else 1e-4
+    assert (both.anomaly_map - runner(rgb, depth, "open", 0.0).anomaly_map).abs().max() <= tol
+    assert (both.anomaly_map_rgb - runner(rgb, depth, "close", 0.0).anomaly_map).abs().max() <= tol
+    assert both.used_fused.all() and both.rec_depth is not None
+    assert (both.anomaly_map - both.anomaly_map_rgb).abs().max() > tol  # two different heads
+
+
 def test_unknown_backend_is_an_input_error():
     with pytest.raises(InputError, match="backend"):
         make_runner(tiny("lite"), torch.device("cpu"), "tensorrt")
