@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from easynet.fastpath import make_runner
-from easynet.gate import BOTH_HEADS
+from easynet.gate import runner_mode
 from easynet.model import EasyNet, count_parameters
 
 PREPROCESS_SIZE = 800  # MVTec 3D-AD scans are about 800x800
@@ -161,9 +161,8 @@ def bench_network(
     gen = torch.Generator().manual_seed(0)
     rgb = torch.rand(batch_size, 3, size, size, generator=gen)
     depth = torch.rand(batch_size, 1, size, size, generator=gen) if model.cfg.has_depth else None
-    # under the score rule, control is the Predictor's one pass through both heads
-    both = gate == "control" and model.cfg.gate_rule == "score" and depth is not None and backend != "naive"
-    run_gate = BOTH_HEADS if both else gate
+    # what the Predictor runs for this gate (under the score rule, control is one pass through both heads)
+    run_gate = gate if backend == "naive" else runner_mode(gate, model.cfg.gate_rule, depth is not None)
     gmac = count_gmacs(model, backend, run_gate, size)
     if backend == "naive":
         model = model.to(device).eval()

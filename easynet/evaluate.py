@@ -15,7 +15,7 @@ import torch
 
 from easynet.checkpoint import Calibration, HeadCalibration
 from easynet.config import GATE_RULES, SynthConfig
-from easynet.gate import MODES, entropies
+from easynet.gate import MODES, entropies, prefers_fused
 from easynet.metrics import compute_metrics
 from easynet.model import EasyNet
 from easynet.predict import heatmap_scale, image_scores, position_normalise, valid_masks
@@ -235,7 +235,7 @@ def gate_scores(
     elif official:
         used = heads.entropy_fused >= heads.entropy_rgb + cal.alpha
     elif rule == "score":  # the more alarmed head, each score on its own threshold's scale (ties: RGB)
-        used = _safe(heads.score_fused, n) / cal.fused.threshold > heads.score_rgb / cal.rgb.threshold
+        used = prefers_fused(heads.score_rgb / cal.rgb.threshold, _safe(heads.score_fused, n) / cal.fused.threshold)
     else:
         used = heads.entropy_fused > heads.entropy_rgb + cal.alpha
     if official:

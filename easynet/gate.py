@@ -16,6 +16,7 @@ with ``score_rule="official"`` uses the authors' ``>=``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -69,6 +70,17 @@ def decide(entropy_rgb: Tensor, entropy_fused: Tensor, alpha: float, inclusive: 
     if inclusive:
         return entropy_fused >= entropy_rgb + alpha
     return entropy_fused > entropy_rgb + alpha
+
+
+def prefers_fused(ratio_rgb: Any, ratio_fused: Any) -> Any:
+    """The score rule: True where the fused head is the more alarmed one, each head's image score divided by
+    its calibrated threshold (ties: RGB). Floats or arrays."""
+    return ratio_fused > ratio_rgb
+
+
+def runner_mode(gate: str, gate_rule: str, has_depth: bool) -> str:
+    """The mode a runner is called with for a user's gate: control under the score rule needs both heads."""
+    return BOTH_HEADS if gate == "control" and gate_rule == "score" and has_depth else gate
 
 
 def select(mode: str, prob_rgb: Tensor, prob_fused: Tensor | None, used_fused: Tensor) -> Tensor:

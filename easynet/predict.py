@@ -25,7 +25,7 @@ from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError, NonFiniteError
 from easynet.fastpath import Runner, make_runner
-from easynet.gate import BOTH_HEADS, MODES
+from easynet.gate import BOTH_HEADS, MODES, prefers_fused, runner_mode
 from easynet.model import EasyNet
 from easynet.runtime import configure_threads, resolve_device, resolve_precision
 
@@ -296,16 +296,16 @@ class Predictor:
         alpha = self.calibration.alpha
         head_scores = None
         with torch.inference_mode():
-            if gate == "control" and self.cfg.gate_rule == "score" and depth_t is not None:
-                # both heads score the image in one pass; the more alarmed one is used
-                out = self.runner(rgb_t, depth_t, BOTH_HEADS, alpha)
+            mode = runner_mode(gate, self.cfg.gate_rule, depth_t is not None)
+            if mode == BOTH_HEADS:  # the score rule: both heads score the image in one pass, the more alarmed wins
+                out = self.runner(rgb_t, depth_t, mode, alpha)
                 rgb_map, rgb_score = self._head_score(out._replace(anomaly_map=out.anomaly_map_rgb), inputs, False)
                 score_map, score = self._head_score(out, inputs, True)
                 head_scores = {
                     "rgb": rgb_score / self.calibration.rgb.threshold,
                     "fused": score / self.calibration.fused.threshold,
                 }
-                used_fused = head_scores["fused"] > head_scores["rgb"]
+                used_fused = bool(prefers_fused(head_scores["rgb"], head_scores["fused"]))
                 if not used_fused:
                     score_map, score = rgb_map, rgb_score
             else:

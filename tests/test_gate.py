@@ -64,3 +64,13 @@ def test_model_gate_follows_entropy_rule():
         torch.testing.assert_close(gated.anomaly_map, select("control", p_rgb, p_fused, expected), atol=1e-5, rtol=1e-4)
         assert model.forward_gated(rgb, depth, "close").used_fused.sum() == 0
         assert model.forward_gated(rgb, depth, "open").used_fused.all()
+
+
+def test_runner_mode_asks_for_both_heads_only_for_score_rule_control_with_depth():
+    from easynet.gate import BOTH_HEADS, prefers_fused, runner_mode
+
+    assert runner_mode("control", "score", True) == BOTH_HEADS
+    assert runner_mode("control", "score", False) == "control"  # no depth: the gate is closed anyway
+    assert runner_mode("control", "entropy", True) == "control"
+    assert [runner_mode(g, "score", True) for g in ("open", "close")] == ["open", "close"]
+    assert prefers_fused(1.0, 1.5) and not prefers_fused(1.0, 1.0)  # ties go to the RGB head
