@@ -3,6 +3,7 @@ experiment behind a recipe change (benchmarks/RECIPE.md). Needs
 `python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0` first.
 
     python benchmarks/recipe_run.py foam_block --dome 0.5 --work runs/recipe     # one JSON line per run
+    python benchmarks/recipe_run.py gasket --encoding metric --kinds 0.25,0.25,0.5
 
 The base is the `lite` model preset with the `lite` training preset (the shipped recipe); each flag changes
 one choice. Prints {"category", "changes", "seconds", "validation", "test": {gate: [I-AUROC, per defect]}}.
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--data", default="data/synthetic")
     p.add_argument("--encoding", choices=("height", "metric"), help="depth encoding (default: the preset's)")
     p.add_argument("--dome", type=float, help="weight of dome-profiled depth anomalies (rim: 1 - dome)")
+    p.add_argument("--kinds", help="weights of synthetic anomaly kinds both,rgb,depth (default 0.5,0.25,0.25)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     a = p.parse_args()
@@ -39,6 +41,10 @@ def main() -> None:
         synth = dataclasses.replace(train_cfg.synth, depth_profile_weights=(1.0 - a.dome, a.dome))
         train_cfg = train_cfg.replace(synth=synth)
         changes["dome"] = a.dome
+    if a.kinds:
+        kinds = tuple(float(w) for w in a.kinds.split(","))
+        train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, kind_weights=kinds))
+        changes["kinds"] = a.kinds
     for name in ("steps", "seed"):
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})

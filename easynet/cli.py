@@ -81,7 +81,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     )
     if summary.checkpoint is not None:  # None on the other ranks of a torchrun job: rank 0 reports
         print(f"saved {summary.checkpoint} after {summary.steps} steps; alpha {summary.alpha:.4f}")
+        _print_calibration_notes(summary.validation or {})
     return 0
+
+
+def _print_calibration_notes(metrics: dict) -> None:
+    """The calibration's warnings (an alpha at the end of its range, a fused head that never used depth)."""
+    for key in ("depth_note", "alpha_note"):
+        if key in metrics:
+            print(f"note: {metrics[key]}", file=sys.stderr)
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
@@ -102,6 +110,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
         f"anomalies); alpha {r['alpha']:.4f}{rule}"
     )
+    _print_calibration_notes(r)
     return 0
 
 

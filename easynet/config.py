@@ -198,7 +198,6 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "official": TrainConfig(lr=2e-4, batch_size=4),
     "paper": TrainConfig(lr=2e-3, batch_size=8),
-    # the `lite` model's recipe, which the shipped synthetic RGB-D checkpoints use (tools/build_offline_assets.py)
     # the `lite` model's recipe, which the shipped synthetic RGB-D checkpoints use (tools/build_offline_assets.py;
     # tablet and foam_block with --steps 2000, chosen on validation). Smooth-dome depth anomalies
     # (SynthConfig.depth_profile_weights) were tried and not adopted: benchmarks/RECIPE.md

@@ -40,6 +40,7 @@ CALIBRATION_RULE = """\
   score / threshold is larger) has no parameter of its own. Both rules' I-AUROC are recorded."""
 CALIBRATION_VARIANTS = 3
 CALIBRATION_SEED = 1234
+DEPTH_BLIND_AUROC = 0.6  # fused head on depth-only validation anomalies below this: depth unused (a note)
 PIXEL_LOW_QUANTILE = 99.5
 # position-wise normalisation (fit_position_norm): floors added to the clean maps' std (probability units),
 # the I-AUROC it must gain over raw maps on the calibration set to be used, and the clean images it needs: a
@@ -344,6 +345,22 @@ def calibrate(
             for k in ("good", "rgb", "depth", "both")
             if (kinds == k).any()
         }
+        # per head and kind: clean vs that kind only. A fused head near 0.5 on "depth" never learned to use depth
+        # (a training run can collapse so; benchmarks/metric_depth/README.md)
+        metrics["i_auroc_by_kind"] = {
+            head: {
+                k: round(_auroc(y[(kinds == "good") | (kinds == k)], score[(kinds == "good") | (kinds == k)]), 4)
+                for k in ("rgb", "depth", "both")
+                if (kinds == k).any()
+            }
+            for head, score in (("rgb", heads.score_rgb), ("fused", heads.score_fused))
+        }
+        depth_only = metrics["i_auroc_by_kind"]["fused"].get("depth", float("nan"))
+        if depth_only < DEPTH_BLIND_AUROC:
+            metrics["depth_note"] = (
+                f"the fused head finds depth-only synthetic anomalies on validation no better than chance "
+                f"(I-AUROC {depth_only:.2f}): this run did not learn to use depth; train longer or with another seed"
+            )
         by_entropy = gate_scores(heads, cal, "control", "entropy")[2]
         if by_entropy.all() or not by_entropy.any():  # an end of the search range: the entropies decided nothing
             head = "fused" if by_entropy.all() else "RGB"

@@ -338,14 +338,15 @@ def test_pair_folder_calibration_never_sees_test_pairs(tmp_path, monkeypatch):
     assert seen["calibration_labels"] == [0] * len(seen["calibration"])
 
 
-def _fake_heads(kinds: list[str], informative: bool):
+def _fake_heads(kinds: list[str], informative: bool, fused_sees_depth: bool = True):
     """Hand-made head outputs: 'good' images score low on both heads; 'geometry' anomalies only on the fused head,
     'colour' ones only on the RGB head, and the entropy difference tells the kinds apart (informative); or the fused
     head finds everything and the entropies are the same for every image (not informative)."""
     from easynet.evaluate import HeadOutputs
 
     rgb = np.array([{"good": 0.1, "geometry": 0.1, "colour": 0.9 if informative else 0.1}[k] for k in kinds])
-    fused = np.array([{"good": 0.1, "geometry": 0.9, "colour": 0.1 if informative else 0.9}[k] for k in kinds])
+    geometry = 0.9 if fused_sees_depth else 0.1
+    fused = np.array([{"good": 0.1, "geometry": geometry, "colour": 0.1 if informative else 0.9}[k] for k in kinds])
     diff = np.array([{"good": 0.0, "geometry": 1.0, "colour": -1.0}[k] if informative else 0.0 for k in kinds])
     maps = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 8, 8).repeat(len(kinds), 0)
     return HeadOutputs(maps, maps, rgb, fused, np.zeros(len(kinds)), diff)
@@ -378,7 +379,33 @@ def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_r
         assert "alpha_note" not in cal.metrics
         # per kind: only the depth-only anomalies went to the fused head
         assert cal.metrics["control_fused_fraction_by_kind"] == {"good": 0.0, "rgb": 0.0, "depth": 1.0}
+        # per head and kind (clean vs that kind): each head finds its own kind and nothing else
+        assert cal.metrics["i_auroc_by_kind"] == {
+            "rgb": {"rgb": 1.0, "depth": 0.5},
+            "fused": {"rgb": 0.5, "depth": 1.0},
+        }
+        assert "depth_note" not in cal.metrics
     else:  # only "always fused" is perfect: alpha ends below every difference, which the note says
         assert cal.metrics["control_fused_fraction"] == 1.0, (cal.alpha, cal.metrics)
         assert set(cal.metrics["control_fused_fraction_by_kind"].values()) == {1.0}
         assert "end of its search range" in cal.metrics["alpha_note"] and "fused head" in cal.metrics["alpha_note"]
+
+
+def test_calibration_says_when_the_fused_head_never_learned_depth(tiny_tree, monkeypatch):
+    from easynet import evaluate as ev
+    from easynet.config import MODEL_PRESETS, SynthConfig
+    from easynet.model import EasyNet
+
+    validation = registry.open_dataset(tiny_tree, "toy", Split.VALIDATION, image_size=32)
+    kinds: list[str] = []
+
+    def fake_run_heads(model, items, device, progress=None):
+        for item in items:
+            kinds.append("good" if not item.label else "geometry" if item.kind == "depth" else "colour")
+        return _fake_heads(kinds, informative=False, fused_sees_depth=False)  # geometry scores like clean
+
+    monkeypatch.setattr(ev, "run_heads", fake_run_heads)
+    synth = SynthConfig(kind_weights=(0.0, 0.5, 0.5))
+    cal = ev.calibrate(EasyNet(MODEL_PRESETS["lite"].replace(image_size=32)), validation, torch.device("cpu"), synth)
+    assert cal.metrics["i_auroc_by_kind"]["fused"] == {"rgb": 1.0, "depth": 0.5}
+    assert "did not learn to use depth" in cal.metrics["depth_note"] and "0.50" in cal.metrics["depth_note"]
