@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--encoding", choices=("height", "metric"), help="depth encoding (default: the preset's)")
     p.add_argument("--dome", type=float, help="weight of dome-profiled depth anomalies (rim: 1 - dome)")
     p.add_argument("--kinds", help="weights of synthetic anomaly kinds both,rgb,depth (default 0.5,0.25,0.25)")
+    p.add_argument("--rgb-dropout", type=float, help="TrainConfig.fused_rgb_dropout (modality dropout)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     a = p.parse_args()
@@ -45,6 +46,9 @@ def main() -> None:
         kinds = tuple(float(w) for w in a.kinds.split(","))
         train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, kind_weights=kinds))
         changes["kinds"] = a.kinds
+    if a.rgb_dropout is not None:
+        train_cfg = train_cfg.replace(fused_rgb_dropout=a.rgb_dropout)
+        changes["rgbdrop"] = a.rgb_dropout
     for name in ("steps", "seed"):
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})

@@ -61,6 +61,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "checkpoint_every": a.checkpoint_every,
         "crop_size": a.crop_size,
         "select_every": a.select_every,
+        "fused_rgb_dropout": a.fused_rgb_dropout,
     }
     cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     if a.texture_dir:
@@ -357,6 +358,7 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "min_seconds": (lambda v: math.isfinite(v) and v >= 0, "0 or more seconds"),
     "size": (lambda v: 16 <= v <= 4096, "from 16 to 4096 pixels"),
     "n_train": (lambda v: v >= 1, "at least 1"),
+    "fused_rgb_dropout": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
 PRECISION_HELP = (
@@ -421,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="training length in passes over the training set (overrides --steps)")
     t.add_argument("--crop-size", type=int, help="train on random crops of this side (0: whole images)")
     t.add_argument("--select-every", type=int, help="keep the best weights by validation, scored every N steps")
+    t.add_argument(
+        "--fused-rgb-dropout",
+        type=float,
+        help="probability per training image that the fused head sees no RGB features (modality dropout; 0: paper)",
+    )
     t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
     t.add_argument(
         "--depth-encoding",

@@ -189,7 +189,14 @@ class TrainConfig:
     # calibration may normalise each head's map position by position where that wins on validation
     # (evaluate.fit_position_norm); False keeps the raw probabilities
     position_norm: bool = True
+    # Modality dropout: the probability, per training image, that the fused head sees no RGB features (its target
+    # is then only the part of the anomaly that is in depth), so that it must learn to read depth. 0: the paper.
+    fused_rgb_dropout: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fused_rgb_dropout <= 1.0:
+            raise ValueError(f"fused_rgb_dropout must be in [0, 1], got {self.fused_rgb_dropout}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -212,13 +212,17 @@ class EasyNet(nn.Module):
         return torch.cat([m.mean(dim=(2, 3)) for m in merges], dim=1)
 
     # --- forward passes --------------------------------------------------------------------------
-    def forward(self, rgb: Tensor, depth: Tensor | None = None, naive: bool = False) -> EasyNetOutput:
+    def forward(
+        self, rgb: Tensor, depth: Tensor | None = None, naive: bool = False, fused_rgb_keep: Tensor | None = None
+    ) -> EasyNetOutput:
         """Full pass with the gate fully open: both heads (training, evaluation of every gate mode).
 
         Args:
             rgb: (B, 3, H, W) in [0, 1].
             depth: (B, 1, H, W) normalised depth, or None for the RGB-only track.
             naive: use the literal up-sample-and-concatenate heads (reference for parity and benchmarks).
+            fused_rgb_keep: (B,) training only: a factor on the RGB features that enter the fused head and its
+                attention (0 drops them for that image: modality dropout, ``TrainConfig.fused_rgb_dropout``).
         """
         size = rgb.shape[-2:]
         m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
@@ -228,9 +232,13 @@ class EasyNet(nn.Module):
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
         pooled_fused = attn_fused = logits_fused = None
         if m_depth is not None:
-            pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
+            m_in, p_in = m_rgb, pooled_rgb
+            if fused_rgb_keep is not None:
+                keep = fused_rgb_keep.to(pooled_rgb.dtype)
+                m_in, p_in = [m * keep[:, None, None, None] for m in m_rgb], pooled_rgb * keep[:, None]
+            pooled_fused = torch.cat([p_in, self._pool(m_depth)], dim=1)
             attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
-            logits_fused = getattr(self.fused_head, head)(m_rgb + m_depth, attn_fused, size)
+            logits_fused = getattr(self.fused_head, head)(m_in + m_depth, attn_fused, size)
         return EasyNetOutput(
             rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
         )

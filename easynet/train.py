@@ -93,6 +93,8 @@ class TrainingSet(Dataset):
             "mask_rgb": torch.from_numpy(syn.mask_rgb)[None],
         }
         if depth is not None:
+            in_depth = syn.kind in ("both", "depth")  # the part of the anomaly the depth stream can see
+            item["mask_depth"] = item["mask"] if in_depth else torch.zeros_like(item["mask"])
             item["aug_depth"] = torch.from_numpy(np.ascontiguousarray(syn.depth))[None]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth))[None]
         return item
@@ -216,9 +218,10 @@ def train(
         _set_epoch(epoch, data, sampler)
         for batch in loader:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            keep, mask = _fused_rgb_dropout(batch, cfg.fused_rgb_dropout)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
-                pred = net(batch["aug_rgb"], batch.get("aug_depth"))
-            terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
+                pred = net(batch["aug_rgb"], batch.get("aug_depth"), fused_rgb_keep=keep)
+            terms = criterion(pred, batch["rgb"], batch.get("depth"), mask, batch["mask_rgb"])
             _optimise(terms.total, optimizer, scheduler, scaler, step)
             step += 1
             losses = terms.as_floats()
@@ -255,6 +258,16 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+def _fused_rgb_dropout(batch: dict[str, torch.Tensor], p: float) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Modality dropout for the fused head: (per-image factor on its RGB features, its target). An image whose RGB
+    features are dropped (probability ``p``) is judged only on the part of its anomaly that is in depth."""
+    if p <= 0 or "mask_depth" not in batch:
+        return None, batch["mask"]
+    dropped = torch.rand(batch["mask"].shape[0], device=batch["mask"].device) < p
+    target = torch.where(dropped[:, None, None, None], batch["mask_depth"], batch["mask"])
+    return (~dropped).float(), target
 
 
 def _setup_device(device: str, world: int, local_rank: int) -> torch.device:

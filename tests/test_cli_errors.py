@@ -49,6 +49,7 @@ def train_args(tiny_tree, tmp_path):
         ("--image-size", "7", "error: --image-size must be a multiple of 16 from 16 to 2048, got 7"),
         ("--steps", "-5", "error: --steps must be a number of steps of at least 1, got -5"),
         ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
+        ("--fused-rgb-dropout", "1.5", "error: --fused-rgb-dropout must be a probability from 0 to 1, got 1.5"),
     ],
 )
 def test_impossible_train_options_are_refused_before_any_work(capsys, train_args, tmp_path, option, value, message):

@@ -94,3 +94,21 @@ def test_count_parameters_counts_frozen_weights_and_no_buffers():
     for p in model.parameters():
         p.requires_grad_(False)  # frozen weights are still the model's parameters
     assert count_parameters(model) == by_hand
+
+
+def test_fused_rgb_keep_zero_makes_the_fused_head_blind_to_rgb():
+    from test_fastpath import randomise
+
+    model = randomise(tiny("lite"))  # random weights and BN statistics: every input shows in the output
+    depth = torch.rand(2, 1, SIZE, SIZE)
+    rgb_a, rgb_b = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        plain = model(rgb_a, depth)
+        kept = model(rgb_a, depth, fused_rgb_keep=torch.ones(2))
+        dropped_a = model(rgb_a, depth, fused_rgb_keep=torch.tensor([0.0, 1.0]))
+        dropped_b = model(rgb_b, depth, fused_rgb_keep=torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(kept.logits_fused, plain.logits_fused)
+    # image 0 dropped its RGB features: its fused map depends on depth alone; image 1 still sees its RGB
+    torch.testing.assert_close(dropped_a.logits_fused[0], dropped_b.logits_fused[0])
+    assert not torch.allclose(dropped_a.logits_fused[1], dropped_b.logits_fused[1])
+    torch.testing.assert_close(dropped_a.logits_rgb, plain.logits_rgb)  # the RGB head is untouched

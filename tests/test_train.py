@@ -122,3 +122,41 @@ def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_p
     assert summary.stopped and summary.checkpoint is None and summary.steps == 1
     assert summary.alpha is None and summary.validation is None
     assert not out.exists()
+
+
+def test_fused_rgb_dropout_targets_only_what_depth_can_see():
+    from easynet.train import _fused_rgb_dropout
+
+    mask = torch.ones(4, 1, 8, 8)
+    mask_depth = torch.zeros(4, 1, 8, 8)  # e.g. colour-only anomalies: invisible in depth
+    batch = {"mask": mask, "mask_depth": mask_depth}
+    keep, target = _fused_rgb_dropout(batch, 0.0)
+    assert keep is None and target is mask  # off: the paper's training, no random draw
+    keep, target = _fused_rgb_dropout(batch, 1.0)
+    assert keep.tolist() == [0.0] * 4 and torch.equal(target, mask_depth)
+    torch.manual_seed(3)
+    keep, target = _fused_rgb_dropout(batch, 0.5)
+    for i in range(4):  # each image: dropped -> depth target, kept -> the full mask
+        assert torch.equal(target[i], mask_depth[i] if keep[i] == 0 else mask[i])
+
+
+def test_training_items_carry_the_part_of_the_anomaly_in_depth(tmp_path):
+    from easynet.config import SynthConfig
+
+    data = _pairs(tmp_path)
+    for kinds, in_depth in (((0.0, 1.0, 0.0), False), ((0.0, 0.0, 1.0), True), ((1.0, 0.0, 0.0), True)):
+        synth = SynthConfig(anomaly_probability=1.0, kind_weights=kinds)
+        items = [TrainingSet(data, TRAIN_PRESETS["paper"].replace(synth=synth), True)[i] for i in range(len(data))]
+        items = [it for it in items if it["mask"].sum() > 0]
+        assert items
+        for it in items:
+            assert torch.equal(it["mask_depth"], it["mask"] if in_depth else torch.zeros_like(it["mask"]))
+
+
+def test_training_with_fused_rgb_dropout_runs_and_is_validated(tmp_path):
+    data = _pairs(tmp_path)
+    cfg = TRAIN_PRESETS["paper"].replace(steps=3, batch_size=2, fused_rgb_dropout=0.5)
+    result = train(CFG, cfg, data, device="cpu", progress=False)
+    assert len(result.history) == 3 and all(np.isfinite(h["total"]) for h in result.history)
+    with pytest.raises(ValueError, match="fused_rgb_dropout"):
+        TRAIN_PRESETS["paper"].replace(fused_rgb_dropout=1.5)
