@@ -104,7 +104,7 @@ def run(
         if not paths:
             raise InputError("upload RGB images (with their depth files) or a zip of them first")
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{session[:8]}-{time.monotonic_ns() % 10**6}"
-        out = services.workspace.sub("batches") / stamp
+        out = services.workspace.own("batches") / stamp  # the session's folder: swept with it after its TTL
         items = collect(paths, scratch=out / "unpacked")
         predictor, info = services.predictors.get(model), models.find(model)
         rows: list[dict[str, Any]] = []

@@ -187,3 +187,17 @@ def test_batch_tab_streams_rows_cancels_and_zips(assets, tiny_tree, tmp_path):
 
     with pytest.raises(gr.Error, match="upload RGB images"):
         list(batch_tab.run([], assets.model, "control", 1.0, _Request()))
+
+
+def test_batch_reports_live_in_the_session_folder_and_go_with_it(assets, tiny_tree, tmp_path):
+    from app import batch_tab, sessions, workspace
+
+    folder = _folder(tiny_tree, tmp_path / "in")
+    files = [str(p) for p in sorted(folder.rglob("*")) if p.is_file()]
+    with sessions.as_owner("carol"):
+        *_, last = batch_tab.run(files, assets.model, "control", 1.0, _Request())
+    archive = Path(last[3])
+    assert archive.is_relative_to(workspace.folder("carol")) and archive.is_file()
+    others = {p.name for p in workspace.folder("carol").parent.iterdir()} - {"carol"}  # other tests' sessions
+    assert workspace.sweep_sessions(others, max_age_s=-1) == ["carol"]  # an expired session takes its reports
+    assert not archive.exists()
