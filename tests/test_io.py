@@ -73,6 +73,9 @@ def test_read_rgb_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("EASYNET_MAX_PIXELS", "1000")
     with pytest.raises(InputError, match="more than the limit of 1000"):
         read_rgb(tmp_path / "full.png")
+    monkeypatch.setenv("EASYNET_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="EASYNET_MAX_PIXELS must be a number of pixels, got 'lots'"):
+        read_rgb(tmp_path / "full.png")
     monkeypatch.delenv("EASYNET_MAX_PIXELS")
     assert read_rgb(tmp_path / "full.png").shape == (64, 64, 3)
     (tmp_path / "a.gif").write_bytes(b"GIF89a")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from PIL import Image
 
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
+from easynet.settings import env_int
 
 MIN_SIDE = 8  # pixels; anything smaller cannot be a real image
 MAX_PIXELS = 40_000_000  # default upper limit, overridable with the EASYNET_MAX_PIXELS environment variable
@@ -28,13 +28,7 @@ INFO_DEPTH_NAME = "info_depth.yaml"  # Eyecandies: `<idx>_info_depth.yaml` besid
 
 def max_pixels() -> int:
     """The current pixel-count limit: EASYNET_MAX_PIXELS when set, else MAX_PIXELS."""
-    value = os.environ.get(MAX_PIXELS_ENV)
-    if value is None:
-        return MAX_PIXELS
-    try:
-        return int(float(value))
-    except ValueError:
-        raise InputError(f"{MAX_PIXELS_ENV} must be a number of pixels, got {value!r}") from None
+    return env_int(MAX_PIXELS_ENV, MAX_PIXELS, "a number of pixels")
 
 
 def _check_file(path: Path, extensions: tuple[str, ...], what: str) -> None:
