@@ -1,0 +1,97 @@
+"""Experiment: a second, depth-only view of the fused head during training. Every training step also runs the
+fused head with the RGB features zeroed and adds its focal loss against the part of the anomaly that is in
+depth, so the fused head is pushed to read depth on every image (not only on the share that modality dropout
+would pick). Nothing in the library changes: the model's forward and the loss are replaced in this process only.
+
+    python benchmarks/metric_depth/aux_run.py gasket metric runs/aux    # one JSON line (aux.jsonl)
+
+CATEGORY, ENCODING (height | metric), WORK folder; `lite`, 800 steps. Needs `python -m easynet synth
+data/synthetic --size 256 --n-train 100 --seed 0` first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import easynet.losses as losses
+import easynet.model as model_lib
+import easynet.train as train_lib
+from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+from easynet.pipeline import evaluate_category, train_category
+
+AUX_WEIGHT = 1.0
+_state: dict[str, torch.Tensor | None] = {}
+
+
+def forward(self, rgb, depth=None, naive=False, fused_rgb_keep=None):
+    """EasyNet.forward (gate open) plus, in training, the fused head's depth-only view in ``_state``."""
+    size = rgb.shape[-2:]
+    m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
+    head = "forward_concat" if naive else "forward"
+    pooled_rgb = self._pool(m_rgb)
+    attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
+    logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
+    pooled_fused = attn_fused = logits_fused = None
+    if m_depth is not None:
+        pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
+        attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
+        logits_fused = getattr(self.fused_head, head)(m_rgb + m_depth, attn_fused, size)
+        if self.training:
+            blank = [torch.zeros_like(m) for m in m_rgb]
+            pooled = torch.cat([torch.zeros_like(pooled_rgb), self._pool(m_depth)], dim=1)
+            attn = self.fused_se(pooled) if self.fused_se is not None else None
+            _state["aux"] = self.fused_head(blank + m_depth, attn, size)
+    return model_lib.EasyNetOutput(
+        rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
+    )
+
+
+def main() -> None:
+    category, encoding, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    work.mkdir(parents=True, exist_ok=True)
+    original_dropout, original_loss = train_lib._fused_rgb_dropout, losses.EasyNetLoss.forward
+
+    def dropout(batch, p):
+        _state["mask_depth"] = batch.get("mask_depth")
+        return original_dropout(batch, p)
+
+    def loss(self, out, rgb, depth, mask, mask_rgb=None):
+        terms = original_loss(self, out, rgb, depth, mask, mask_rgb)
+        aux, target = _state.pop("aux", None), _state.get("mask_depth")
+        if aux is None or target is None:
+            return terms
+        extra = losses.focal_loss(aux, target, self.cfg.focal_gamma)
+        return terms._replace(total=terms.total + AUX_WEIGHT * extra)
+
+    model_lib.EasyNet.forward = forward
+    train_lib._fused_rgb_dropout = dropout
+    losses.EasyNetLoss.forward = loss
+    out = work / f"{category}_{encoding}_aux.pt"
+    start = time.time()
+    summary = train_category(
+        "data/synthetic",
+        category,
+        out,
+        train_cfg=TRAIN_PRESETS["lite"],
+        device="cpu",
+        preset="lite",
+        model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding=encoding),
+        progress=False,
+    )
+    report, _, _ = evaluate_category(out, "data/synthetic", category, gates=("close", "open", "control"), device="cpu")
+    test = {
+        g: [round(r["i_auroc"], 3), {k: round(v, 3) for k, v in r["per_defect_i_auroc"].items()}]
+        for g, r in report.gates.items()
+    }
+    fused = summary.validation["i_auroc_by_kind"]["fused"]
+    row = {"category": category, "encoding": encoding, "aux_weight": AUX_WEIGHT, "s": round(time.time() - start)}
+    print(json.dumps({**row, "validation_fused_by_kind": fused, "test": test}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
