@@ -232,16 +232,28 @@ class EasyNet(nn.Module):
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
         pooled_fused = attn_fused = logits_fused = None
         if m_depth is not None:
-            m_in, p_in = m_rgb, pooled_rgb
-            if fused_rgb_keep is not None:
-                keep = fused_rgb_keep.to(pooled_rgb.dtype)
-                m_in, p_in = [m * keep[:, None, None, None] for m in m_rgb], pooled_rgb * keep[:, None]
-            pooled_fused = torch.cat([p_in, self._pool(m_depth)], dim=1)
-            attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
-            logits_fused = getattr(self.fused_head, head)(m_in + m_depth, attn_fused, size)
+            pooled_fused, attn_fused, logits_fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep)
         return EasyNetOutput(
             rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
         )
+
+    def _fused(
+        self,
+        m_rgb: list[Tensor],
+        pooled_rgb: Tensor,
+        m_depth: list[Tensor],
+        size: tuple[int, int],
+        head: str = "forward",
+        rgb_keep: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The fused head over both streams' merges: (pooled features, SE scores, logits); ``rgb_keep`` (B,) scales
+        the RGB merges that enter it (see ``forward``'s ``fused_rgb_keep``)."""
+        if rgb_keep is not None:
+            keep = rgb_keep.to(pooled_rgb.dtype)
+            m_rgb, pooled_rgb = [m * keep[:, None, None, None] for m in m_rgb], pooled_rgb * keep[:, None]
+        pooled = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
+        attn = self.fused_se(pooled) if self.fused_se is not None else None
+        return pooled, attn, getattr(self.fused_head, head)(m_rgb + m_depth, attn, size)
 
     def forward_gated(
         self, rgb: Tensor, depth: Tensor | None, mode: str = "control", alpha: float = 0.0

@@ -1,7 +1,7 @@
 """Experiment: a second, depth-only view of the fused head during training. Every training step also runs the
 fused head with the RGB features zeroed and adds its focal loss against the part of the anomaly that is in
 depth, so the fused head is pushed to read depth on every image (not only on the share that modality dropout
-would pick). Nothing in the library changes: the model's forward and the loss are replaced in this process only.
+would pick). Nothing in the library changes: the model's fused pass and the loss are wrapped in this process only.
 
     python benchmarks/metric_depth/aux_run.py gasket metric runs/aux    # one JSON line (aux.jsonl)
 
@@ -28,27 +28,17 @@ AUX_WEIGHT = 1.0
 _state: dict[str, torch.Tensor | None] = {}
 
 
-def forward(self, rgb, depth=None, naive=False, fused_rgb_keep=None):
-    """EasyNet.forward (gate open) plus, in training, the fused head's depth-only view in ``_state``."""
-    size = rgb.shape[-2:]
-    m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
-    head = "forward_concat" if naive else "forward"
-    pooled_rgb = self._pool(m_rgb)
-    attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
-    logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
-    pooled_fused = attn_fused = logits_fused = None
-    if m_depth is not None:
-        pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
-        attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
-        logits_fused = getattr(self.fused_head, head)(m_rgb + m_depth, attn_fused, size)
-        if self.training:
-            blank = [torch.zeros_like(m) for m in m_rgb]
-            pooled = torch.cat([torch.zeros_like(pooled_rgb), self._pool(m_depth)], dim=1)
-            attn = self.fused_se(pooled) if self.fused_se is not None else None
-            _state["aux"] = self.fused_head(blank + m_depth, attn, size)
-    return model_lib.EasyNetOutput(
-        rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
-    )
+def fused_with_depth_view(self, m_rgb, pooled_rgb, m_depth, size, head="forward", rgb_keep=None):
+    """EasyNet._fused, plus, in training, the fused head's depth-only view (RGB merges zeroed) in ``_state``."""
+    result = _original_fused(self, m_rgb, pooled_rgb, m_depth, size, head, rgb_keep)
+    if self.training:
+        _state["aux"] = _original_fused(
+            self, m_rgb, pooled_rgb, m_depth, size, head, torch.zeros_like(pooled_rgb[:, 0])
+        )[2]
+    return result
+
+
+_original_fused = model_lib.EasyNet._fused
 
 
 def main() -> None:
@@ -68,7 +58,7 @@ def main() -> None:
         extra = losses.focal_loss(aux, target, self.cfg.focal_gamma)
         return terms._replace(total=terms.total + AUX_WEIGHT * extra)
 
-    model_lib.EasyNet.forward = forward
+    model_lib.EasyNet._fused = fused_with_depth_view
     train_lib._fused_rgb_dropout = dropout
     losses.EasyNetLoss.forward = loss
     out = work / f"{category}_{encoding}_aux.pt"
