@@ -62,6 +62,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "crop_size": a.crop_size,
         "select_every": a.select_every,
         "fused_rgb_dropout": a.fused_rgb_dropout,
+        "fused_depth_view_weight": a.fused_depth_view_weight,
     }
     cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     if a.texture_dir:
@@ -359,6 +360,7 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "size": (lambda v: 16 <= v <= 4096, "from 16 to 4096 pixels"),
     "n_train": (lambda v: v >= 1, "at least 1"),
     "fused_rgb_dropout": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
+    "fused_depth_view_weight": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
 PRECISION_HELP = (
@@ -427,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fused-rgb-dropout",
         type=float,
         help="probability per training image that the fused head sees no RGB features (modality dropout; 0: paper)",
+    )
+    t.add_argument(
+        "--fused-depth-view-weight",
+        type=float,
+        help="weight of a second focal loss on the fused head with its RGB features zeroed, against the depth part "
+        "of each anomaly (teaches the fused head to read depth; 0: paper)",
     )
     t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
     t.add_argument(

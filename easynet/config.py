@@ -192,11 +192,17 @@ class TrainConfig:
     # Modality dropout: the probability, per training image, that the fused head sees no RGB features (its target
     # is then only the part of the anomaly that is in depth), so that it must learn to read depth. 0: the paper.
     fused_rgb_dropout: float = 0.0
+    # Depth-only view of the fused head: every training step also runs the fused head with its RGB features zeroed
+    # and adds this weight times its focal loss against the part of the anomaly that is in depth, so the fused head
+    # learns to read depth on every image. 0: the paper (no extra pass).
+    fused_depth_view_weight: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fused_rgb_dropout <= 1.0:
             raise ValueError(f"fused_rgb_dropout must be in [0, 1], got {self.fused_rgb_dropout}")
+        if not 0.0 <= self.fused_depth_view_weight < float("inf"):
+            raise ValueError(f"fused_depth_view_weight must be 0 or more, got {self.fused_depth_view_weight}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -6,6 +6,8 @@ weights map onto this one by renaming prefixes only (see ``checkpoint.import_off
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -144,6 +146,20 @@ class SegmentationHead(nn.Module):
         return self.net(x)
 
 
+@contextlib.contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Batch norms in ``module`` normalise with batch statistics as usual but leave their running ones alone."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
 def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -159,6 +175,7 @@ class EasyNetOutput(NamedTuple):
     pooled_fused: Tensor | None  # (B, 2 * L * hw) pooled RGB then depth merge features
     attn_rgb: Tensor | None  # (B, L * hw) SE scores of the RGB head input
     attn_fused: Tensor | None  # (B, 2 * L * hw) SE scores of the fused head input
+    logits_fused_depth: Tensor | None = None  # (B, 2, H, W) fused head with its RGB features zeroed (training)
 
 
 class GatedOutput(NamedTuple):
@@ -213,7 +230,12 @@ class EasyNet(nn.Module):
 
     # --- forward passes --------------------------------------------------------------------------
     def forward(
-        self, rgb: Tensor, depth: Tensor | None = None, naive: bool = False, fused_rgb_keep: Tensor | None = None
+        self,
+        rgb: Tensor,
+        depth: Tensor | None = None,
+        naive: bool = False,
+        fused_rgb_keep: Tensor | None = None,
+        fused_depth_view: bool = False,
     ) -> EasyNetOutput:
         """Full pass with the gate fully open: both heads (training, evaluation of every gate mode).
 
@@ -223,6 +245,8 @@ class EasyNet(nn.Module):
             naive: use the literal up-sample-and-concatenate heads (reference for parity and benchmarks).
             fused_rgb_keep: (B,) training only: a factor on the RGB features that enter the fused head and its
                 attention (0 drops them for that image: modality dropout, ``TrainConfig.fused_rgb_dropout``).
+            fused_depth_view: training only: also run the fused head with all RGB features zeroed
+                (``logits_fused_depth``; ``TrainConfig.fused_depth_view_weight``).
         """
         size = rgb.shape[-2:]
         m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
@@ -230,11 +254,23 @@ class EasyNet(nn.Module):
         pooled_rgb = self._pool(m_rgb)
         attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
-        pooled_fused = attn_fused = logits_fused = None
+        pooled_fused = attn_fused = logits_fused = logits_fused_depth = None
         if m_depth is not None:
             pooled_fused, attn_fused, logits_fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep)
+            if fused_depth_view:  # batch statistics as usual, but the running ones stay those of RGB-D inputs
+                no_rgb = pooled_rgb.new_zeros(pooled_rgb.shape[0])
+                with _running_stats_frozen(self.fused_head):
+                    logits_fused_depth = self._fused(m_rgb, pooled_rgb, m_depth, size, head, no_rgb)[2]
         return EasyNetOutput(
-            rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
+            rec_rgb,
+            rec_depth,
+            logits_rgb,
+            logits_fused,
+            pooled_rgb,
+            pooled_fused,
+            attn_rgb,
+            attn_fused,
+            logits_fused_depth,
         )
 
     def _fused(

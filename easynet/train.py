@@ -219,9 +219,17 @@ def train(
         for batch in loader:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             keep, mask = _fused_rgb_dropout(batch, cfg.fused_rgb_dropout)
+            depth_view = cfg.fused_depth_view_weight > 0 and "mask_depth" in batch
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
-                pred = net(batch["aug_rgb"], batch.get("aug_depth"), fused_rgb_keep=keep)
-            terms = criterion(pred, batch["rgb"], batch.get("depth"), mask, batch["mask_rgb"])
+                pred = net(batch["aug_rgb"], batch.get("aug_depth"), fused_rgb_keep=keep, fused_depth_view=depth_view)
+            terms = criterion(
+                pred,
+                batch["rgb"],
+                batch.get("depth"),
+                mask,
+                batch["mask_rgb"],
+                batch.get("mask_depth") if depth_view else None,
+            )
             _optimise(terms.total, optimizer, scheduler, scaler, step)
             step += 1
             losses = terms.as_floats()

@@ -50,6 +50,7 @@ def train_args(tiny_tree, tmp_path):
         ("--steps", "-5", "error: --steps must be a number of steps of at least 1, got -5"),
         ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
         ("--fused-rgb-dropout", "1.5", "error: --fused-rgb-dropout must be a probability from 0 to 1, got 1.5"),
+        ("--fused-depth-view-weight", "-1", "error: --fused-depth-view-weight must be 0 or more, got -1.0"),
     ],
 )
 def test_impossible_train_options_are_refused_before_any_work(capsys, train_args, tmp_path, option, value, message):

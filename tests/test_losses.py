@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from easynet.config import TrainConfig
@@ -36,3 +37,23 @@ def test_weights_are_applied():
     terms = EasyNetLoss(TrainConfig(weight_l2_depth=3.0))(out, rgb, depth, torch.zeros(1, 1, 16, 16))
     assert abs(float(terms.l2_depth) - 1.0) < 1e-6
     assert abs(float(terms.total) - (3.0 + float(terms.ssim_rgb) + float(terms.focal_rgb))) < 1e-5
+
+
+def test_fused_depth_view_term_uses_the_depth_mask_and_its_weight():
+    from easynet.losses import EasyNetLoss, focal_loss
+    from easynet.model import EasyNetOutput
+
+    torch.manual_seed(0)
+    rgb, zeros = torch.rand(1, 3, 16, 16), torch.zeros(1, 2, 16, 16)
+    view = torch.randn(1, 2, 16, 16)
+    out = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None, view)
+    mask = torch.ones(1, 1, 16, 16)  # the anomaly ...
+    mask_depth = torch.zeros(1, 1, 16, 16)  # ... is colour-only: the depth view must call it clean
+    off = EasyNetLoss(TrainConfig())(out, rgb, None, mask, mask_depth=mask_depth)
+    on = EasyNetLoss(TrainConfig(fused_depth_view_weight=2.0))(out, rgb, None, mask, mask_depth=mask_depth)
+    expected = focal_loss(view, mask_depth)
+    torch.testing.assert_close(on.focal_fused_depth, expected)
+    assert float(expected) != pytest.approx(float(focal_loss(view, mask)))
+    torch.testing.assert_close(on.total, off.total + 2.0 * expected)
+    without_mask = EasyNetLoss(TrainConfig(fused_depth_view_weight=2.0))(out, rgb, None, mask)
+    assert float(without_mask.focal_fused_depth) == 0.0 and float(without_mask.total) == pytest.approx(float(off.total))

@@ -112,3 +112,29 @@ def test_fused_rgb_keep_zero_makes_the_fused_head_blind_to_rgb():
     torch.testing.assert_close(dropped_a.logits_fused[0], dropped_b.logits_fused[0])
     assert not torch.allclose(dropped_a.logits_fused[1], dropped_b.logits_fused[1])
     torch.testing.assert_close(dropped_a.logits_rgb, plain.logits_rgb)  # the RGB head is untouched
+
+
+def test_fused_depth_view_is_the_fused_head_without_rgb_and_keeps_its_running_statistics():
+    from test_fastpath import randomise
+
+    model = randomise(tiny("lite"))
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    with torch.no_grad():
+        model.eval()
+        viewed = model(rgb, depth, fused_depth_view=True)
+        blind = model(rgb, depth, fused_rgb_keep=torch.zeros(2))
+        assert model(rgb, depth).logits_fused_depth is None  # off unless asked
+        torch.testing.assert_close(viewed.logits_fused_depth, blind.logits_fused)
+        torch.testing.assert_close(viewed.logits_fused, model(rgb, depth).logits_fused)  # the main pass is unchanged
+        model.train()
+        stats = {k: v.clone() for k, v in model.fused_head.state_dict().items() if "running" in k}
+        model(rgb, depth)
+        plain = {k: v.clone() for k, v in model.fused_head.state_dict().items() if "running" in k}
+        for k in stats:  # reload and repeat with the view: the running statistics move exactly as without it
+            model.fused_head.state_dict()[k].copy_(stats[k])
+        model(rgb, depth, fused_depth_view=True)
+        after = {k: v for k, v in model.fused_head.state_dict().items() if "running" in k}
+    assert stats and any(not torch.equal(stats[k], plain[k]) for k in stats)
+    for k in stats:
+        torch.testing.assert_close(after[k], plain[k])
+    assert all(m.momentum == 0.1 for m in model.fused_head.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -160,3 +160,15 @@ def test_training_with_fused_rgb_dropout_runs_and_is_validated(tmp_path):
     assert len(result.history) == 3 and all(np.isfinite(h["total"]) for h in result.history)
     with pytest.raises(ValueError, match="fused_rgb_dropout"):
         TRAIN_PRESETS["paper"].replace(fused_rgb_dropout=1.5)
+
+
+def test_training_with_a_fused_depth_view_adds_its_loss(tmp_path):
+    data = _pairs(tmp_path)
+    cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2, fused_depth_view_weight=1.0)
+    on = train(CFG, cfg, data, device="cpu", progress=False).history
+    off = train(CFG, cfg.replace(fused_depth_view_weight=0.0), data, device="cpu", progress=False).history
+    assert all(h["focal_fused_depth"] > 0 for h in on) and all(h["focal_fused_depth"] == 0 for h in off)
+    # same seed, same first batch and weights: the first total differs by exactly the extra term
+    assert on[0]["total"] == pytest.approx(off[0]["total"] + on[0]["focal_fused_depth"], rel=1e-5)
+    with pytest.raises(ValueError, match="fused_depth_view_weight"):
+        TRAIN_PRESETS["paper"].replace(fused_depth_view_weight=-1.0)
