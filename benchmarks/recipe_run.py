@@ -4,6 +4,7 @@ experiment behind a recipe change (benchmarks/RECIPE.md). Needs
 
     python benchmarks/recipe_run.py foam_block --dome 0.5 --work runs/recipe     # one JSON line per run
     python benchmarks/recipe_run.py gasket --encoding metric --kinds 0.25,0.25,0.5
+    python benchmarks/recipe_run.py tablet --depth-view 1
 
 The base is the `lite` model preset with the `lite` training preset (the shipped recipe); each flag changes
 one choice. Prints {"category", "changes", "seconds", "validation", "test": {gate: [I-AUROC, per defect]}}.
@@ -30,6 +31,7 @@ def main() -> None:
     p.add_argument("--dome", type=float, help="weight of dome-profiled depth anomalies (rim: 1 - dome)")
     p.add_argument("--kinds", help="weights of synthetic anomaly kinds both,rgb,depth (default 0.5,0.25,0.25)")
     p.add_argument("--rgb-dropout", type=float, help="TrainConfig.fused_rgb_dropout (modality dropout)")
+    p.add_argument("--depth-view", type=float, help="TrainConfig.fused_depth_view_weight (depth-only view loss)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     a = p.parse_args()
@@ -49,6 +51,9 @@ def main() -> None:
     if a.rgb_dropout is not None:
         train_cfg = train_cfg.replace(fused_rgb_dropout=a.rgb_dropout)
         changes["rgbdrop"] = a.rgb_dropout
+    if a.depth_view is not None:
+        train_cfg = train_cfg.replace(fused_depth_view_weight=a.depth_view)
+        changes["depthview"] = a.depth_view
     for name in ("steps", "seed"):
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})
