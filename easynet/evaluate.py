@@ -95,9 +95,12 @@ def run_heads(
     device: torch.device,
     progress: Progress | None = None,
     cal: Calibration | None = None,
+    precision: str = "fp32",
 ) -> HeadOutputs:
     """Full forward (both heads) over items with ``rgb``, ``depth`` attributes (Sample or Synthetic); with
-    ``cal``, each head's maps are position-normalised as its calibration says before they are scored."""
+    ``cal``, each head's maps are position-normalised as its calibration says before they are scored.
+    ``precision`` "bf16" runs the network under bf16 autocast (probabilities and entropies in fp32), as the
+    bf16 runner does; it is used as given (emulated where the device lacks native bf16)."""
     cfg, n = model.cfg, len(items)
     probs_r, probs_f, h_r, h_f = [], [], [], []
     model.eval()
@@ -108,13 +111,15 @@ def run_heads(
         depth_t = None
         if cfg.has_depth and all(c.depth is not None for c in chunk):
             depth_t = torch.from_numpy(np.stack([c.depth for c in chunk])[:, None]).float().to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
             out = model(rgb_t, depth_t)
             probs_r.append(torch.softmax(out.logits_rgb.float(), 1)[:, 1].cpu())
             nan = torch.full((len(chunk),), float("nan"))
             if out.logits_fused is not None:
                 probs_f.append(torch.softmax(out.logits_fused.float(), 1)[:, 1].cpu())
-                hr, hf = entropies(cfg.gate_scoring, out.pooled_rgb, out.pooled_fused, out.attn_rgb, out.attn_fused)
+                pooled = [t.float() if t is not None else None for t in (out.pooled_rgb, out.pooled_fused)]
+                attn = [t.float() if t is not None else None for t in (out.attn_rgb, out.attn_fused)]
+                hr, hf = entropies(cfg.gate_scoring, *pooled, *attn)
                 h_r.append(hr.cpu())
                 h_f.append(hf.cpu())
             else:
@@ -403,10 +408,11 @@ def evaluate(
     device: torch.device,
     gates: Sequence[str] = MODES,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> tuple[dict[str, dict[str, Any]], HeadOutputs]:
     """Metrics per requested gate mode over a test split: ({mode: `Metrics.to_dict()`}, head outputs); the
-    "control" entry adds "fused_fraction"."""
-    heads = run_heads(model, test, device, progress, cal)
+    "control" entry adds "fused_fraction". ``precision``: see ``run_heads``."""
+    heads = run_heads(model, test, device, progress, cal, precision)
     samples = [test[i] for i in range(len(test))]
     labels = np.asarray([s.label for s in samples])
     masks = np.stack([s.mask for s in samples])

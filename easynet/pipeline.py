@@ -226,8 +226,10 @@ def evaluate_category(
     data_format: str | None = None,
     device: str = "auto",
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> tuple[EvalReport, Any, Any]:
-    """Evaluate a checkpoint on a category's test split.
+    """Evaluate a checkpoint on a category's test split; ``precision`` "bf16" runs the network under bf16
+    autocast even where the device only emulates it (the accuracy guard, ``easynet.precision_guard``).
 
     Returns (report, test dataset, head outputs); `report.to_dict()` is the `easynet evaluate --json` shape.
     """
@@ -239,6 +241,8 @@ def evaluate_category(
     gates = list(gates)
     if not cfg.has_depth or not getattr(test, "has_depth", True):
         gates = ["close"]
-    by_gate, heads = evaluate(predictor.model, predictor.calibration, test, predictor.device, gates, progress)
+    by_gate, heads = evaluate(
+        predictor.model, predictor.calibration, test, predictor.device, gates, progress, precision
+    )
     report = EvalReport(category=category, checkpoint=str(checkpoint), n_images=len(test), gates=by_gate)
     return report, test, heads

@@ -220,7 +220,11 @@ class Predictor:
         name: str = "",
         backend: str = "optimized",
         precision: str = "auto",
+        *,
+        force_precision: bool = False,
     ) -> None:
+        """``force_precision``: run ``precision`` ("fp32" or "bf16") as given, emulated where the device lacks it
+        (the bf16 accuracy guard measures bf16 rounding on any CPU); otherwise runtime.resolve_precision."""
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
         self.calibration = calibration
@@ -230,6 +234,8 @@ class Predictor:
         self.backend = backend
         # precision_note: one sentence when the asked-for precision was not available (bf16 on a CPU without it)
         self.precision, self.precision_note = resolve_precision(precision, device)
+        if force_precision:
+            self.precision, self.precision_note = precision, None
         if backend == "onnx":
             self.precision = "fp32"
         self.runner: Runner = make_runner(self.model, device, backend, self.precision)

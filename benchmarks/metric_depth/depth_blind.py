@@ -34,6 +34,7 @@ def main() -> None:
             "validation_fused_depth_only": metrics["i_auroc_by_kind"]["fused"].get("depth"),
             "depth_blind_note": "depth_note" in metrics,
             "test_open_dent": round(report.gates["open"]["per_defect_i_auroc"]["dent"], 3),
+            "validation_i_auroc": {g: round(metrics[f"i_auroc_{g}"], 4) for g in ("close", "open", "control")},
         }
         print(json.dumps(row), flush=True)
 
