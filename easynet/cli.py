@@ -364,8 +364,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
 PRECISION_HELP = (
-    "auto: bf16 on CUDA GPUs, fp32 on CPUs; bf16: bf16 where the device has it natively (avx512_bf16 / "
-    "AMX CPUs, CUDA), else fp32 with a note"
+    "auto: fp32 (bf16 changed some shipped results, see benchmarks/bf16_guard.json); bf16: bf16 where the "
+    "device has it natively (avx512_bf16 / AMX CPUs, CUDA), else fp32 with a note"
 )
 OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
 

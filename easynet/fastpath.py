@@ -6,7 +6,7 @@ backend and device and answers ``runner(rgb, depth, gate, alpha) -> GatedOutput`
 
 * ``eager``: the model as trained (fp32, NCHW), for reference;
 * ``optimized``: the folded copy, channels-last (the Predictor's default); both torch backends run in bf16
-  autocast when given precision "bf16" (runtime.resolve_precision: by default on CUDA, opt-in on CPUs);
+  autocast when given precision "bf16" (runtime.resolve_precision: opt-in on every device);
 * ``onnx``: onnxruntime on an exported graph (see ``easynet.export``).
 
 torch.compile is not used by default: on the 2-core CPU it made lite ~30 % faster in the steady state but costs

@@ -29,7 +29,8 @@ def test_resolve_precision(monkeypatch):
     assert used == "fp32" and "no native bf16" in note and "fp32" in note
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert runtime.resolve_precision("bf16", CPU) == ("bf16", None)
-    assert runtime.resolve_precision("auto", CPU) == ("fp32", None)  # CPUs opt in
+    assert runtime.resolve_precision("auto", CPU) == ("fp32", None)  # bf16 is opt-in
+    assert runtime.resolve_precision("auto", torch.device("cuda")) == ("fp32", None)  # on GPUs too
     with pytest.raises(InputError, match="precision must be one of"):
         runtime.resolve_precision("fp8", CPU)
 
