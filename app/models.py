@@ -18,6 +18,7 @@ from easynet.predict import Predictor
 MAX_MODELS_ENV = "EASYNET_MAX_MODELS"
 DEFAULT_MAX_MODELS = 4
 PRECISION_ENV = "EASYNET_PRECISION"  # auto (default), fp32 or bf16: the server's inference precision
+BACKEND_ENV = "EASYNET_BACKEND"  # optimized (default), eager, onnx or compiled: the server's inference backend
 HEADLINE_METRIC = "i_auroc_control"  # validation metric shown in pickers
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,11 @@ class PredictorCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-            predictor = Predictor.from_checkpoint(info.path, precision=os.environ.get(PRECISION_ENV) or "auto")
+            predictor = Predictor.from_checkpoint(
+                info.path,
+                backend=os.environ.get(BACKEND_ENV) or "optimized",
+                precision=os.environ.get(PRECISION_ENV) or "auto",
+            )
             if predictor.precision_note:
                 log.warning("%s", predictor.precision_note)
             predictor.name = info.name

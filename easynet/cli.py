@@ -533,9 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--image-size", type=int)
     b.add_argument(
         "--backend",
-        choices=("optimized", "eager", "onnx", "naive"),
+        choices=("optimized", "eager", "onnx", "compiled", "naive"),
         default="optimized",
-        help="naive: the authors' literal forward (both heads, up-sample + concatenate), the reference",
+        help="naive: the authors' literal forward (both heads, up-sample + concatenate), the reference; compiled: "
+        "optimized under torch.compile (the warm-up calls compile, about a minute)",
     )
     b.add_argument("--gate", choices=gates, default="control")
     b.add_argument("--warmup", type=int, default=2)

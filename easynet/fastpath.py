@@ -7,10 +7,10 @@ backend and device and answers ``runner(rgb, depth, gate, alpha) -> GatedOutput`
 * ``eager``: the model as trained (fp32, NCHW), for reference;
 * ``optimized``: the folded copy, channels-last (the Predictor's default); both torch backends run in bf16
   autocast when given precision "bf16" (runtime.resolve_precision: opt-in on every device);
-* ``onnx``: onnxruntime on an exported graph (see ``easynet.export``).
-
-torch.compile is not used by default: on the 2-core CPU it made lite ~30 % faster in the steady state but costs
-6-75 s to compile per Predictor, and was slower under load (measured in benchmarks/README.md).
+* ``onnx``: onnxruntime on an exported graph (see ``easynet.export``);
+* ``compiled``: the optimized copy under ``torch.compile`` (inductor), opt-in: the first call of each gate
+  mode and batch size compiles (about a minute for `lite` on 2 CPU cores), later calls are much faster
+  (benchmarks/README.md), so it suits a long-running server, not a one-off command.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from easynet.errors import InputError
 from easynet.model import EasyNet, GatedOutput, SegmentationHead
 
-BACKENDS = ("optimized", "eager", "onnx")
+BACKENDS = ("optimized", "eager", "onnx", "compiled")
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -111,13 +111,23 @@ class Runner(Protocol):
 class TorchRunner:
     """Runs ``forward_gated`` in inference mode; the optimized variant adds channels-last / bf16 autocast."""
 
-    def __init__(self, model: EasyNet, device: torch.device, optimized: bool = True, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        model: EasyNet,
+        device: torch.device,
+        optimized: bool = True,
+        precision: str = "fp32",
+        compiled: bool = False,
+    ) -> None:
         self.device, self.backend, self.precision = device, "optimized" if optimized else "eager", precision
         model = model.to(device).eval()
         # channels-last helps oneDNN on CPU and the tensor cores on CUDA
         self.channels_last = optimized
         self.model = optimize_for_inference(model, self.channels_last) if optimized else model
         self.autocast = precision == "bf16"  # softmax, entropies and scores stay fp32 (forward_gated casts)
+        self._forward = self.model.forward_gated
+        if compiled:  # one graph per gate mode and input shape, compiled on first use
+            self.backend, self._forward = "compiled", torch.compile(self.model.forward_gated, dynamic=False)
 
     def _layout(self, x: Tensor | None) -> Tensor | None:
         if x is None:
@@ -127,7 +137,7 @@ class TorchRunner:
 
     def __call__(self, rgb: Tensor, depth: Tensor | None, gate: str, alpha: float) -> GatedOutput:
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-            return self.model.forward_gated(self._layout(rgb), self._layout(depth), gate, alpha)
+            return self._forward(self._layout(rgb), self._layout(depth), gate, alpha)
 
 
 def make_runner(model: EasyNet, device: torch.device, backend: str = "optimized", precision: str = "fp32") -> Runner:
@@ -139,4 +149,10 @@ def make_runner(model: EasyNet, device: torch.device, backend: str = "optimized"
         return OnnxRunner.from_model(model, device)
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return TorchRunner(model, device, optimized=backend == "optimized", precision=precision)
+    return TorchRunner(
+        model,
+        device,
+        optimized=backend in ("optimized", "compiled"),
+        precision=precision,
+        compiled=backend == "compiled",
+    )

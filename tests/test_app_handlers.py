@@ -51,6 +51,16 @@ def test_registry_lists_the_model_with_its_facts(assets):
         models.find("does-not-exist")
 
 
+def test_the_server_backend_comes_from_the_environment(assets, monkeypatch):
+    from app import models
+
+    monkeypatch.setenv(models.BACKEND_ENV, "eager")
+    assert models.PredictorCache(size=1).get(assets.model).runner.backend == "eager"
+    monkeypatch.setenv(models.BACKEND_ENV, "tensorrt")
+    with pytest.raises(InputError, match="backend must be one of"):
+        models.PredictorCache(size=1).get(assets.model)
+
+
 @pytest.mark.parametrize("gate", ["close", "open", "control"])
 def test_predict_in_each_gate(assets, gate):
     from app import inspect_tab

@@ -88,7 +88,7 @@ def test_bn_statistics_matter():
     assert (a.anomaly_map - b.anomaly_map).abs().max() > 100 * TOL
 
 
-@pytest.mark.parametrize("backend", ["eager", "optimized"])
+@pytest.mark.parametrize("backend", ["eager", "optimized", "compiled"])
 def test_runner_equals_forward_gated(backend):
     model = tiny("lite")
     runner = make_runner(model, torch.device("cpu"), backend)
@@ -96,6 +96,7 @@ def test_runner_equals_forward_gated(backend):
     with torch.inference_mode():
         ref = model.forward_gated(rgb, depth, "control", 0.01)
     out = runner(rgb, depth, "control", 0.01)
+    assert runner.backend == backend
     assert (ref.anomaly_map - out.anomaly_map).abs().max() <= TOL
     assert torch.equal(ref.used_fused, out.used_fused)
 
