@@ -1,6 +1,6 @@
 """Runs every benchmark of the report and writes benchmarks/results.json and the table in benchmarks/README.md.
 
-Run from the repository root: `python benchmarks/run_all.py` (about 6 minutes on 2 idle CPU cores; `--quick` runs the
+Run from the repository root: `python benchmarks/run_all.py` (about 8 minutes on 2 idle CPU cores; `--quick` runs the
 same code paths at tiny sizes in a minute). Each network row is one `python -m easynet bench` process, so that
 its peak RSS is its own. CUDA rows are added when a GPU is present.
 """
@@ -104,6 +104,20 @@ def request_timing(quick: bool) -> dict:
             "total_ms": total, "parts_ms": parts}  # fmt: skip
 
 
+def sgemm_gflops(quick: bool) -> float:
+    """The machine's practical fp32 peak: GFLOP/s of a large square matrix product (4096, 2 warm-up calls)."""
+    import torch
+
+    n = 512 if quick else 4096
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    for _ in range(2):
+        a @ b
+    start, repeats = time.perf_counter(), 3 if quick else 5
+    for _ in range(repeats):
+        a @ b
+    return round(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9, 1)
+
+
 def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -142,11 +156,15 @@ def render(results: dict) -> str:
         f"Whole predict request, lite at {req['image_size']}px ({req['input']}, gate {req['gate']}): "
         f"{req['total_ms']:.1f} ms (" + ", ".join(f"{k} {v:.1f} ms" for k, v in req["parts_ms"].items()) + ").",
         "",
-        "`compiled` rows (torch.compile of the optimized model, opt-in backend): the first call compiles, "
+        "`compiled` rows (torch.compile of the optimized model, opt-in backend): the first call compiles "
+        "(shorter when inductor's on-disk cache already holds the graph), "
         + ", ".join(
             f"{r['preset']} {r['image_size']}px {r['gate']} {r['first_call_ms'] / 1000:.0f} s" for r in compiled
         )
         + "; the rows time the calls after it.",
+        "",
+        f"Peak for the GFLOP/s column: a 4096x4096 fp32 matrix product runs at {results['sgemm_gflops']:.0f} GFLOP/s "
+        "on this machine (the practical fp32 peak of its cores; measured in the same run).",
         "",
         "Targets:",
     ]
@@ -214,6 +232,7 @@ def main() -> None:
     sizes = (32,) if args.quick else (256, 128)
     preprocess = {str(s): round(time_preprocessing(s, repeats=2 if args.quick else 5), 1) for s in sizes}
     request = request_timing(args.quick)
+    peak = sgemm_gflops(args.quick)
     busy = busy or training_running()
     load = os.getloadavg()[0]
     note = ("taken while other training/tests were running (numbers are pessimistic)" if busy or load > 2.5
@@ -225,6 +244,7 @@ def main() -> None:
         "load_note": f"{note}; 1-min load average at the end {load:.2f}",
         "quick": args.quick,
         "rows": rows,
+        "sgemm_gflops": peak,
         "preprocess_ms": preprocess,
         "request": request,
         "targets": targets(rows, request),
