@@ -197,6 +197,8 @@ def train(
     torch.manual_seed(cfg.seed + rank)
     model, model_cfg, start_step, train_state = _starting_model(model_cfg, resume, init_from)
     model.to(dev).train()
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -217,7 +219,7 @@ def train(
     while step < total and not stopped:
         _set_epoch(epoch, data, sampler)
         for batch in loader:
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            batch = {k: _to(v, dev, layout) for k, v in batch.items()}
             keep, mask = _fused_rgb_dropout(batch, cfg.fused_rgb_dropout)
             depth_view = cfg.fused_depth_view_weight > 0 and "mask_depth" in batch
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
@@ -266,6 +268,12 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torch.Tensor:
+    """A batch tensor on the training device, images (4-D) in the model's memory format."""
+    t = t.to(dev, non_blocking=True)
+    return t.contiguous(memory_format=layout) if t.dim() == 4 else t
 
 
 def _fused_rgb_dropout(batch: dict[str, torch.Tensor], p: float) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -397,5 +405,5 @@ def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> 
         "scheduler": _scheduler_to_plain(scheduler.state_dict()),
     }
     prov = {**(provenance or {}), "steps": step, "train_state": state}
-    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
     return Checkpoint(model_cfg, weights, Calibration(), cfg, prov)
