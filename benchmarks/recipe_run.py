@@ -67,10 +67,7 @@ def main() -> None:
         a.data, a.category, out, model_cfg=model_cfg, train_cfg=train_cfg, device="cpu", preset="lite", progress=False
     )
     report, _, _ = evaluate_category(out, a.data, a.category, device="cpu")
-    test = {
-        g: [round(r["i_auroc"], 3), {k: round(v, 3) for k, v in r["per_defect_i_auroc"].items()}]
-        for g, r in report.gates.items()
-    }
+    test = report.i_auroc_table()
     row = {"category": a.category, "changes": changes, "seconds": round(time.time() - start)}
     print(json.dumps({**row, "validation": summary.validation, "test": test}), flush=True)
 

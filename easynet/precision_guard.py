@@ -38,9 +38,8 @@ class GuardResult:
         """One sentence per guarded number that moved too far or verdict that changed; empty when it passes."""
         out = []
         for gate, values in self.metrics.items():
-            for name, (a, b) in values.items():
-                moved = abs(a - b) if math.isfinite(a) and math.isfinite(b) else (0.0 if a == b else math.inf)
-                if not (math.isnan(a) and math.isnan(b)) and moved > TOLERANCE:
+            for name, (a, b) in values.items():  # undefined in both is fine; in one only (nan) fails
+                if not (math.isnan(a) and math.isnan(b)) and not abs(a - b) <= TOLERANCE:
                     out.append(f"{self.category} {gate} {name}: fp32 {a:.4f}, bf16 {b:.4f} (allowed {TOLERANCE})")
         for sample, gates in self.verdicts.items():
             for gate, (a, b) in gates.items():

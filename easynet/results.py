@@ -44,3 +44,10 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         """{"category", "checkpoint", "n_images", "gates"}, JSON-ready."""
         return asdict(self)
+
+    def i_auroc_table(self, digits: int = 3) -> dict[str, list[Any]]:
+        """{gate: [I-AUROC, {defect kind: I-AUROC}]}, rounded: the compact test table of experiment logs."""
+        return {
+            gate: [round(m["i_auroc"], digits), {k: round(v, digits) for k, v in m["per_defect_i_auroc"].items()}]
+            for gate, m in self.gates.items()
+        }

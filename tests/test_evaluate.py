@@ -409,3 +409,14 @@ def test_calibration_says_when_the_fused_head_never_learned_depth(tiny_tree, mon
     cal = ev.calibrate(EasyNet(MODEL_PRESETS["lite"].replace(image_size=32)), validation, torch.device("cpu"), synth)
     assert cal.metrics["i_auroc_by_kind"]["fused"] == {"rgb": 1.0, "depth": 0.5}
     assert "did not learn to use depth" in cal.metrics["depth_note"] and "0.50" in cal.metrics["depth_note"]
+
+
+def test_i_auroc_table_is_the_rounded_gate_and_defect_columns():
+    from easynet.results import EvalReport
+
+    gates = {
+        "open": {"i_auroc": 0.91666, "aupro": 0.5, "per_defect_i_auroc": {"dent": 0.83333, "stain": 1.0}},
+        "close": {"i_auroc": 0.5, "aupro": 0.4, "per_defect_i_auroc": {"dent": 0.25}},
+    }
+    table = EvalReport("toy", "c.pt", 4, gates).i_auroc_table()
+    assert table == {"open": [0.917, {"dent": 0.833, "stain": 1.0}], "close": [0.5, {"dent": 0.25}]}

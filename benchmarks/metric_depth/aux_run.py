@@ -74,10 +74,7 @@ def main() -> None:
         progress=False,
     )
     report, _, _ = evaluate_category(out, "data/synthetic", category, gates=("close", "open", "control"), device="cpu")
-    test = {
-        g: [round(r["i_auroc"], 3), {k: round(v, 3) for k, v in r["per_defect_i_auroc"].items()}]
-        for g, r in report.gates.items()
-    }
+    test = report.i_auroc_table()
     fused = summary.validation["i_auroc_by_kind"]["fused"]
     row = {"category": category, "encoding": encoding, "aux_weight": AUX_WEIGHT, "s": round(time.time() - start)}
     print(json.dumps({**row, "validation_fused_by_kind": fused, "test": test}), flush=True)

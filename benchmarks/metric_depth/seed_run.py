@@ -36,10 +36,7 @@ def main() -> None:
         progress=False,
     )
     report, _, _ = evaluate_category(out, "data/synthetic", "gasket", gates=("close", "open", "control"), device="cpu")
-    test = {
-        g: [round(r["i_auroc"], 3), {k: round(v, 3) for k, v in r["per_defect_i_auroc"].items()}]
-        for g, r in report.gates.items()
-    }
+    test = report.i_auroc_table()
     row = {"encoding": encoding, "seed": seed, "s": round(time.time() - start), "validation": summary.validation}
     print(json.dumps({**row, "test": test}), flush=True)
 

@@ -51,10 +51,7 @@ def main() -> None:
         progress=False,
     )
     report, _, _ = evaluate_category(out, "data/synthetic", "gasket", gates=("close", "open", "control"), device="cpu")
-    test = {
-        g: [round(r["i_auroc"], 3), {k: round(v, 3) for k, v in r["per_defect_i_auroc"].items()}]
-        for g, r in report.gates.items()
-    }
+    test = report.i_auroc_table()
     print(json.dumps({"variant": variant, "s": round(time.time() - start), "test": test}), flush=True)
 
 
