@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--kinds", help="weights of synthetic anomaly kinds both,rgb,depth (default 0.5,0.25,0.25)")
     p.add_argument("--rgb-dropout", type=float, help="TrainConfig.fused_rgb_dropout (modality dropout)")
     p.add_argument("--depth-view", type=float, help="TrainConfig.fused_depth_view_weight (depth-only view loss)")
+    p.add_argument("--residual", action="store_true", help="ModelConfig.depth_residual (reconstruction residual)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     a = p.parse_args()
@@ -40,6 +41,9 @@ def main() -> None:
     if a.encoding:
         model_cfg = model_cfg.replace(depth_encoding=a.encoding)
         changes["encoding"] = a.encoding
+    if a.residual:
+        model_cfg = model_cfg.replace(depth_residual=True)
+        changes["residual"] = 1
     if a.dome is not None:
         synth = dataclasses.replace(train_cfg.synth, depth_profile_weights=(1.0 - a.dome, a.dome))
         train_cfg = train_cfg.replace(synth=synth)

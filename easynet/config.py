@@ -52,6 +52,10 @@ class ModelConfig:
     # "official": the authors' raw chosen-head probability, 21x21 filter counting zero padding, >= in the gate
     score_rule: str = "calibrated"
     gate_rule: str = "entropy"  # GATE_RULES: how "control" picks a head
+    # Not in the paper: the depth stream's full-resolution merge also sees the depth reconstruction residual
+    # (input - reconstruction, detached), so a dent that the autoencoder repaired is one pointwise feature
+    # away from the fused head instead of a comparison it has to learn (benchmarks/RECIPE.md)
+    depth_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):

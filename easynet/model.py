@@ -89,10 +89,14 @@ class Autoencoder(nn.Module):
         return scales, rec
 
 
-def scale_channels(cfg: ModelConfig) -> list[int]:
-    """Channels of each scale's concatenated (encoder, decoder) feature: 2w, 3w, 6w."""
+def scale_channels(cfg: ModelConfig, depth: bool = False) -> list[int]:
+    """Channels of each scale's concatenated (encoder, decoder) feature: 2w, 3w, 6w; with
+    ``cfg.depth_residual`` the depth stream's first scale also carries the reconstruction residual."""
     w = cfg.base_width
-    return [2 * w, 3 * w, 6 * w][: cfg.layers]
+    channels = [2 * w, 3 * w, 6 * w][: cfg.layers]
+    if depth and cfg.depth_residual:
+        channels[0] += cfg.depth_channels
+    return channels
 
 
 class SqueezeExcite(nn.Module):
@@ -203,14 +207,19 @@ class EasyNet(nn.Module):
         self.rgb_se = SqueezeExcite(n * hw, cfg.se_reduction) if cfg.attention else None
         if cfg.has_depth:
             self.depth = Autoencoder(cfg.depth_channels, widths, n)
-            self.depth_merges = nn.ModuleList(nn.Sequential(*_pointwise(c, hw)) for c in scale_channels(cfg))
+            depth_scales = scale_channels(cfg, depth=True)
+            self.depth_merges = nn.ModuleList(nn.Sequential(*_pointwise(c, hw)) for c in depth_scales)
             self.fused_head = SegmentationHead(2 * n * hw, hw, cfg.head_out_norm)
             self.fused_se = SqueezeExcite(2 * n * hw, cfg.se_reduction) if cfg.attention else None
         self.apply(_init_weights)
 
     # --- building blocks -------------------------------------------------------------------------
-    def _stream(self, ae: Autoencoder, merges: nn.ModuleList, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    def _stream(
+        self, ae: Autoencoder, merges: nn.ModuleList, x: Tensor, residual: bool = False
+    ) -> tuple[list[Tensor], Tensor]:
         scales, rec = ae(x)
+        if residual:  # what the autoencoder changed, per pixel; detached: reconstruction stays its only job
+            scales[0] = torch.cat([scales[0], x - rec.detach()], dim=1)
         return [m(s) for m, s in zip(merges, scales)], rec  # merges at native scale resolution
 
     def _depth_in(self, depth: Tensor) -> Tensor:
@@ -220,7 +229,8 @@ class EasyNet(nn.Module):
         m_rgb, rec_rgb = self._stream(self.rgb, self.rgb_merges, rgb)
         m_depth = rec_depth = None
         if depth is not None and self.cfg.has_depth:
-            m_depth, rec_depth = self._stream(self.depth, self.depth_merges, self._depth_in(depth))
+            residual = self.cfg.depth_residual
+            m_depth, rec_depth = self._stream(self.depth, self.depth_merges, self._depth_in(depth), residual)
         return m_rgb, rec_rgb, m_depth, rec_depth
 
     @staticmethod
