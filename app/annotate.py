@@ -8,7 +8,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app import workspace
+from app import ui, workspace
 from app.inspect_tab import DEPTH_TYPES
 from app.services import Services, bind, default_services
 from app.ui import friendly, image_upload, model_dropdown, upload_path
@@ -293,10 +293,17 @@ def build(services: Services) -> gr.Dropdown:
             saved = gr.JSON(label="Last saved", visible=False)
     hidden = {"api_visibility": "undocumented"}
     prefill_ = bind(prefill, services)
-    rgb.upload(prefill_, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill")
-    depth.upload(prefill_, [rgb, depth, model], [editor, status, current], api_name="annotate_prefill_depth", **hidden)
+    queue = ui.inference_queue()
+    targets = [editor, status, current]
+    rgb.upload(prefill_, [rgb, depth, model], targets, api_name="annotate_prefill", **queue)
+    depth.upload(prefill_, [rgb, depth, model], targets, api_name="annotate_prefill_depth", **hidden, **queue)
     refill.click(
-        lambda *a: prefill_(*a)[:2], [rgb, depth, model], [editor, status], api_name="annotate_refill", **hidden
+        lambda *a: prefill_(*a)[:2],
+        [rgb, depth, model],
+        [editor, status],
+        api_name="annotate_refill",
+        **hidden,
+        **queue,
     )
     clear.click(clear_mask, rgb, editor, api_name="annotate_clear", **hidden)
     save_btn.click(

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import figures, models, workspace
+from app import figures, models, ui, workspace
 from app.inspect_tab import DEPTH_TYPES, model_for_sample
 from app.services import Services, bind, default_services
 from app.ui import GATES, friendly, image_upload, model_dropdown, upload_path
@@ -151,7 +151,13 @@ def build(services: Services) -> list[gr.Dropdown]:
             examples.load_input_event.then(
                 sample_model, [sample_category, model], model, api_name="compare_sample_model", **hidden
             )
-    button.click(bind(compare_sample, services), [rgb, depth, model], [*heats, table, result], api_name="compare")
+    button.click(
+        bind(compare_sample, services),
+        [rgb, depth, model],
+        [*heats, table, result],
+        api_name="compare",
+        **ui.inference_queue(),
+    )
 
     with gr.Accordion("A whole category: metrics per gate and per defect kind", open=True):
         with gr.Row():

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app import figures, models
+from app import figures, models, ui
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
 from easynet.batch import display_heat_original, summarise
@@ -274,11 +274,12 @@ def build(services: Services) -> gr.Dropdown:
     inputs = [rgb, depth, model, gate, sensitivity, colour_by]
     hidden = {"api_visibility": "undocumented"}
     predict_, rerender_ = bind(predict, services), bind(rerender, services)
-    button.click(predict_, inputs, outputs, api_name="predict")
+    queue = ui.inference_queue()
+    button.click(predict_, inputs, outputs, api_name="predict", **queue)
     depth.change(preview_depth, depth, depth_view, api_name="depth_preview", **hidden)
     again = [state, model, gate, sensitivity, colour_by]
-    gate.change(rerender_, again, outputs, api_name="predict_gate", **hidden)
-    sensitivity.release(rerender_, again, outputs, api_name="predict_sensitivity", **hidden)
+    gate.change(rerender_, again, outputs, api_name="predict_gate", **hidden, **queue)
+    sensitivity.release(rerender_, again, outputs, api_name="predict_sensitivity", **hidden, **queue)
     colour_by.change(recolour, [state, colour_by], cloud, api_name="point_cloud", **hidden)
     gr.api(bind(friendly(pick_sample), services), api_name="pick_sample")
     gallery.select(

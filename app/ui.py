@@ -20,6 +20,7 @@ from gradio import processing_utils
 
 from app import models
 from easynet.errors import EasyNetError
+from easynet.settings import env_int
 from easynet.visualize import atomic_write_bytes
 
 GATES = ("close", "open", "control")
@@ -29,8 +30,25 @@ STATE_TTL_ENV = "EASYNET_STATE_TTL_S"
 STATE_TTL_S = float(os.environ.get(STATE_TTL_ENV) or 900)  # a session's gr.State is dropped this long after its
 # last update (read when the page is built; Gradio would otherwise keep up to 10,000 sessions' state)
 STATE_SIDE = 256  # pixels; the long side of the pictures a session keeps between events (never the full image)
+CONCURRENCY_ENV = "EASYNET_CONCURRENCY"
+DEFAULT_CONCURRENCY = 4  # network runs at once on the server, all interactive endpoints together
 SERVER_SETTING = re.compile(r"(?:,? ?\(?|; |,? or )set (EASYNET_[A-Z_]+) to raise (?:it|the limit)\)?")
 log = logging.getLogger(__name__)
+
+
+def inference_queue() -> dict[str, Any]:
+    """Event keyword arguments that put an interactive event running the network (predict, its re-renders, compare,
+    annotate's pre-fill) in one shared Gradio queue: up to EASYNET_CONCURRENCY such requests run at once, from any
+    of them, instead of Gradio's one at a time per event (requests spend most of their time in upload, download
+    and rendering, which overlap). Read when the page is built."""
+    expected = "a whole number of requests, at least 1"
+    try:
+        limit = env_int(CONCURRENCY_ENV, DEFAULT_CONCURRENCY, expected)
+    except EasyNetError as err:  # read while the page is built: the server does not start
+        raise SystemExit(str(err)) from None
+    if limit < 1:
+        raise SystemExit(f"{CONCURRENCY_ENV} must be {expected}, got {limit}")
+    return {"concurrency_id": "inference", "concurrency_limit": limit}
 
 
 def _atomic_save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:

@@ -56,13 +56,14 @@ class BenchResult:
         return asdict(self)
 
 
-class _RssPeak:
-    """Polls the process RSS (psutil) in a thread; ``peak`` is the largest value seen, in bytes."""
+class RssPeak:
+    """Polls a process's RSS (psutil; this process by default) in a thread; ``peak`` is the largest value seen, in
+    bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
         import psutil
 
-        self._proc, self._stop, self.peak = psutil.Process(), threading.Event(), 0
+        self._proc, self._stop, self.peak = psutil.Process(pid), threading.Event(), 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -70,7 +71,7 @@ class _RssPeak:
             self.peak = max(self.peak, self._proc.memory_info().rss)
             time.sleep(RSS_POLL_S)
 
-    def __enter__(self) -> _RssPeak:
+    def __enter__(self) -> RssPeak:
         self.peak = self._proc.memory_info().rss
         self._thread.start()
         return self
@@ -189,7 +190,7 @@ def bench_network(
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     times: list[float] = []
-    with _RssPeak() as rss:
+    with RssPeak() as rss:
         total_start = time.perf_counter()
         while len(times) < iterations or time.perf_counter() - total_start < min_seconds:
             start = time.perf_counter()

@@ -39,6 +39,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "image_size": a.image_size,
         "modality": a.modality,
         "depth_encoding": a.depth_encoding,
+        "depth_residual": None if a.depth_residual is None else a.depth_residual == "on",
     }
     given = {k: v for k, v in changes.items() if v is not None}
     start = a.resume or a.init
@@ -442,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("height", "metric"),
         help="height (default of the presets): height above the table / the image's highest point; metric: "
         "height in metres / one scale fitted on the training split, synthetic dents and bumps in millimetres",
+    )
+    t.add_argument(
+        "--depth-residual",
+        choices=("on", "off"),
+        help="on: the fused head also sees the depth reconstruction residual (input - reconstruction; not in the "
+        "paper, benchmarks/RECIPE.md); default: the preset's",
     )
     t.add_argument(
         "--gate-rule",

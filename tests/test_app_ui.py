@@ -68,3 +68,22 @@ def test_release_memory_returns_freed_heap_pages():
     after = _rss_mb()
     libc.free(keep)
     assert before - after > 100, (before, after)
+
+
+def test_network_events_share_one_queue_of_the_configured_size(monkeypatch):
+    from app_helpers import load_demo
+
+    monkeypatch.setenv(ui.CONCURRENCY_ENV, "3")
+    fns = {fn.api_name: fn for fn in load_demo().fns.values()}
+    shared = ["predict", "predict_gate", "predict_sensitivity", "compare", "annotate_prefill", "annotate_refill"]
+    for name in shared:
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("inference", 3), name
+    for heavy in ("batch", "evaluate_category"):  # whole folders and data sets: one at a time, in their own queue
+        assert fns[heavy].concurrency_id != "inference" and fns[heavy].concurrency_limit in (1, "default")
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_an_impossible_concurrency_is_one_sentence(monkeypatch, value):
+    monkeypatch.setenv(ui.CONCURRENCY_ENV, value)
+    with pytest.raises(SystemExit, match="^EASYNET_CONCURRENCY must be a whole number of requests, at least 1, got"):
+        ui.inference_queue()

@@ -132,3 +132,14 @@ def test_predictor_default_backend_equals_eager(tiny_checkpoint, tiny_tree):
         a, b = fast.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate)
         assert abs(a.anomaly_map - b.anomaly_map).max() <= TOL
         assert a.used == b.used and abs(a.score - b.score) <= TOL
+
+
+@pytest.mark.parametrize("backend", ["optimized", "onnx"])
+def test_depth_residual_runs_the_same_on_every_backend(backend):
+    model = randomise(tiny("lite", depth_residual=True))
+    runner = make_runner(model, torch.device("cpu"), backend)
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    with torch.inference_mode():
+        ref = model.forward_gated(rgb, depth, "open", 0.0)
+    out = runner(rgb, depth, "open", 0.0)
+    assert (ref.anomaly_map - out.anomaly_map).abs().max() <= (TOL if backend != "onnx" else 1e-4)

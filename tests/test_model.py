@@ -138,3 +138,30 @@ def test_fused_depth_view_is_the_fused_head_without_rgb_and_keeps_its_running_st
     for k in stats:
         torch.testing.assert_close(after[k], plain[k])
     assert all(m.momentum == 0.1 for m in model.fused_head.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_depth_residual_feeds_input_minus_reconstruction_to_the_first_depth_merge():
+    from test_fastpath import randomise
+
+    model = randomise(tiny("lite", depth_residual=True)).eval()
+    plain = tiny("lite")
+    first = model.depth_merges[0][0]
+    assert first.in_channels == plain.depth_merges[0][0].in_channels + model.cfg.depth_channels
+    assert model.rgb_merges[0][0].in_channels == plain.rgb_merges[0][0].in_channels  # the RGB stream is untouched
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    seen = []
+    first.register_forward_hook(lambda _m, args, _out: seen.append(args[0]) and None)
+    with torch.no_grad():
+        out = model(rgb, depth)
+    residual = seen[0][:, -model.cfg.depth_channels :]
+    torch.testing.assert_close(residual, depth - out.rec_depth)
+
+
+def test_depth_residual_is_detached_so_the_reconstruction_only_learns_to_reconstruct():
+    # the decoder's output conv makes the reconstruction and nothing else: only the residual could carry a
+    # segmentation gradient into it, and it must not
+    model = tiny("lite", depth_residual=True).train()
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    model(rgb, depth).logits_fused.sum().backward()
+    assert model.depth.decoder.fin_out[0].weight.grad is None
+    assert model.depth_merges[0][0].weight.grad.abs().sum() > 0

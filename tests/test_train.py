@@ -186,3 +186,15 @@ def test_channels_last_training_is_the_same_maths_and_saves_contiguous_weights(t
     assert weights_4d and all(v.is_contiguous() for v in weights_4d)
     trained_4d = [p for p in fast.model.parameters() if p.dim() == 4]
     assert any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in trained_4d)
+
+
+def test_train_command_sets_the_depth_residual_in_the_checkpoint(tiny_tree, tmp_path):
+    from easynet.cli import main
+
+    out = tmp_path / "residual.pt"
+    args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main([*args, "--image-size", "32", "--steps", "2", "--depth-residual", "on"]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.model_config.depth_residual is True
+    model = ckpt.build_model()  # strict load: the first depth merge has the residual's extra input channel
+    assert model.depth_merges[0][0].in_channels == model.rgb_merges[0][0].in_channels + 1

@@ -5,7 +5,7 @@
 * ``C``: `height` depth input, anomalies drawn as `metric` draws them (log-uniform 0.3-4 mm, in units of gasket's
   fitted 9.58 mm scale).
 
-    python benchmarks/metric_depth/swap_run.py A runs/swap_A.pt     # one JSON line (swap.jsonl)
+    python benchmarks/metric_depth/swap_run.py A runs/swap_A.pt [SEED]    # one JSON line (swap.jsonl)
 
 The displacement is swapped by replacing `AnomalySynthesizer._displace` in this process only (training and
 calibration); the test split is evaluated as usual. Needs `python -m easynet synth data/synthetic --size 256
@@ -29,6 +29,9 @@ GASKET_SCALE_MM = 9.579  # the metric scale fitted on gasket's training split
 
 def main() -> None:
     variant, out = sys.argv[1], sys.argv[2]
+    train_cfg = TRAIN_PRESETS["lite"]
+    if len(sys.argv) > 3:
+        train_cfg = train_cfg.replace(seed=int(sys.argv[3]))
 
     def displace(self, depth, bump, rng):
         if variant == "A":
@@ -44,7 +47,7 @@ def main() -> None:
         "data/synthetic",
         "gasket",
         out,
-        train_cfg=TRAIN_PRESETS["lite"],
+        train_cfg=train_cfg,
         device="cpu",
         preset="lite",
         model_cfg=MODEL_PRESETS["lite"].replace(depth_encoding=encoding),
@@ -52,7 +55,10 @@ def main() -> None:
     )
     report, _, _ = evaluate_category(out, "data/synthetic", "gasket", gates=("close", "open", "control"), device="cpu")
     test = report.i_auroc_table()
-    print(json.dumps({"variant": variant, "s": round(time.time() - start), "test": test}), flush=True)
+    print(
+        json.dumps({"variant": variant, "seed": train_cfg.seed, "s": round(time.time() - start), "test": test}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
