@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from easynet.checkpoint import load_checkpoint
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.pipeline import evaluate_category, train_category
 
@@ -33,6 +34,8 @@ def main() -> None:
     p.add_argument("--rgb-dropout", type=float, help="TrainConfig.fused_rgb_dropout (modality dropout)")
     p.add_argument("--depth-view", type=float, help="TrainConfig.fused_depth_view_weight (depth-only view loss)")
     p.add_argument("--residual", action="store_true", help="ModelConfig.depth_residual (reconstruction residual)")
+    p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
+    p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     a = p.parse_args()
@@ -58,6 +61,13 @@ def main() -> None:
     if a.depth_view is not None:
         train_cfg = train_cfg.replace(fused_depth_view_weight=a.depth_view)
         changes["depthview"] = a.depth_view
+    if a.restarts is not None:
+        train_cfg = train_cfg.replace(depth_restarts=a.restarts)
+        changes["restarts"] = a.restarts
+    if a.mm:
+        mm = tuple(float(v) for v in a.mm.split(","))
+        train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, depth_amplitude_mm=mm))
+        changes["mm"] = a.mm
     for name in ("steps", "seed"):
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})
@@ -73,6 +83,7 @@ def main() -> None:
     report, _, _ = evaluate_category(out, a.data, a.category, device="cpu")
     test = report.i_auroc_table()
     row = {"category": a.category, "changes": changes, "seconds": round(time.time() - start)}
+    row["depth_blind_seeds"] = load_checkpoint(out).provenance.get("depth_blind_seeds", [])
     print(json.dumps({**row, "validation": summary.validation, "test": test}), flush=True)
 
 

@@ -64,6 +64,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "select_every": a.select_every,
         "fused_rgb_dropout": a.fused_rgb_dropout,
         "fused_depth_view_weight": a.fused_depth_view_weight,
+        "depth_restarts": a.depth_restarts,
     }
     cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     if a.texture_dir:
@@ -362,6 +363,7 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "n_train": (lambda v: v >= 1, "at least 1"),
     "fused_rgb_dropout": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
     "fused_depth_view_weight": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
+    "depth_restarts": (lambda v: 0 <= v <= 10, "from 0 to 10"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
 PRECISION_HELP = (
@@ -436,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="weight of a second focal loss on the fused head with its RGB features zeroed, against the depth part "
         "of each anomaly (teaches the fused head to read depth; 0: paper)",
+    )
+    t.add_argument(
+        "--depth-restarts",
+        type=int,
+        help="train again with the next seed, at most this often, when the fused head ends depth-blind on validation "
+        "(default: the preset's)",
     )
     t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
     t.add_argument(

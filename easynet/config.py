@@ -147,9 +147,13 @@ class SynthConfig:
     max_perlin_scale: int = 6
     threshold: float = 0.5
     beta_max: float = 0.8  # RGB blend: aug = (1 - beta) * texture + beta * image inside the mask
-    depth_amplitude: tuple[float, float] = (0.1, 0.5)  # |displacement| in units of the normalised depth
-    # |displacement| in millimetres, log-uniform, for "metric" depth (applied in metres, before the scale)
-    depth_amplitude_mm: tuple[float, float] = (0.3, 4.0)
+    # |displacement| in units of the depth input: of the image's highest point ("height") or of the checkpoint's
+    # fixed scale ("metric", unless depth_amplitude_mm is set)
+    depth_amplitude: tuple[float, float] = (0.1, 0.5)
+    # |displacement| in millimetres, log-uniform, for "metric" depth (applied in metres, before the scale), e.g.
+    # (0.3, 4.0). None: depth_amplitude of the scale. Millimetre ranges left `lite` depth-blind: half of such
+    # anomalies are under what a 128 px network resolves, and it learned that depth carries nothing (RECIPE.md)
+    depth_amplitude_mm: tuple[float, float] | None = None
     # Depth displacement profile: (rim = a flat step with a softened edge, dome = a smooth bowl or bump with no
     # edge), relative weights (synth.PROFILES).
     depth_profile_weights: tuple[float, float] = (1.0, 0.0)
@@ -203,11 +207,17 @@ class TrainConfig:
     # and adds this weight times its focal loss against the part of the anomaly that is in depth, so the fused head
     # learns to read depth on every image. 0: the paper (no extra pass).
     fused_depth_view_weight: float = 0.0
+    # Restarts for a run whose fused head ends depth-blind on validation (its depth-only synthetic anomalies scored
+    # no better than evaluate.DEPTH_BLIND_AUROC): train again from scratch with the next seed, at most this often.
+    # Decided on validation only; the last run is kept whatever it scored.
+    depth_restarts: int = 0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fused_rgb_dropout <= 1.0:
             raise ValueError(f"fused_rgb_dropout must be in [0, 1], got {self.fused_rgb_dropout}")
+        if self.depth_restarts < 0:
+            raise ValueError(f"depth_restarts must be 0 or more, got {self.depth_restarts}")
         if not 0.0 <= self.fused_depth_view_weight < float("inf"):
             raise ValueError(f"fused_depth_view_weight must be 0 or more, got {self.fused_depth_view_weight}")
 
@@ -266,7 +276,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         "shape_weights",
         "fill_weights",
     ):
-        if key in synth:
+        if synth.get(key) is not None:
             synth[key] = tuple(synth[key])
     if "milestones" in data:
         data["milestones"] = tuple(data["milestones"])

@@ -131,36 +131,49 @@ def train_category(
         "n_train": len(train_set),
         "initialised_from": Path(init_from).name if init_from else None,
     }
-    t0 = time.time()
-    result = train(
-        model_cfg,
-        train_cfg,
-        train_set,
-        device=device,
-        out=out if train_cfg.checkpoint_every else None,
-        resume=resume,
-        init_from=init_from,
-        callback=callback,
-        progress=progress,
-        provenance=provenance,
-        select=select,
-    )
-    provenance["train_seconds"] = round(time.time() - t0, 1)
-    if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under torchrun
-        # only rank 0 calibrates and writes the checkpoint
-        _finish_distributed()
-        return TrainSummary(
-            checkpoint=None,
-            steps=result.checkpoint.provenance["steps"],
-            stopped=result.stopped,
-            alpha=None,
-            validation=None,
-            history=result.history,
+    # a fresh run whose fused head ends depth-blind on validation is repeated with the next seed (at most
+    # train_cfg.depth_restarts times); resuming or fine-tuning continues the weights given, once
+    restarts = train_cfg.depth_restarts if resume is None and init_from is None else 0
+    blind_seeds: list[int] = []
+    for attempt in range(restarts + 1):
+        run_cfg = train_cfg.replace(seed=train_cfg.seed + attempt)
+        t0 = time.time()
+        result = train(
+            model_cfg,
+            run_cfg,
+            train_set,
+            device=device,
+            out=out if run_cfg.checkpoint_every else None,
+            resume=resume,
+            init_from=init_from,
+            callback=callback,
+            progress=progress,
+            provenance=provenance,
+            select=select,
         )
-    ckpt = result.checkpoint
-    ckpt.calibration = calibrate(
-        result.model.to(dev), validation, dev, train_cfg.synth, position_norm=train_cfg.position_norm
-    )
+        provenance["train_seconds"] = round(time.time() - t0, 1) + provenance.get("train_seconds", 0.0)
+        if result.stopped or int(os.environ.get("RANK", "0")) != 0:  # stopped: nothing to calibrate; under
+            # torchrun only rank 0 calibrates and writes the checkpoint
+            _finish_distributed()
+            return TrainSummary(
+                checkpoint=None,
+                steps=result.checkpoint.provenance["steps"],
+                stopped=result.stopped,
+                alpha=None,
+                validation=None,
+                history=result.history,
+            )
+        ckpt = result.checkpoint
+        ckpt.calibration = calibrate(
+            result.model.to(dev), validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm
+        )
+        if "depth_note" not in ckpt.calibration.metrics or attempt == restarts:
+            break
+        blind_seeds.append(run_cfg.seed)
+        if progress:
+            print(f"seed {run_cfg.seed}: {ckpt.calibration.metrics['depth_note']}; training again", file=sys.stderr)
+    if blind_seeds:
+        provenance["depth_blind_seeds"] = blind_seeds  # runs replaced by a restart (TrainConfig.depth_restarts)
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
     if ship:
         ckpt.provenance.pop("train_state", None)

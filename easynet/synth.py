@@ -253,9 +253,10 @@ class AnomalySynthesizer:
     """Turns a clean (rgb, depth, foreground) triple into a training pair (about half stay clean)."""
 
     def __init__(self, cfg: SynthConfig | None = None, depth_scale: float | None = None) -> None:
-        """``depth_scale``: metres per depth unit of a "metric" model (``ModelConfig.metric_scale``); depth
-        anomalies are then dents and bumps of ``cfg.depth_amplitude_mm``. None: ``cfg.depth_amplitude`` in
-        units of the per-image normalised depth."""
+        """``depth_scale``: metres per depth unit of a "metric" model (``ModelConfig.metric_scale``); with
+        ``cfg.depth_amplitude_mm`` set, depth anomalies are then dents and bumps of that many millimetres.
+        Otherwise they are ``cfg.depth_amplitude`` units of the depth input (of the scale, or of the image's
+        highest point)."""
         self.cfg = cfg or SynthConfig()
         self.textures = TextureSource(self.cfg.texture_dir)
         self.depth_scale = depth_scale
@@ -294,7 +295,7 @@ class AnomalySynthesizer:
 
     def _displace(self, depth: np.ndarray, bump: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A dent or bump of profile ``bump`` (0..1) added to the depth input."""
-        if self.depth_scale is None:
+        if self.depth_scale is None or self.cfg.depth_amplitude_mm is None:
             lo, hi = self.cfg.depth_amplitude
             amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
             return np.clip(depth + amplitude * bump, 0.0, DEPTH_MAX).astype(np.float32)

@@ -91,7 +91,8 @@ def test_metric_depth_anomalies_are_millimetres_in_the_mask_only():
     """With a metric model (0.05 m per depth unit) dents and bumps are 0.3-4 mm, applied in metres."""
     rgb, depth, fg = scene()
     scale = 0.05
-    synth = AnomalySynthesizer(SynthConfig(kind_weights=(0.0, 0.0, 1.0)), depth_scale=scale)
+    cfg = SynthConfig(kind_weights=(0.0, 0.0, 1.0), depth_amplitude_mm=(0.3, 4.0))
+    synth = AnomalySynthesizer(cfg, depth_scale=scale)
     peaks = []
     for seed in range(30):
         s = synth(rgb, depth, fg, np.random.default_rng(seed), force=True)
@@ -103,6 +104,21 @@ def test_metric_depth_anomalies_are_millimetres_in_the_mask_only():
     peaks = np.array(peaks)
     assert len(peaks) > 10 and peaks.max() <= 0.004 + 1e-6
     assert (peaks < 0.001).any() and (peaks > 0.001).any()  # sub-millimetre and millimetre dents both occur
+
+
+def test_metric_depth_anomalies_are_fractions_of_the_scale_by_default():
+    """The default for a metric model: 0.1-0.5 units of its fixed scale (5-25 mm at 0.05 m per unit), mask only."""
+    rgb, depth, fg = scene()
+    synth = AnomalySynthesizer(SynthConfig(kind_weights=(0.0, 0.0, 1.0)), depth_scale=0.05)
+    peaks = []
+    for seed in range(30):
+        s = synth(rgb, depth, fg, np.random.default_rng(seed), force=True)
+        if s.label:
+            moved = np.abs(s.depth - depth)  # depth units
+            assert (moved[s.mask == 0] == 0).all()
+            peaks.append(moved.max())
+    peaks = np.array(peaks)
+    assert len(peaks) > 10 and peaks.max() <= 0.5 + 1e-6 and np.median(peaks) > 0.1  # not millimetres (< 0.08)
 
 
 def test_dome_profile_is_smooth_per_blob_and_zero_off_the_mask():

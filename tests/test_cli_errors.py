@@ -51,6 +51,7 @@ def train_args(tiny_tree, tmp_path):
         ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
         ("--fused-rgb-dropout", "1.5", "error: --fused-rgb-dropout must be a probability from 0 to 1, got 1.5"),
         ("--fused-depth-view-weight", "-1", "error: --fused-depth-view-weight must be 0 or more, got -1.0"),
+        ("--depth-restarts", "-1", "error: --depth-restarts must be from 0 to 10, got -1"),
     ],
 )
 def test_impossible_train_options_are_refused_before_any_work(capsys, train_args, tmp_path, option, value, message):

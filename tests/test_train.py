@@ -198,3 +198,44 @@ def test_train_command_sets_the_depth_residual_in_the_checkpoint(tiny_tree, tmp_
     assert ckpt.model_config.depth_residual is True
     model = ckpt.build_model()  # strict load: the first depth merge has the residual's extra input channel
     assert model.depth_merges[0][0].in_channels == model.rgb_merges[0][0].in_channels + 1
+
+
+def test_a_depth_blind_run_is_trained_again_with_the_next_seed(tiny_tree, tmp_path, monkeypatch):
+    import easynet.pipeline as pipeline
+
+    real, runs = pipeline.calibrate, []
+
+    def calibrate(model, validation, device, synth=None, **kw):  # the first run ends depth-blind on validation
+        cal = real(model, validation, device, synth, **kw)
+        runs.append(1)
+        if len(runs) == 1:
+            cal.metrics["depth_note"] = "the fused head finds depth-only synthetic anomalies no better than chance"
+        return cal
+
+    monkeypatch.setattr(pipeline, "calibrate", calibrate)
+    cfg = TRAIN_PRESETS["lite"].replace(steps=2, batch_size=2, seed=5, depth_restarts=2)
+    model_cfg = MODEL_PRESETS["lite"].replace(image_size=32)
+    out = tmp_path / "m.pt"
+    summary = pipeline.train_category(tiny_tree, "toy", out, model_cfg=model_cfg, train_cfg=cfg, device="cpu")
+    ckpt = load_checkpoint(out)
+    assert len(runs) == 2  # the second run read depth: no third
+    assert ckpt.provenance["depth_blind_seeds"] == [5] and ckpt.train_config.seed == 6
+    assert "depth_note" not in summary.validation
+
+
+def test_restarts_never_apply_to_fine_tuning(tiny_tree, tiny_checkpoint, tmp_path, monkeypatch):
+    import easynet.pipeline as pipeline
+
+    calls = []
+    real = pipeline.calibrate
+
+    def calibrate(*a, **kw):
+        cal = real(*a, **kw)
+        calls.append(1)
+        cal.metrics["depth_note"] = "blind"
+        return cal
+
+    monkeypatch.setattr(pipeline, "calibrate", calibrate)
+    cfg = TRAIN_PRESETS["lite"].replace(steps=1, batch_size=2, depth_restarts=3)
+    pipeline.train_category(tiny_tree, "toy", tmp_path / "f.pt", train_cfg=cfg, init_from=tiny_checkpoint, device="cpu")
+    assert len(calls) == 1
