@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 from offline_report import replace_block, results_table, write_samples  # noqa: E402
 
 from easynet.bench import machine  # noqa: E402
+from easynet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
 from easynet.data.synthetic import TUNED, generate  # noqa: E402
 from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category  # noqa: E402
@@ -44,6 +45,29 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def adopt(source: Path, ckpt: Path, model_cfg, train_cfg) -> dict:
+    """Ship a run made elsewhere with the `lite` recipe (refused when its configuration differs from the recipe's
+    in anything but the fitted depth scale and a restart's seed); returns its manifest entry."""
+    run = load_checkpoint(source)
+    fitted = run.model_config.replace(depth_scale=model_cfg.depth_scale)
+    same_train = run.train_config is not None and run.train_config.replace(seed=train_cfg.seed) == train_cfg
+    if fitted != model_cfg or not same_train:
+        raise SystemExit(f"{source} was not trained with the `lite` recipe; train it here instead")
+    run.provenance.pop("train_state", None)
+    run.provenance["adopted_from"] = source.name
+    save_checkpoint(run, ckpt, half=True)
+    metrics = run.calibration.metrics
+    return {
+        "command": run.provenance.get("command"),
+        "adopted_from": source.name,
+        "steps": run.provenance.get("steps"),
+        "train_and_calibrate_seconds": run.provenance.get("train_seconds"),
+        "depth_blind_seeds": run.provenance.get("depth_blind_seeds", []),
+        "alpha": run.calibration.alpha,
+        "validation": metrics,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/synthetic")
@@ -60,6 +84,15 @@ def main() -> int:
         action="store_true",
         help="re-fit the calibration of existing checkpoints on validation (with the `lite` preset's gate rule), "
         "then re-evaluate",
+    )
+    parser.add_argument(
+        "--adopt",
+        nargs="+",
+        default=[],
+        metavar="CATEGORY=CHECKPOINT",
+        help="ship these runs instead of training again: checkpoints trained with exactly the `lite` recipe (e.g. "
+        "by benchmarks/recipe_run.py when a recipe change was decided on them); converted to the shipped format, "
+        "evaluated and recorded with their own training command",
     )
     parser.add_argument("--samples", default="samples")
     parser.add_argument(
@@ -82,34 +115,38 @@ def main() -> int:
     model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
     model_cfg = model_cfg.replace(depth_encoding=a.depth_encoding) if a.depth_encoding else model_cfg
     train_cfg = train_cfg.replace(steps=a.steps) if a.steps else train_cfg
+    adopted = dict(item.split("=", 1) for item in a.adopt)
     for category in [] if a.skip_train else a.categories:
         ckpt = out / f"{category}.pt"
         t0 = time.time()
-        summary = train_category(
-            data,
-            category,
-            ckpt,
-            model_cfg=model_cfg,
-            train_cfg=train_cfg,
-            device="cpu",
-            ship=True,
-            preset="lite",
-            progress=False,
-            callback=log_progress,
-        )
+        if category in adopted:
+            entry = adopt(Path(adopted[category]), ckpt, model_cfg, train_cfg)
+        else:
+            summary = train_category(
+                data,
+                category,
+                ckpt,
+                model_cfg=model_cfg,
+                train_cfg=train_cfg,
+                device="cpu",
+                ship=True,
+                preset="lite",
+                progress=False,
+                callback=log_progress,
+            )
+            entry = {
+                "command": command,
+                "steps": summary.steps,
+                "train_and_calibrate_seconds": round(time.time() - t0, 1),
+                "final_loss": summary.history[-1]["total"] if summary.history else None,
+                "alpha": summary.alpha,
+                "validation": summary.validation,
+            }
         train_s = time.time() - t0
         report, _, _ = evaluate_category(ckpt, data, category, gates=GATES, device="cpu")
         report.checkpoint = ckpt.name
         write_json(out / f"{category}.json", report.to_dict())
-        manifest["categories"][category] = {
-            "checkpoint": ckpt.name,
-            "command": command,
-            "steps": summary.steps,
-            "train_and_calibrate_seconds": round(train_s, 1),
-            "final_loss": summary.history[-1]["total"] if summary.history else None,
-            "alpha": summary.alpha,
-            "validation": summary.validation,
-        }
+        manifest["categories"][category] = {"checkpoint": ckpt.name, **entry}
         write_json(manifest_path, manifest)
         print(f"{category}: {train_s:.0f} s, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
     for category in a.categories if a.recalibrate else []:
