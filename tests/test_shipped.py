@@ -160,3 +160,33 @@ def test_shipped_evaluation_json_is_what_evaluating_the_checkpoint_gives(tmp_pat
     for gate, metrics in shipped_report["gates"].items():
         for key in ("i_auroc", "p_auroc", "aupro"):
             assert report.gates[gate][key] == pytest.approx(metrics[key], abs=1e-6), (gate, key)
+
+
+def test_adopting_a_run_ships_it_only_when_it_is_the_lite_recipe(tmp_path):
+    """build_offline_assets.py --adopt: a run made with the exact `lite` recipe is converted to the shipped format
+    (fp16, no optimiser state) and recorded with its own command; any other configuration is refused."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from build_offline_assets import adopt
+
+    from easynet.checkpoint import Checkpoint, save_checkpoint
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+    from easynet.model import EasyNet
+
+    model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
+    weights = EasyNet(model_cfg).state_dict()
+    run = Checkpoint(model_cfg, weights, train_config=train_cfg.replace(seed=train_cfg.seed + 1))
+    run.provenance = {"command": "recipe_run.py gasket", "steps": 800, "train_state": {"step": 800}}
+    save_checkpoint(run, tmp_path / "run.pt")
+    entry = adopt(tmp_path / "run.pt", tmp_path / "gasket.pt", model_cfg, train_cfg)
+    shipped = load_checkpoint(tmp_path / "gasket.pt")
+    assert entry["command"] == "recipe_run.py gasket" and entry["adopted_from"] == "run.pt"
+    assert "train_state" not in shipped.provenance
+    stored = torch.load(tmp_path / "gasket.pt", weights_only=True)["state_dict"]  # as written (loading upcasts)
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    other = Checkpoint(model_cfg, weights, train_config=train_cfg.replace(steps=2000))
+    save_checkpoint(other, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="not trained with the `lite` recipe"):
+        adopt(tmp_path / "other.pt", tmp_path / "x.pt", model_cfg, train_cfg)
+    assert not (tmp_path / "x.pt").exists()
