@@ -115,9 +115,10 @@ def main() -> int:
     if args.concurrency is not None:
         os.environ["EASYNET_CONCURRENCY"] = str(args.concurrency)
     model, samples, archive = prepare(tmp / "workspace")
-    server, url = start_server(tmp / "server.log")
+    log = tmp / "server.log"
+    server, url = start_server(log)
     try:
-        report = run_load(args, url, server, model, samples, archive)
+        report = run_load(args, url, server, log, model, samples, archive)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -141,18 +142,17 @@ def start_server(log: Path) -> tuple[subprocess.Popen, str]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server.log = log  # type: ignore[attr-defined]
     return server, f"http://127.0.0.1:{port}/"
 
 
-def connect(url: str, server: subprocess.Popen, timeout: float = 180.0) -> Any:
+def connect(url: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> Any:
     """A gradio_client Client once the app answers (it imports torch and builds the page first)."""
     from gradio_client import Client
 
     deadline = time.time() + timeout
     while True:
         if server.poll() is not None:
-            raise SystemExit(f"the app exited before answering: {server.log.read_text()[-2000:]}")
+            raise SystemExit(f"the app exited before answering: {log.read_text()[-2000:]}")
         try:
             return Client(url, verbose=False)
         except Exception:
@@ -211,14 +211,16 @@ def stop_finetune(client: Any, job_id: str) -> dict:
     return {"id": job_id, "state": job["state"], "step": job["step"]}
 
 
-def run_load(args: argparse.Namespace, url: str, server: subprocess.Popen, model: str, samples, archive) -> dict:
+def run_load(
+    args: argparse.Namespace, url: str, server: subprocess.Popen, log: Path, model: str, samples, archive
+) -> dict:
     """Single requests on the idle server, then the clients (and the fine-tune job); returns the report."""
     from gradio_client import Client
 
     from easynet.bench import RssPeak
 
     calls = Calls(model).by_name()
-    main_client = connect(url, server)
+    main_client = connect(url, server, log)
     reference, single = {}, {name: [] for name in calls}
     for name, call in calls.items():  # single client, idle server: the answers and latencies to compare with
         for s in samples:

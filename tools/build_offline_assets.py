@@ -148,7 +148,8 @@ def main() -> int:
         write_json(out / f"{category}.json", report.to_dict())
         manifest["categories"][category] = {"checkpoint": ckpt.name, **entry}
         write_json(manifest_path, manifest)
-        print(f"{category}: {train_s:.0f} s, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
+        how = f"adopted from {adopted[category]}" if category in adopted else f"{train_s:.0f} s"
+        print(f"{category}: {how}, control I-AUROC {report.gates['control']['i_auroc']:.3f}", flush=True)
     for category in a.categories if a.recalibrate else []:
         ckpt = out / f"{category}.pt"
         rule = model_cfg.gate_rule  # the preset's control rule (a decision, not weights: no retraining)
