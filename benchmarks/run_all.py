@@ -22,12 +22,15 @@ README = HERE / "README.md"
 TABLE_BEGIN, TABLE_END = "<!-- results:begin -->", "<!-- results:end -->"
 TRAINING_PATTERN = "easynet train|train_checkpoints"
 
-# (preset, batch, image size, [(backend, gate)]); "naive" is the reference the speed-ups are quoted against
+# (preset, batch, image size, [(backend, gate[, precision])]); "naive" is the reference the speed-ups are quoted
+# against; bf16 rows run only where the CPU computes bf16 natively (runtime.native_bf16), fp32 otherwise
 CPU_ROWS = [
     ("paper", 1, 256, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "open"),
-                       ("optimized", "close"), ("onnx", "control")]),
+                       ("optimized", "close"), ("onnx", "control"), ("optimized", "control", "bf16"),
+                       ("optimized", "close", "bf16")]),
     ("lite", 1, 256, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "close"),
-                      ("onnx", "control"), ("onnx", "close"), ("compiled", "control"), ("compiled", "close")]),
+                      ("onnx", "control"), ("onnx", "close"), ("compiled", "control"), ("compiled", "close"),
+                      ("optimized", "control", "bf16"), ("compiled", "control", "bf16")]),
     ("lite", 8, 256, [("naive", "-"), ("optimized", "control"), ("onnx", "control")]),
     ("lite", 1, 128, [("naive", "-"), ("eager", "control"), ("optimized", "control"), ("optimized", "close"),
                       ("onnx", "control"), ("onnx", "close"), ("compiled", "control")]),
@@ -55,7 +58,9 @@ def load_situation() -> dict:
     return {"loadavg_1m": round(os.getloadavg()[0], 2), "training_running": training_running()}
 
 
-def bench_row(preset: str, device: str, batch: int, size: int, backend: str, gate: str, quick: bool) -> dict:
+def bench_row(
+    preset: str, device: str, batch: int, size: int, backend: str, gate: str, quick: bool, precision: str = "fp32"
+) -> dict:
     """One `easynet bench` process; returns its JSON (plus the load at the time)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
@@ -64,14 +69,14 @@ def bench_row(preset: str, device: str, batch: int, size: int, backend: str, gat
                "--batch-size", str(batch), "--image-size", str(size), "--backend", backend,
                "--gate", "control" if gate == "-" else gate, "--iterations", iterations,
                "--warmup", "1" if quick or preset == "paper" else "3", "--no-preprocess",
-               "--json", str(out)]  # fmt: skip
+               "--precision", precision, "--json", str(out)]  # fmt: skip
         if not quick and preset == "lite":
             cmd += ["--min-seconds", "3"]
         load = load_situation()
         run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if run.returncode:
             return {"preset": preset, "device": device, "batch_size": batch, "image_size": size, "backend": backend,
-                    "gate": gate, "error": run.stderr.strip().splitlines()[-1:]}  # fmt: skip
+                    "gate": gate, "precision": precision, "error": run.stderr.strip().splitlines()[-1:]}  # fmt: skip
         row = json.loads(out.read_text())
     row.pop("machine", None)
     return {"preset": preset, **row, "load_before": load}
@@ -104,12 +109,14 @@ def request_timing(quick: bool) -> dict:
             "total_ms": total, "parts_ms": parts}  # fmt: skip
 
 
-def sgemm_gflops(quick: bool) -> float:
-    """The machine's practical fp32 peak: GFLOP/s of a large square matrix product (4096, 2 warm-up calls)."""
+def sgemm_gflops(quick: bool, dtype: str = "fp32") -> float:
+    """The machine's practical peak: GFLOP/s of a large square matrix product (4096, 2 warm-up calls), in fp32 or
+    bf16."""
     import torch
 
     n = 512 if quick else 4096
-    a, b = torch.rand(n, n), torch.rand(n, n)
+    kind = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.rand(n, n).to(kind), torch.rand(n, n).to(kind)
     for _ in range(2):
         a @ b
     start, repeats = time.perf_counter(), 3 if quick else 5
@@ -129,18 +136,20 @@ def render(results: dict) -> str:
         f"GPU: {m['gpu'] or 'none'}, torch {m['torch']}, Python {m['python']}. "
         f"Run {results['date']}, {results['minutes']:.0f} min; load: {results['load_note']}.",
         "",
-        "| preset | device | batch | size | backend | gate | p50 ms | p95 ms | images/s | GMAC/img | GFLOP/s "
-        "| peak RSS MiB | CUDA peak MiB | x naive |",
-        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | device | batch | size | backend | gate | precision | p50 ms | p95 ms | images/s | GMAC/img "
+        "| GFLOP/s | peak RSS MiB | CUDA peak MiB | x naive |",
+        "|---|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         if "error" in r:
             lines.append(f"| {r['preset']} | {r['device']} | {r['batch_size']} | {r['image_size']} | {r['backend']} "
-                         f"| {r['gate']} | error: {' '.join(r['error'])} |||||||")  # fmt: skip
+                         f"| {r['gate']} | {r.get('precision', 'fp32')} | error: {' '.join(r['error'])} "
+                         "|||||||")  # fmt: skip
             continue
         lines.append(
             f"| {r['preset']} | {r['device']} | {r['batch_size']} | {r['image_size']} | {r['backend']} | {r['gate']} "
-            f"| {_fmt(r['latency_p50_ms'])} | {_fmt(r['latency_p95_ms'])} | {_fmt(r['images_per_s'], '.2f')} "
+            f"| {r.get('precision', 'fp32')} | {_fmt(r['latency_p50_ms'])} | {_fmt(r['latency_p95_ms'])} "
+            f"| {_fmt(r['images_per_s'], '.2f')} "
             f"| {_fmt(r['gmac_per_image'], '.2f')} | {_fmt(r['gflops_achieved'])} | {_fmt(r['peak_rss_mib'], '.0f')} "
             f"| {_fmt(r['cuda_peak_mib'], '.0f')} | {_fmt(r.get('speedup_vs_naive'), '.2f')} |"
         )
@@ -164,7 +173,13 @@ def render(results: dict) -> str:
         + "; the rows time the calls after it.",
         "",
         f"Peak for the GFLOP/s column: a 4096x4096 fp32 matrix product runs at {results['sgemm_gflops']:.0f} GFLOP/s "
-        "on this machine (the practical fp32 peak of its cores; measured in the same run).",
+        "on this machine (the practical fp32 peak of its cores; measured in the same run)"
+        + (
+            f"; the same product in bf16 runs at {results['bf16_gemm_gflops']:.0f} GFLOP/s (this CPU computes bf16 "
+            "natively), the peak for bf16 rows."
+            if results.get("bf16_gemm_gflops")
+            else "; this CPU has no native bf16, so there are no bf16 rows."
+        ),
         "",
         "Targets:",
     ]
@@ -183,8 +198,10 @@ def targets(rows: list[dict], request: dict) -> dict:
     def find(**kw):
         return next((r for r in rows if all(r.get(k) == v for k, v in kw.items()) and "error" not in r), None)
 
-    paper = find(preset="paper", device="cpu", backend="optimized", gate="control", batch_size=1, image_size=256)
-    paper_close = find(preset="paper", device="cpu", backend="optimized", gate="close", batch_size=1, image_size=256)
+    row_256 = {"preset": "paper", "device": "cpu", "backend": "optimized", "batch_size": 1, "image_size": 256}
+    paper = find(**row_256, gate="control", precision="fp32")
+    paper_close = find(**row_256, gate="close", precision="fp32")
+    paper_bf16 = find(**row_256, gate="control", precision="bf16")
     lite = [r for r in rows if r.get("preset") == "lite" and r.get("device") == "cpu" and r.get("batch_size") == 1
             and r.get("image_size") == 256 and r.get("backend") != "naive" and "error" not in r]  # fmt: skip
     best = max(lite, key=lambda r: r["images_per_s"], default=None)
@@ -193,12 +210,17 @@ def targets(rows: list[dict], request: dict) -> dict:
         out["paper CPU batch 1 speed-up vs naive (gate control)"] = {
             "target": TARGETS["paper_cpu_speedup"], "measured": paper.get("speedup_vs_naive"),
             "met": (paper.get("speedup_vs_naive") or 0) >= TARGETS["paper_cpu_speedup"]}  # fmt: skip
+    if paper_bf16:
+        out["paper CPU batch 1 speed-up vs naive fp32 (gate control, bf16, opt-in)"] = {
+            "target": TARGETS["paper_cpu_speedup"], "measured": paper_bf16.get("speedup_vs_naive"),
+            "met": (paper_bf16.get("speedup_vs_naive") or 0) >= TARGETS["paper_cpu_speedup"]}  # fmt: skip
     if paper_close:
         out["paper CPU batch 1 speed-up vs naive (gate close)"] = {
             "target": TARGETS["paper_cpu_speedup"], "measured": paper_close.get("speedup_vs_naive"),
             "met": (paper_close.get("speedup_vs_naive") or 0) >= TARGETS["paper_cpu_speedup"]}  # fmt: skip
     if best:
-        out[f"lite CPU 256px batch 1 images/s (best: {best['backend']}, gate {best['gate']})"] = {
+        out[f"lite CPU 256px batch 1 images/s (best: {best['backend']}, gate {best['gate']}, "
+            f"{best.get('precision', 'fp32')})"] = {
             "target": TARGETS["lite_cpu_images_per_s"], "measured": best["images_per_s"],
             "met": best["images_per_s"] >= TARGETS["lite_cpu_images_per_s"]}  # fmt: skip
     out["whole request ms (lite)"] = {"target": TARGETS["request_ms"], "measured": request["total_ms"],
@@ -211,28 +233,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: exercise the script, numbers are meaningless")
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and README.md")
     args = parser.parse_args()
+    import torch
+
     from easynet.bench import machine, time_preprocessing
-    from easynet.runtime import configure_threads
+    from easynet.runtime import configure_threads, native_bf16
 
     configure_threads()
     start, busy = time.time(), training_running()
-    devices = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
         for preset, batch, size, runs in CPU_ROWS if device == "cpu" else CUDA_ROWS:
             if args.quick:
                 size, batch = 32, min(batch, 2)
-            for backend, gate in runs:
-                row = bench_row(preset, device, batch, size, backend, gate, args.quick)
+            for backend, gate, *precision in runs:
+                precision = precision[0] if precision else "fp32"
+                if precision == "bf16" and not native_bf16(torch.device(device)):
+                    continue  # emulated bf16 is slower than fp32 and would only repeat the fp32 row
+                row = bench_row(preset, device, batch, size, backend, gate, args.quick, precision)
                 row["gate"] = gate
                 print(json.dumps({k: row.get(k) for k in ("preset", "device", "batch_size", "image_size", "backend",
-                                                          "gate", "latency_p50_ms", "error")}), flush=True)  # fmt: skip
+                                                          "gate", "precision", "latency_p50_ms", "error")}),
+                      flush=True)  # fmt: skip
                 rows.append(row)
     add_ratios(rows)
     sizes = (32,) if args.quick else (256, 128)
     preprocess = {str(s): round(time_preprocessing(s, repeats=2 if args.quick else 5), 1) for s in sizes}
     request = request_timing(args.quick)
     peak = sgemm_gflops(args.quick)
+    peak_bf16 = sgemm_gflops(args.quick, "bf16") if native_bf16(torch.device("cpu")) else None
     busy = busy or training_running()
     load = os.getloadavg()[0]
     note = ("taken while other training/tests were running (numbers are pessimistic)" if busy or load > 2.5
@@ -245,6 +274,7 @@ def main() -> None:
         "quick": args.quick,
         "rows": rows,
         "sgemm_gflops": peak,
+        "bf16_gemm_gflops": peak_bf16,
         "preprocess_ms": preprocess,
         "request": request,
         "targets": targets(rows, request),

@@ -1,9 +1,11 @@
 """Training throughput: steps/s of the real training loop (data loading, synthetic anomalies, forward, losses,
-backward, Adam) for `lite` (its 128 px, batch 8, the `lite` training preset) on one synthetic category, with
-channels-last memory format on (the default) and off.
+backward, Adam) for `lite` (its 128 px, batch 8, the `lite` training preset) on one synthetic category: contiguous
+against channels-last memory (the default), fp32 against bf16 autocast (`TrainConfig.cpu_bf16`, only where the CPU
+computes bf16 natively), the share of a step spent making the batch (decoding is cached; synthetic anomalies are
+drawn anew every step), and whether bf16 keeps the loss curve within the seed-to-seed noise of fp32.
 
     python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0     # once
-    python benchmarks/train_speed.py [--category gasket] [--steps 40]            # writes train_speed.json
+    python benchmarks/train_speed.py [--category gasket] [--steps 40] [--curve-steps 200]   # train_speed.json
 
 Steps before WARMUP are not timed. Run it with nothing else on the machine.
 """
@@ -13,28 +15,55 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
+import numpy as np
+
 WARMUP = 5
+CURVE_TAIL = 50  # the loss curves are compared on the mean of their last this many steps
 OUTPUT = Path(__file__).with_name("train_speed.json")
 
 
-def steps_per_s(data: str, category: str, steps: int, channels_last: bool) -> float:
+def run(data: str, category: str, steps: int, **changes) -> tuple[float, list[float]]:
+    """(steps/s after WARMUP, total loss per step) of one training run with TrainConfig ``changes``."""
     from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
     from easynet.data.registry import Split, open_dataset
-    from easynet.pipeline import loader_options
+    from easynet.pipeline import fit_metric_scale, loader_options
     from easynet.train import train
 
-    model_cfg = MODEL_PRESETS["lite"]
+    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS["lite"], "mvtec3d")
     samples = open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg))
-    cfg = TRAIN_PRESETS["lite"].replace(steps=steps, channels_last=channels_last)
+    cfg = TRAIN_PRESETS["lite"].replace(steps=steps, **changes)
     marks: dict[int, float] = {}
 
     def note(event) -> None:
         marks[event.step] = event.elapsed
 
-    train(model_cfg, cfg, samples, device="cpu", progress=False, callback=note)
-    return (steps - WARMUP) / (marks[steps] - marks[WARMUP])
+    result = train(model_cfg, cfg, samples, device="cpu", progress=False, callback=note)
+    return (steps - WARMUP) / (marks[steps] - marks[WARMUP]), [h["total"] for h in result.history]
+
+
+def batch_seconds(data: str, category: str, repeats: int = 3) -> float:
+    """Seconds to make one training batch (cached decoded images, fresh synthetic anomalies), as the loop does."""
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+    from easynet.data.registry import Split, open_dataset
+    from easynet.pipeline import fit_metric_scale, loader_options
+    from easynet.train import TrainingSet
+
+    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS["lite"], "mvtec3d")
+    cfg = TRAIN_PRESETS["lite"]
+    items = TrainingSet(
+        open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg)), cfg, True, model_cfg.metric_scale
+    )
+    for i in range(len(items)):  # first pass decodes and caches, as the first epoch of training does
+        items[i]
+    start = time.perf_counter()
+    for epoch in range(1, repeats + 1):
+        items.set_epoch(epoch)
+        for i in range(len(items)):
+            items[i]
+    return (time.perf_counter() - start) / (repeats * len(items)) * cfg.batch_size
 
 
 def main() -> None:
@@ -42,25 +71,57 @@ def main() -> None:
     p.add_argument("--data", default="data/synthetic")
     p.add_argument("--category", default="gasket")
     p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--curve-steps", type=int, default=200, help="length of the fp32 / bf16 loss-curve runs")
     a = p.parse_args()
+    import torch
+
     from easynet.bench import machine
     from easynet.config import TRAIN_PRESETS
+    from easynet.runtime import native_bf16
 
     rows = {
-        layout: round(steps_per_s(a.data, a.category, a.steps, layout == "channels_last"), 3)
-        for layout in ("contiguous", "channels_last")
+        "contiguous": run(a.data, a.category, a.steps, channels_last=False)[0],
+        "channels_last": run(a.data, a.category, a.steps)[0],
     }
+    native = native_bf16(torch.device("cpu"))
+    report: dict = {}
+    if native:
+        rows["channels_last_bf16"] = run(a.data, a.category, a.steps, cpu_bf16=True)[0]
+        tail = {}
+        for name, changes in {
+            "fp32 seed 66": {},
+            "fp32 seed 67": {"seed": 67},
+            "bf16 seed 66": {"cpu_bf16": True},
+        }.items():
+            tail[name] = float(np.mean(run(a.data, a.category, a.curve_steps, **changes)[1][-CURVE_TAIL:]))
+        noise = abs(tail["fp32 seed 66"] - tail["fp32 seed 67"])
+        shift = abs(tail["bf16 seed 66"] - tail["fp32 seed 66"])
+        report["loss_curve"] = {
+            "steps": a.curve_steps,
+            f"mean_total_loss_last_{CURVE_TAIL}": {k: round(v, 4) for k, v in tail.items()},
+            "seed_noise": round(noise, 4),
+            "bf16_shift": round(shift, 4),
+            "bf16_within_noise": shift <= noise,
+        }
+    step_s = 1 / rows["channels_last"]
+    batch_s = batch_seconds(a.data, a.category)
     m = machine()
     report = {
         "machine": f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)",
+        "native_bf16": native,
         "load_1m_at_end": round(os.getloadavg()[0], 2),
         "preset": "lite",
         "batch_size": TRAIN_PRESETS["lite"].batch_size,
         "category": a.category,
         "timed_steps": a.steps - WARMUP,
-        "steps_per_s": rows,
-        "speedup": round(rows["channels_last"] / rows["contiguous"], 2),
+        "steps_per_s": {k: round(v, 3) for k, v in rows.items()},
+        "speedup_channels_last": round(rows["channels_last"] / rows["contiguous"], 2),
+        "batch_making_ms": round(batch_s * 1000, 1),
+        "batch_share_of_step": round(batch_s / step_s, 3),
+        **report,
     }
+    if native:
+        report["speedup_bf16"] = round(rows["channels_last_bf16"] / rows["channels_last"], 2)
     OUTPUT.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report))
 

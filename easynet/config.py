@@ -189,7 +189,10 @@ class TrainConfig:
     weight_focal: float = 1.0
     focal_gamma: float = 2.0
     num_workers: int = 0
-    amp: bool = True  # autocast on CUDA only; CPU training stays fp32
+    amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a gradient scaler)
+    # bf16 autocast for CPU training (opt-in): faster only where the CPU computes bf16 natively (avx512_bf16 / AMX,
+    # runtime.native_bf16); elsewhere oneDNN emulates it and it is slower (benchmarks/train_speed.py)
+    cpu_bf16: bool = False
     checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
     epochs: int = 0  # when > 0, training length in passes over the training set (overrides steps)
     crop_size: int = 0  # when > 0, train on random crops of this side (fully convolutional; predict whole image)

@@ -1,5 +1,6 @@
 """Training: a plain PyTorch loop (Adam, LR x0.2 at 80 % and 90 %), with a callback so the app can follow
-and stop it, periodic checkpoints, resume, AMP on CUDA and DistributedDataParallel under torchrun."""
+and stop it, periodic checkpoints, resume, AMP on CUDA (and opt-in bf16 on CPU) and DistributedDataParallel under
+torchrun."""
 
 from __future__ import annotations
 
@@ -208,8 +209,8 @@ def train(
     total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
     optimizer, scheduler = _optimizer_and_schedule(model, cfg, total, train_state)
     criterion = EasyNetLoss(cfg)
-    amp = cfg.amp and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
+    amp_dtype = torch.bfloat16 if dev.type == "cpu" or (amp and torch.cuda.is_bf16_supported()) else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
 
     history: list[dict[str, float]] = []

@@ -188,14 +188,15 @@ def test_channels_last_training_is_the_same_maths_and_saves_contiguous_weights(t
     assert any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in trained_4d)
 
 
-def test_train_command_sets_the_depth_residual_in_the_checkpoint(tiny_tree, tmp_path):
+def test_train_command_records_the_depth_residual_and_cpu_bf16_in_the_checkpoint(tiny_tree, tmp_path):
     from easynet.cli import main
 
     out = tmp_path / "residual.pt"
     args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
-    assert main([*args, "--image-size", "32", "--steps", "2", "--depth-residual", "on"]) == 0
+    assert main([*args, "--image-size", "32", "--steps", "2", "--depth-residual", "on", "--cpu-bf16"]) == 0
     ckpt = load_checkpoint(out)
     assert ckpt.model_config.depth_residual is True
+    assert ckpt.train_config.cpu_bf16 is True  # recorded with the recipe
     model = ckpt.build_model()  # strict load: the first depth merge has the residual's extra input channel
     assert model.depth_merges[0][0].in_channels == model.rgb_merges[0][0].in_channels + 1
 
@@ -239,3 +240,22 @@ def test_restarts_never_apply_to_fine_tuning(tiny_tree, tiny_checkpoint, tmp_pat
     cfg = TRAIN_PRESETS["lite"].replace(steps=1, batch_size=2, depth_restarts=3)
     pipeline.train_category(tiny_tree, "toy", tmp_path / "f.pt", train_cfg=cfg, init_from=tiny_checkpoint, device="cpu")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cpu_bf16_autocasts_the_forward_only_when_asked(tmp_path, bf16, monkeypatch):
+    data = _pairs(tmp_path)
+    seen = []
+    original = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2, cpu_bf16=bf16)
+    result = train(CFG, cfg, data, device="cpu", progress=False)
+    assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert all(np.isfinite(h["total"]) for h in result.history)
+    assert all(v.dtype == torch.float32 for v in result.model.state_dict().values() if v.is_floating_point())
