@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (several seeds per arm fit in minutes on a GPU)")
     a = p.parse_args()
     model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
     changes: dict[str, object] = {}
@@ -68,7 +69,7 @@ def main() -> None:
         mm = tuple(float(v) for v in a.mm.split(","))
         train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, depth_amplitude_mm=mm))
         changes["mm"] = a.mm
-    for name in ("steps", "seed"):
+    for name in ("steps", "seed"):  # the seed is part of the file name, so seeds of one arm do not overwrite
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})
             changes[name] = getattr(a, name)
@@ -78,9 +79,16 @@ def main() -> None:
     out = work / f"{a.category}_{tag}.pt"
     start = time.time()
     summary = train_category(
-        a.data, a.category, out, model_cfg=model_cfg, train_cfg=train_cfg, device="cpu", preset="lite", progress=False
+        a.data,
+        a.category,
+        out,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        device=a.device,
+        preset="lite",
+        progress=False,
     )
-    report, _, _ = evaluate_category(out, a.data, a.category, device="cpu")
+    report, _, _ = evaluate_category(out, a.data, a.category, device=a.device)
     test = report.i_auroc_table()
     row = {"category": a.category, "changes": changes, "seconds": round(time.time() - start)}
     row["depth_blind_seeds"] = load_checkpoint(out).provenance.get("depth_blind_seeds", [])
