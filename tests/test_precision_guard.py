@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from easynet.checkpoint import load_checkpoint
@@ -37,12 +38,16 @@ def test_run_heads_in_bf16_is_bf16_and_close_to_fp32(tiny_tree, tiny_checkpoint)
     test = open_dataset(tiny_tree, "toy", Split.TEST, **loader_options(model.cfg))
     fp32 = run_heads(model, test, CPU, cal=ckpt.calibration)
     bf16 = run_heads(model, test, CPU, cal=ckpt.calibration, precision="bf16")
-    assert not np.array_equal(fp32.prob_rgb, bf16.prob_rgb)  # it did run in bf16 (emulated on this CPU)
+    assert not np.array_equal(fp32.prob_rgb, bf16.prob_rgb)  # it did run in bf16 (native or emulated)
     np.testing.assert_allclose(bf16.prob_rgb, fp32.prob_rgb, atol=0.05)
     np.testing.assert_allclose(bf16.prob_fused, fp32.prob_fused, atol=0.05)
 
 
-def test_guard_on_a_checkpoint_puts_fp32_next_to_bf16(tiny_tree, tiny_checkpoint):
+@pytest.mark.parametrize("flags", [set(), {"avx512_bf16"}])
+def test_guard_on_a_checkpoint_puts_fp32_next_to_bf16(tiny_tree, tiny_checkpoint, monkeypatch, flags):
+    import easynet.runtime as runtime
+
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)  # the guard records whether bf16 was native
     sample = next((tiny_tree / "toy" / "test" / "hole" / "rgb").glob("*.png"))
     xyz = tiny_tree / "toy" / "test" / "hole" / "xyz" / sample.with_suffix(".tiff").name
     result = guard_checkpoint(tiny_checkpoint, tiny_tree, "toy", [("hole_0", sample, xyz)], gates=("close", "open"))
@@ -51,6 +56,6 @@ def test_guard_on_a_checkpoint_puts_fp32_next_to_bf16(tiny_tree, tiny_checkpoint
         assert result.metrics[gate]["i_auroc"][0] == fp32.gates[gate]["i_auroc"]
         assert result.metrics[gate]["aupro"][0] == fp32.gates[gate]["aupro"]
     assert set(result.verdicts["hole_0"]) == {"close", "open"}
-    assert result.native is False  # this CPU emulates bf16
+    assert result.native is bool(flags)
     row = result.to_dict()
     assert row["passed"] == (row["failures"] == []) and row["verdicts"] == 1
