@@ -1,5 +1,6 @@
 """Training throughput: steps/s of the real training loop (data loading, synthetic anomalies, forward, losses,
-backward, Adam) for `lite` (its 128 px, batch 8, the `lite` training preset) on one synthetic category: contiguous
+backward, Adam) for `lite` (its 128 px, batch 8, the `lite` training preset) and for the real-image preset `base`
+(RGB, 128 px crops, batch 8) on one synthetic category: contiguous
 against channels-last memory (the default), fp32 against bf16 autocast (`TrainConfig.cpu_bf16`, only where the CPU
 computes bf16 natively), the share of a step spent making the batch (decoding is cached; synthetic anomalies are
 drawn anew every step), and whether bf16 keeps the loss curve within the seed-to-seed noise of fp32.
@@ -25,16 +26,17 @@ CURVE_TAIL = 50  # the loss curves are compared on the mean of their last this m
 OUTPUT = Path(__file__).with_name("train_speed.json")
 
 
-def run(data: str, category: str, steps: int, **changes) -> tuple[float, list[float]]:
-    """(steps/s after WARMUP, total loss per step) of one training run with TrainConfig ``changes``."""
+def run(data: str, category: str, steps: int, preset: str = "lite", **changes) -> tuple[float, list[float]]:
+    """(steps/s after WARMUP, total loss per step) of one training run of a preset (model and training recipe)
+    with TrainConfig ``changes``."""
     from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
     from easynet.data.registry import Split, open_dataset
     from easynet.pipeline import fit_metric_scale, loader_options
     from easynet.train import train
 
-    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS["lite"], "mvtec3d")
+    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS[preset], "mvtec3d")
     samples = open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg))
-    cfg = TRAIN_PRESETS["lite"].replace(steps=steps, **changes)
+    cfg = TRAIN_PRESETS[preset].replace(steps=steps, **changes)
     marks: dict[int, float] = {}
 
     def note(event) -> None:
@@ -83,10 +85,16 @@ def main() -> None:
         "contiguous": run(a.data, a.category, a.steps, channels_last=False)[0],
         "channels_last": run(a.data, a.category, a.steps)[0],
     }
+    # the real-image preset (RGB, random 128 px crops of the 256 px letterboxed image, width 12) on the same images
+    base = {
+        "contiguous": run(a.data, a.category, a.steps, "base", channels_last=False)[0],
+        "channels_last": run(a.data, a.category, a.steps, "base")[0],
+    }
     native = native_bf16(torch.device("cpu"))
     report: dict = {}
     if native:
         rows["channels_last_bf16"] = run(a.data, a.category, a.steps, cpu_bf16=True)[0]
+        base["channels_last_bf16"] = run(a.data, a.category, a.steps, "base", cpu_bf16=True)[0]
         tail = {}
         for name, changes in {
             "fp32 seed 66": {},
@@ -116,12 +124,14 @@ def main() -> None:
         "timed_steps": a.steps - WARMUP,
         "steps_per_s": {k: round(v, 3) for k, v in rows.items()},
         "speedup_channels_last": round(rows["channels_last"] / rows["contiguous"], 2),
+        "base_steps_per_s": {k: round(v, 3) for k, v in base.items()},
         "batch_making_ms": round(batch_s * 1000, 1),
         "batch_share_of_step": round(batch_s / step_s, 3),
         **report,
     }
     if native:
         report["speedup_bf16"] = round(rows["channels_last_bf16"] / rows["channels_last"], 2)
+        report["base_speedup_bf16"] = round(base["channels_last_bf16"] / base["channels_last"], 2)
     OUTPUT.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report))
 
