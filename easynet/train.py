@@ -209,8 +209,7 @@ def train(
     total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
     optimizer, scheduler = _optimizer_and_schedule(model, cfg, total, train_state)
     criterion = EasyNetLoss(cfg)
-    amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
-    amp_dtype = torch.bfloat16 if dev.type == "cpu" or (amp and torch.cuda.is_bf16_supported()) else torch.float16
+    amp, amp_dtype = _autocast(cfg, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
 
     history: list[dict[str, float]] = []
@@ -269,6 +268,15 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(model, ckpt, history, stopped)
+
+
+def _autocast(cfg: TrainConfig, dev: torch.device) -> tuple[bool, torch.dtype]:
+    """(autocast on?, its dtype): on the CPU bf16 when ``cfg.cpu_bf16`` asks for it; on CUDA with ``cfg.amp``, bf16
+    where the GPU supports it, else fp16 (with a gradient scaler)."""
+    if dev.type == "cpu":
+        return cfg.cpu_bf16, torch.bfloat16
+    amp = cfg.amp and dev.type == "cuda"
+    return amp, torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torch.Tensor:
