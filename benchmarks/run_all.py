@@ -110,20 +110,24 @@ def request_timing(quick: bool) -> dict:
             "total_ms": total, "parts_ms": parts}  # fmt: skip
 
 
+def _gflops(call, flop: float, repeats: int) -> float:
+    """GFLOP/s of ``call`` (``flop`` per call) over ``repeats`` calls after 2 warm-up calls."""
+    for _ in range(2):
+        call()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return round(flop * repeats / (time.perf_counter() - start) / 1e9, 1)
+
+
 def sgemm_gflops(quick: bool, dtype: str = "fp32") -> float:
-    """The machine's practical peak: GFLOP/s of a large square matrix product (4096, 2 warm-up calls), in fp32 or
-    bf16."""
+    """The machine's practical peak: GFLOP/s of a large square matrix product (4096), in fp32 or bf16."""
     import torch
 
     n = 512 if quick else 4096
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     a, b = torch.rand(n, n).to(kind), torch.rand(n, n).to(kind)
-    for _ in range(2):
-        a @ b
-    start, repeats = time.perf_counter(), 3 if quick else 5
-    for _ in range(repeats):
-        a @ b
-    return round(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9, 1)
+    return _gflops(lambda: a @ b, 2 * n**3, 3 if quick else 5)
 
 
 def conv_gflops(quick: bool, dtype: str = "fp32") -> float:
@@ -138,12 +142,7 @@ def conv_gflops(quick: bool, dtype: str = "fp32") -> float:
     x = torch.rand(1, c, side, side).to(kind).contiguous(memory_format=torch.channels_last)
     w = torch.rand(c, c, 1, 1).to(kind).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        for _ in range(2):
-            F.conv2d(x, w)
-        start, repeats = time.perf_counter(), 3 if quick else 10
-        for _ in range(repeats):
-            F.conv2d(x, w)
-    return round(2 * c * c * side * side * repeats / (time.perf_counter() - start) / 1e9, 1)
+        return _gflops(lambda: F.conv2d(x, w), 2 * c * c * side * side, 3 if quick else 10)
 
 
 def _fmt(v, spec: str = ".1f") -> str:

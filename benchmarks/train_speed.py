@@ -26,16 +26,23 @@ CURVE_TAIL = 50  # the loss curves are compared on the mean of their last this m
 OUTPUT = Path(__file__).with_name("train_speed.json")
 
 
+def training_split(data: str, category: str, preset: str):
+    """(model config with its depth scale fitted, the training split loaded as that preset loads it)."""
+    from easynet.config import MODEL_PRESETS
+    from easynet.data.registry import Split, open_dataset
+    from easynet.pipeline import fit_metric_scale, loader_options
+
+    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS[preset], "mvtec3d")
+    return model_cfg, open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg))
+
+
 def run(data: str, category: str, steps: int, preset: str = "lite", **changes) -> tuple[float, list[float]]:
     """(steps/s after WARMUP, total loss per step) of one training run of a preset (model and training recipe)
     with TrainConfig ``changes``."""
-    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
-    from easynet.data.registry import Split, open_dataset
-    from easynet.pipeline import fit_metric_scale, loader_options
+    from easynet.config import TRAIN_PRESETS
     from easynet.train import train
 
-    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS[preset], "mvtec3d")
-    samples = open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg))
+    model_cfg, samples = training_split(data, category, preset)
     cfg = TRAIN_PRESETS[preset].replace(steps=steps, **changes)
     marks: dict[int, float] = {}
 
@@ -48,16 +55,12 @@ def run(data: str, category: str, steps: int, preset: str = "lite", **changes) -
 
 def batch_seconds(data: str, category: str, repeats: int = 3) -> float:
     """Seconds to make one training batch (cached decoded images, fresh synthetic anomalies), as the loop does."""
-    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
-    from easynet.data.registry import Split, open_dataset
-    from easynet.pipeline import fit_metric_scale, loader_options
+    from easynet.config import TRAIN_PRESETS
     from easynet.train import TrainingSet
 
-    model_cfg = fit_metric_scale(data, category, MODEL_PRESETS["lite"], "mvtec3d")
+    model_cfg, samples = training_split(data, category, "lite")
     cfg = TRAIN_PRESETS["lite"]
-    items = TrainingSet(
-        open_dataset(data, category, Split.TRAIN, **loader_options(model_cfg)), cfg, True, model_cfg.metric_scale
-    )
+    items = TrainingSet(samples, cfg, True, model_cfg.metric_scale)
     for i in range(len(items)):  # first pass decodes and caches, as the first epoch of training does
         items[i]
     start = time.perf_counter()
