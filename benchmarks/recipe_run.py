@@ -5,6 +5,10 @@ experiment behind a recipe change (benchmarks/RECIPE.md). Needs
     python benchmarks/recipe_run.py foam_block --dome 0.5 --work runs/recipe     # one JSON line per run
     python benchmarks/recipe_run.py gasket --encoding metric --kinds 0.25,0.25,0.5
     python benchmarks/recipe_run.py tablet --depth-view 1
+    python benchmarks/recipe_run.py tablet --encoding metric --restarts 1 --dev data/dev   # + a dev split
+
+A dev split (rendered defects from another data seed, so no reported test image is used to decide):
+`python -c "from easynet.data.synthetic import generate, TUNED; generate('data/dev', list(TUNED), 256, 0, 0, 24, 24, 1)"`.
 
 The base is the `lite` model preset with the `lite` training preset (the shipped recipe); each flag changes
 one choice. Prints {"category", "changes", "seconds", "validation", "test": {gate: [I-AUROC, per defect]}}.
@@ -38,6 +42,7 @@ def main() -> None:
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--dev", help="also evaluate on this root's test split (a dev set: data seed 1, never the reported test)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (several seeds per arm fit in minutes on a GPU)")
     a = p.parse_args()
     model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
@@ -92,6 +97,8 @@ def main() -> None:
     test = report.i_auroc_table()
     row = {"category": a.category, "changes": changes, "seconds": round(time.time() - start)}
     row["depth_blind_seeds"] = load_checkpoint(out).provenance.get("depth_blind_seeds", [])
+    if a.dev:
+        row["dev"] = evaluate_category(out, a.dev, a.category, device=a.device)[0].i_auroc_table()
     print(json.dumps({**row, "validation": summary.validation, "test": test}), flush=True)
 
 
