@@ -8,7 +8,7 @@ experiment behind a recipe change (benchmarks/RECIPE.md). Needs
     python benchmarks/recipe_run.py tablet --encoding metric --restarts 1 --dev data/dev   # + a dev split
 
 A dev split (rendered defects from another data seed, so no reported test image is used to decide):
-`python -c "from easynet.data.synthetic import generate, TUNED; generate('data/dev', list(TUNED), 256, 0, 0, 24, 24, 1)"`.
+`python -c "from easynet.data.synthetic import generate, TUNED; generate('data/dev', TUNED, 256, 0, 0, 24, 24, 1)"`.
 
 The base is the `lite` model preset with the `lite` training preset (the shipped recipe); each flag changes
 one choice. Prints {"category", "changes", "seconds", "validation", "test": {gate: [I-AUROC, per defect]}}.
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--dev", help="also evaluate on this root's test split (a dev set: data seed 1, never the reported test)")
+    p.add_argument("--dev", help="also evaluate on this root's test split (a dev set: data seed 1, never reported)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (several seeds per arm fit in minutes on a GPU)")
     a = p.parse_args()
     model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
