@@ -218,7 +218,9 @@ def write_report(rows: list[dict[str, Any]], machine: str) -> None:
                 f"| {test['entropy']:.3f} / {test['score']:.3f} | | |"
             )
     lines += ["", "Targets (issue 13): control >= 0.985 mean; dents >= 0.98; control >= max(open, close).", ""]
-    OUTPUT_MD.write_text("\n".join(lines))
+    from easynet.visualize import atomic_write_bytes
+
+    atomic_write_bytes(OUTPUT_MD, "\n".join(lines).encode())
 
 
 def main() -> int:
@@ -252,7 +254,9 @@ def main() -> int:
 
     m = describe()
     machine = f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), GPU {m['gpu']}"
-    OUTPUT_JSON.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    from easynet.visualize import atomic_write_bytes
+
+    atomic_write_bytes(OUTPUT_JSON, (json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n").encode())
     write_report(rows, machine)
     print(OUTPUT_MD.read_text())
     return 0
