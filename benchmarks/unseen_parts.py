@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from easynet.visualize import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_JSON = Path(__file__).with_name("unseen_parts.json")
 OUTPUT_MD = Path(__file__).with_name("UNSEEN_PARTS.md")
@@ -218,8 +220,6 @@ def write_report(rows: list[dict[str, Any]], machine: str) -> None:
                 f"| {test['entropy']:.3f} / {test['score']:.3f} | | |"
             )
     lines += ["", "Targets (issue 13): control >= 0.985 mean; dents >= 0.98; control >= max(open, close).", ""]
-    from easynet.visualize import atomic_write_bytes
-
     atomic_write_bytes(OUTPUT_MD, "\n".join(lines).encode())
 
 
@@ -254,8 +254,6 @@ def main() -> int:
 
     m = describe()
     machine = f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), GPU {m['gpu']}"
-    from easynet.visualize import atomic_write_bytes
-
     atomic_write_bytes(OUTPUT_JSON, (json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n").encode())
     write_report(rows, machine)
     print(OUTPUT_MD.read_text())
