@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--kinds", help="weights of synthetic anomaly kinds both,rgb,depth (default 0.5,0.25,0.25)")
     p.add_argument("--rgb-dropout", type=float, help="TrainConfig.fused_rgb_dropout (modality dropout)")
     p.add_argument("--depth-view", type=float, help="TrainConfig.fused_depth_view_weight (depth-only view loss)")
+    p.add_argument("--warmup", type=float, help="TrainConfig.fused_attention_warmup (fused SE held at 0.5 first)")
     p.add_argument("--residual", action="store_true", help="ModelConfig.depth_residual (reconstruction residual)")
     p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
@@ -67,6 +68,9 @@ def main() -> None:
     if a.depth_view is not None:
         train_cfg = train_cfg.replace(fused_depth_view_weight=a.depth_view)
         changes["depthview"] = a.depth_view
+    if a.warmup is not None:
+        train_cfg = train_cfg.replace(fused_attention_warmup=a.warmup)
+        changes["warmup"] = a.warmup
     if a.restarts is not None:
         train_cfg = train_cfg.replace(depth_restarts=a.restarts)
         changes["restarts"] = a.restarts

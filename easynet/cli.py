@@ -64,6 +64,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "select_every": a.select_every,
         "fused_rgb_dropout": a.fused_rgb_dropout,
         "fused_depth_view_weight": a.fused_depth_view_weight,
+        "fused_attention_warmup": a.fused_attention_warmup,
         "depth_restarts": a.depth_restarts,
         "cpu_bf16": True if a.cpu_bf16 else None,
     }
@@ -365,6 +366,7 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "fused_rgb_dropout": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
     "fused_depth_view_weight": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
     "depth_restarts": (lambda v: 0 <= v <= 10, "from 0 to 10"),
+    "fused_attention_warmup": (lambda v: 0 <= v <= 1, "a fraction of the training steps from 0 to 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
 PRECISION_HELP = (
@@ -439,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="weight of a second focal loss on the fused head with its RGB features zeroed, against the depth part "
         "of each anomaly (teaches the fused head to read depth; 0: paper)",
+    )
+    t.add_argument(
+        "--fused-attention-warmup",
+        type=float,
+        help="fraction of the training steps during which the fused head's attention scores are held at 0.5 "
+        "before they are learned (0: paper; benchmarks/RECIPE.md)",
     )
     t.add_argument(
         "--depth-restarts",

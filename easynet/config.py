@@ -214,6 +214,10 @@ class TrainConfig:
     # no better than evaluate.DEPTH_BLIND_AUROC): train again from scratch with the next seed, at most this often.
     # Decided on validation only; the last run is kept whatever it scored.
     depth_restarts: int = 0
+    # Attention warm-up of the fused head: for this fraction of the training steps its SE scores are held at 0.5
+    # (an untrained SE's output) and only then learned, so that the head learns to use both streams before its
+    # attention can turn the depth channels down (in depth-blind runs it had; benchmarks/RECIPE.md). 0: the paper.
+    fused_attention_warmup: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
@@ -221,6 +225,8 @@ class TrainConfig:
             raise ValueError(f"fused_rgb_dropout must be in [0, 1], got {self.fused_rgb_dropout}")
         if self.depth_restarts < 0:
             raise ValueError(f"depth_restarts must be 0 or more, got {self.depth_restarts}")
+        if not 0.0 <= self.fused_attention_warmup <= 1.0:
+            raise ValueError(f"fused_attention_warmup must be in [0, 1], got {self.fused_attention_warmup}")
         if not 0.0 <= self.fused_depth_view_weight < float("inf"):
             raise ValueError(f"fused_depth_view_weight must be 0 or more, got {self.fused_depth_view_weight}")
 

@@ -246,6 +246,7 @@ class EasyNet(nn.Module):
         naive: bool = False,
         fused_rgb_keep: Tensor | None = None,
         fused_depth_view: bool = False,
+        fused_attention_off: bool = False,
     ) -> EasyNetOutput:
         """Full pass with the gate fully open: both heads (training, evaluation of every gate mode).
 
@@ -257,6 +258,8 @@ class EasyNet(nn.Module):
                 attention (0 drops them for that image: modality dropout, ``TrainConfig.fused_rgb_dropout``).
             fused_depth_view: training only: also run the fused head with all RGB features zeroed
                 (``logits_fused_depth``; ``TrainConfig.fused_depth_view_weight``).
+            fused_attention_off: training only: the fused head's SE scores are a constant 0.5 instead of learned
+                (``TrainConfig.fused_attention_warmup``).
         """
         size = rgb.shape[-2:]
         m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
@@ -266,11 +269,13 @@ class EasyNet(nn.Module):
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
         pooled_fused = attn_fused = logits_fused = logits_fused_depth = None
         if m_depth is not None:
-            pooled_fused, attn_fused, logits_fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep)
+            fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep, fused_attention_off)
+            pooled_fused, attn_fused, logits_fused = fused
             if fused_depth_view:  # batch statistics as usual, but the running ones stay those of RGB-D inputs
                 no_rgb = pooled_rgb.new_zeros(pooled_rgb.shape[0])
                 with _running_stats_frozen(self.fused_head):
-                    logits_fused_depth = self._fused(m_rgb, pooled_rgb, m_depth, size, head, no_rgb)[2]
+                    view = self._fused(m_rgb, pooled_rgb, m_depth, size, head, no_rgb, fused_attention_off)
+                logits_fused_depth = view[2]
         return EasyNetOutput(
             rec_rgb,
             rec_depth,
@@ -291,14 +296,18 @@ class EasyNet(nn.Module):
         size: tuple[int, int],
         head: str = "forward",
         rgb_keep: Tensor | None = None,
+        attention_off: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """The fused head over both streams' merges: (pooled features, SE scores, logits); ``rgb_keep`` (B,) scales
-        the RGB merges that enter it (see ``forward``'s ``fused_rgb_keep``)."""
+        the RGB merges that enter it (see ``forward``'s ``fused_rgb_keep``); ``attention_off`` holds the SE scores
+        at 0.5 (``forward``'s ``fused_attention_off``)."""
         if rgb_keep is not None:
             keep = rgb_keep.to(pooled_rgb.dtype)
             m_rgb, pooled_rgb = [m * keep[:, None, None, None] for m in m_rgb], pooled_rgb * keep[:, None]
         pooled = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
-        attn = self.fused_se(pooled) if self.fused_se is not None else None
+        attn = None
+        if self.fused_se is not None:
+            attn = torch.full_like(pooled, 0.5) if attention_off else self.fused_se(pooled)
         return pooled, attn, getattr(self.fused_head, head)(m_rgb + m_depth, attn, size)
 
     def forward_gated(

@@ -222,8 +222,15 @@ def train(
             batch = {k: _to(v, dev, layout) for k, v in batch.items()}
             keep, mask = _fused_rgb_dropout(batch, cfg.fused_rgb_dropout)
             depth_view = cfg.fused_depth_view_weight > 0 and "mask_depth" in batch
+            attention_off = step < cfg.fused_attention_warmup * total
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
-                pred = net(batch["aug_rgb"], batch.get("aug_depth"), fused_rgb_keep=keep, fused_depth_view=depth_view)
+                pred = net(
+                    batch["aug_rgb"],
+                    batch.get("aug_depth"),
+                    fused_rgb_keep=keep,
+                    fused_depth_view=depth_view,
+                    fused_attention_off=attention_off,
+                )
             terms = criterion(
                 pred,
                 batch["rgb"],

@@ -165,3 +165,19 @@ def test_depth_residual_is_detached_so_the_reconstruction_only_learns_to_reconst
     model(rgb, depth).logits_fused.sum().backward()
     assert model.depth.decoder.fin_out[0].weight.grad is None
     assert model.depth_merges[0][0].weight.grad.abs().sum() > 0
+
+
+def test_fused_attention_off_holds_the_fused_scores_at_one_half():
+    from test_fastpath import randomise
+
+    model = randomise(tiny("lite")).eval()
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    with torch.no_grad():
+        learned = model(rgb, depth)
+        off = model(rgb, depth, fused_attention_off=True)
+        assert not torch.allclose(learned.attn_fused, torch.full_like(learned.attn_fused, 0.5))
+        torch.testing.assert_close(off.attn_fused, torch.full_like(off.attn_fused, 0.5))
+        torch.testing.assert_close(off.attn_rgb, learned.attn_rgb)  # the RGB head keeps its attention
+        torch.testing.assert_close(off.logits_rgb, learned.logits_rgb)
+        model.fused_se.forward = lambda pooled: torch.full_like(pooled, 0.5)  # what "off" must equal
+        torch.testing.assert_close(off.logits_fused, model(rgb, depth).logits_fused)

@@ -259,3 +259,23 @@ def test_cpu_bf16_autocasts_the_forward_only_when_asked(tmp_path, bf16, monkeypa
     assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
     assert all(np.isfinite(h["total"]) for h in result.history)
     assert all(v.dtype == torch.float32 for v in result.model.state_dict().values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("warmup", [0.0, 1.0])
+def test_fused_attention_warmup_leaves_the_fused_attention_untrained_while_it_lasts(tmp_path, warmup):
+    from easynet.model import EasyNet
+
+    data = _pairs(tmp_path)
+    cfg = TRAIN_PRESETS["paper"].replace(steps=4, batch_size=2, seed=3, fused_attention_warmup=warmup)
+    torch.manual_seed(cfg.seed)  # train() seeds the same way before it builds the model
+    start = EasyNet(CFG).state_dict()
+    trained = train(CFG, cfg, data, device="cpu", progress=False).model.state_dict()
+    moved = {k for k, v in trained.items() if v.is_floating_point() and not torch.allclose(v, start[k])}
+    se = {k for k in start if k.startswith("fused_se.")}
+    assert se and any(k.startswith("fused_head.") for k in moved) and any(k.startswith("rgb_se.") for k in moved)
+    assert (se & moved) == (set() if warmup == 1.0 else se)
+
+
+def test_fused_attention_warmup_must_be_a_fraction():
+    with pytest.raises(ValueError, match="fused_attention_warmup"):
+        TRAIN_PRESETS["lite"].replace(fused_attention_warmup=1.5)

@@ -232,6 +232,41 @@ def _biscuit(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np
     return h.astype(np.float32), albedo
 
 
+def _hex_nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    across_flats = 0.046 * rng.uniform(0.98, 1.02)
+    phi = np.arctan2(y, x)
+    sector = (phi + np.pi / 6) % (np.pi / 3) - np.pi / 6
+    flat = np.hypot(x, y) * np.cos(sector)  # distance to the nearest of six flats
+    rho = np.hypot(x, y)
+    body = flat < across_flats / 2
+    h = np.where(body, 0.010, 0.0)
+    chamfer = np.clip((across_flats / 2 - flat) / 0.002, 0, 1)  # the corners are chamfered down
+    h = np.where(body, 0.0075 + 0.0025 * np.minimum(chamfer, np.clip((0.027 - rho) / 0.002, 0, 1)), h)
+    bore = rho < 0.0105
+    thread = 0.0006 * (np.sin(rho * 2 * np.pi / 0.0015) > 0)  # thread crests seen inside the bore
+    h = np.where(bore, np.where(rho < 0.0085, 0.0, 0.0045 + thread), h)
+    h = cv2.GaussianBlur(h.astype(np.float32), (0, 0), 0.6) * (h > 0)
+    swirl = _noise(rng, x.shape, 3) + 0.5 * np.cos(40 * rho + 3 * phi)  # turned face
+    shade = 1 + 0.04 * swirl + 0.02 * _noise(rng, x.shape, 18)
+    albedo = np.array([0.70, 0.66, 0.48], np.float32) * shade[..., None]  # yellow zinc plating
+    return h, albedo
+
+
+def _soap_bar(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    half_x, half_y = 0.037 * rng.uniform(0.98, 1.02), 0.022
+    t = np.clip((x / half_x) ** 4 + (y / half_y) ** 4, 0, None)  # a rounded rectangle (superellipse)
+    h = np.where(t < 1, 0.006 + 0.008 * np.clip(1 - t, 0, 1) ** 0.4, 0.0)  # a pillow: domed, soft edges
+    n = x.shape[0]
+    logo = _text_mask(x.shape, "PURE", (n / 2, n / 2), _to_px(x, 0.008))
+    frame = np.abs(np.clip((x / (0.7 * half_x)) ** 4 + (y / (0.6 * half_y)) ** 4, 0, None) - 1) < 0.08
+    stamp = np.clip(logo + frame, 0, 1)
+    h = np.where(h > 0, h - 0.0006 * cv2.GaussianBlur(stamp.astype(np.float32), (0, 0), 0.8), 0.0)  # pressed in
+    marble = np.sin(60 * x + 4 * _noise(rng, x.shape, 4)) * 0.5 + 0.5
+    base = np.array([0.62, 0.78, 0.70], np.float32)  # mint green
+    albedo = base * (1 - 0.08 * marble[..., None]) * (1 - 0.10 * stamp[..., None])
+    return h.astype(np.float32), albedo
+
+
 CATEGORIES: dict[str, Category] = {
     "gasket": Category(
         description="matte black rubber O-ring gasket with moulded lettering",
@@ -301,6 +336,26 @@ CATEGORIES: dict[str, Category] = {
         shininess=5.0,
         stain_colours=((0.25, 0.15, 0.08), (0.30, 0.10, 0.25), (0.90, 0.88, 0.85)),  # burn, jam, flour
         cut_colour=(0.95, 0.82, 0.55),  # pale crumb inside a break
+        held_out=True,
+    ),
+    # added when the fused head's attention warm-up was proposed (benchmarks/RECIPE.md), before any run on them:
+    # the judge of that rule and of later ones made with the four held-out parts above in view
+    "hex_nut": Category(
+        description="zinc-plated steel hex nut with chamfered corners and a threaded bore",
+        build=_hex_nut,
+        specular=0.40,
+        shininess=26.0,
+        stain_colours=((0.12, 0.10, 0.09), (0.50, 0.25, 0.10), (0.80, 0.80, 0.78)),  # oil, rust, paint
+        cut_colour=(0.80, 0.80, 0.82),  # bright steel under the plating
+        held_out=True,
+    ),
+    "soap_bar": Category(
+        description="mint-green marbled soap bar, pillow-shaped, with a pressed 'PURE' stamp",
+        build=_soap_bar,
+        specular=0.15,
+        shininess=10.0,
+        stain_colours=((0.30, 0.22, 0.15), (0.70, 0.20, 0.30), (0.20, 0.30, 0.65)),  # dirt, dye, ink
+        cut_colour=(0.80, 0.90, 0.84),  # paler soap inside a gouge
         held_out=True,
     ),
 }
