@@ -463,8 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--depth-encoding",
         choices=("height", "metric"),
-        help="height (default of the presets): height above the table / the image's highest point; metric: "
-        "height in metres / one scale fitted on the training split, synthetic dents and bumps 0.1-0.5 of that scale",
+        help="default: the preset's (lite: metric). height: height above the table / the image's highest point; "
+        "metric: height in metres / one scale fitted on the training split, synthetic dents and bumps 0.1-0.5 "
+        "of that scale",
     )
     t.add_argument(
         "--depth-residual",

@@ -122,6 +122,8 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         # beats the paper's entropy rule on cross-fitted validation, tuned and held-out parts alike
         # (benchmarks/UNSEEN_PARTS.md); the entropy rule stays available by name
         gate_rule="score",
+        # a fixed depth scale per checkpoint, fitted on its training set (benchmarks/RECIPE.md, two seeds per arm)
+        depth_encoding="metric",
     ),
     "base": ModelConfig(
         base_width=12,
@@ -240,7 +242,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # the `lite` model's recipe, which the shipped synthetic RGB-D checkpoints use (tools/build_offline_assets.py;
     # tablet and foam_block with --steps 2000, chosen on validation). Smooth-dome depth anomalies
     # (SynthConfig.depth_profile_weights) were tried and not adopted: benchmarks/RECIPE.md
-    "lite": TrainConfig(lr=2e-3, batch_size=8, steps=800),
+    "lite": TrainConfig(lr=2e-3, batch_size=8, steps=800, depth_restarts=1),
     # Real photographs (MVTec 3D-AD tire, RGB): see benchmarks/real_data.py for how each choice was made.
     "base": TrainConfig(
         lr=2e-3,

@@ -16,7 +16,7 @@ from easynet.errors import CheckpointError, InputError, NonFiniteError
 from easynet.model import EasyNet
 from easynet.predict import Predictor
 
-CFG = MODEL_PRESETS["lite"].replace(image_size=32)
+CFG = MODEL_PRESETS["lite"].replace(image_size=32, depth_scale=0.02)  # a fitted metric scale, metres
 ALLOCATION_LIMIT = 64 * 1024**2  # bytes; the crafted files would decode to about 1 GB and 480 GB
 
 

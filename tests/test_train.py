@@ -10,7 +10,8 @@ from easynet.data.pairs import PairFolder
 from easynet.errors import InputError
 from easynet.train import TrainingSet, train
 
-CFG = MODEL_PRESETS["lite"].replace(image_size=32)
+# `lite` uses metric depth: train() takes a config whose scale is fitted (train_category fits it on the data)
+CFG = MODEL_PRESETS["lite"].replace(image_size=32, depth_scale=0.02)
 
 
 def _pairs(tmp_path):
