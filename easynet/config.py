@@ -217,8 +217,8 @@ class TrainConfig:
     # Decided on validation only; the last run is kept whatever it scored.
     depth_restarts: int = 0
     # Attention warm-up of the fused head: for this fraction of the training steps its SE scores are held at 0.5
-    # (an untrained SE's output) and only then learned, so that the head learns to use both streams before its
-    # attention can turn the depth channels down (in depth-blind runs it had; benchmarks/RECIPE.md). 0: the paper.
+    # (an untrained SE's output) and only then learned. Tried against depth-blind runs (whose attention turns the
+    # depth channels down) and not adopted: held up, the head still ignored depth (benchmarks/RECIPE.md). 0: the paper.
     fused_attention_warmup: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
 

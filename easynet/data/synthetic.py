@@ -338,8 +338,8 @@ CATEGORIES: dict[str, Category] = {
         cut_colour=(0.95, 0.82, 0.55),  # pale crumb inside a break
         held_out=True,
     ),
-    # added when the fused head's attention warm-up was proposed (benchmarks/RECIPE.md), before any run on them:
-    # the judge of that rule and of later ones made with the four held-out parts above in view
+    # added before any run on them, once every recipe choice had been made with the four held-out parts above in
+    # view: the judge of the metric-against-height rule (benchmarks/RECIPE.md) and of later ones
     "hex_nut": Category(
         description="zinc-plated steel hex nut with chamfered corners and a threaded bore",
         build=_hex_nut,
