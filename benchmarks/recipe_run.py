@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--depth-view", type=float, help="TrainConfig.fused_depth_view_weight (depth-only view loss)")
     p.add_argument("--warmup", type=float, help="TrainConfig.fused_attention_warmup (fused SE held at 0.5 first)")
     p.add_argument("--residual", action="store_true", help="ModelConfig.depth_residual (reconstruction residual)")
+    p.add_argument("--depth-head", action="store_true", help="ModelConfig.depth_head (training-only depth head)")
     p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--steps", type=int)
@@ -54,6 +55,9 @@ def main() -> None:
     if a.residual:
         model_cfg = model_cfg.replace(depth_residual=True)
         changes["residual"] = 1
+    if a.depth_head:
+        model_cfg = model_cfg.replace(depth_head=True)
+        changes["depthhead"] = 1
     if a.dome is not None:
         synth = dataclasses.replace(train_cfg.synth, depth_profile_weights=(1.0 - a.dome, a.dome))
         train_cfg = train_cfg.replace(synth=synth)

@@ -56,6 +56,11 @@ class ModelConfig:
     # (input - reconstruction, detached), so a dent that the autoencoder repaired is one pointwise feature
     # away from the fused head instead of a comparison it has to learn (benchmarks/RECIPE.md)
     depth_residual: bool = False
+    # Not in the paper: a training-only linear head on the depth stream's merges, judged (focal loss) against the
+    # part of the anomaly that is in depth. The fused head can lean on RGB and leave the depth stream without a
+    # segmentation gradient ("depth-blind" runs, benchmarks/RECIPE.md); this head keeps that gradient on every
+    # image. Inference never uses it (the gate still picks the RGB or the fused head).
+    depth_head: bool = False
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):
@@ -82,6 +87,8 @@ class ModelConfig:
             raise ValueError(f"gate_rule must be one of {GATE_RULES}, got {self.gate_rule!r}")
         if self.gate_rule == "score" and self.score_rule == "official":
             raise ValueError("the authors' score rule gates by entropy; use gate_rule='entropy' with it")
+        if self.depth_head and not self.has_depth:
+            raise ValueError("depth_head needs modality='rgbd' (it reads the depth stream)")
         if self.image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
 

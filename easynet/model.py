@@ -127,20 +127,7 @@ class SegmentationHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, merges: list[Tensor], scores: Tensor | None, size: tuple[int, int]) -> Tensor:
-        first: nn.Conv2d = self.net[0]
-        weights = torch.split(first.weight, [m.shape[1] for m in merges], dim=1)
-        if scores is not None:
-            scores = torch.split(scores, [m.shape[1] for m in merges], dim=1)
-        out = None
-        for i, (m, w) in enumerate(zip(merges, weights)):
-            if scores is not None:
-                m = m * scores[i][:, :, None, None]  # SE re-weighting of the head input
-            y = F.conv2d(m, w)  # (B, hw, h_i, w_i)
-            if y.shape[-2:] != size:
-                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            out = y if out is None else out + y
-        out = out + first.bias[None, :, None, None]
-        return self.net[1:](out)  # (B, 2, H, W)
+        return self.net[1:](pointwise_over_scales(self.net[0], merges, scores, size))  # (B, 2, H, W)
 
     def forward_concat(self, merges: list[Tensor], scores: Tensor | None, size: tuple[int, int]) -> Tensor:
         up = [m if m.shape[-2:] == size else _upsample(m, size) for m in merges]
@@ -148,6 +135,26 @@ class SegmentationHead(nn.Module):
         if scores is not None:
             x = x * scores[:, :, None, None]
         return self.net(x)
+
+
+def pointwise_over_scales(
+    conv: nn.Conv2d, merges: list[Tensor], scores: Tensor | None, size: tuple[int, int]
+) -> Tensor:
+    """``conv`` (1x1) over the channel concatenation of ``merges`` up-sampled to ``size``, computed per scale at
+    native resolution and up-sampled afterwards (equal, since both are linear); ``scores`` (B, C) re-weight the
+    input channels first (SE attention)."""
+    weights = torch.split(conv.weight, [m.shape[1] for m in merges], dim=1)
+    if scores is not None:
+        scores = torch.split(scores, [m.shape[1] for m in merges], dim=1)
+    out = None
+    for i, (m, w) in enumerate(zip(merges, weights)):
+        if scores is not None:
+            m = m * scores[i][:, :, None, None]  # SE re-weighting of the head input
+        y = F.conv2d(m, w)  # (B, c_out, h_i, w_i)
+        if y.shape[-2:] != size:
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        out = y if out is None else out + y
+    return out + conv.bias[None, :, None, None]
 
 
 @contextlib.contextmanager
@@ -180,6 +187,7 @@ class EasyNetOutput(NamedTuple):
     attn_rgb: Tensor | None  # (B, L * hw) SE scores of the RGB head input
     attn_fused: Tensor | None  # (B, 2 * L * hw) SE scores of the fused head input
     logits_fused_depth: Tensor | None = None  # (B, 2, H, W) fused head with its RGB features zeroed (training)
+    logits_depth: Tensor | None = None  # (B, 2, H, W) the training-only depth head (``ModelConfig.depth_head``)
 
 
 class GatedOutput(NamedTuple):
@@ -211,6 +219,7 @@ class EasyNet(nn.Module):
             self.depth_merges = nn.ModuleList(nn.Sequential(*_pointwise(c, hw)) for c in depth_scales)
             self.fused_head = SegmentationHead(2 * n * hw, hw, cfg.head_out_norm)
             self.fused_se = SqueezeExcite(2 * n * hw, cfg.se_reduction) if cfg.attention else None
+            self.depth_head = nn.Conv2d(n * hw, 2, 1) if cfg.depth_head else None
         self.apply(_init_weights)
 
     # --- building blocks -------------------------------------------------------------------------
@@ -267,8 +276,10 @@ class EasyNet(nn.Module):
         pooled_rgb = self._pool(m_rgb)
         attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
-        pooled_fused = attn_fused = logits_fused = logits_fused_depth = None
+        pooled_fused = attn_fused = logits_fused = logits_fused_depth = logits_depth = None
         if m_depth is not None:
+            if self.depth_head is not None:
+                logits_depth = pointwise_over_scales(self.depth_head, m_depth, None, size)
             fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep, fused_attention_off)
             pooled_fused, attn_fused, logits_fused = fused
             if fused_depth_view:  # batch statistics as usual, but the running ones stay those of RGB-D inputs
@@ -286,6 +297,7 @@ class EasyNet(nn.Module):
             attn_rgb,
             attn_fused,
             logits_fused_depth,
+            logits_depth,
         )
 
     def _fused(

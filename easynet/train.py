@@ -237,7 +237,7 @@ def train(
                 batch.get("depth"),
                 mask,
                 batch["mask_rgb"],
-                batch.get("mask_depth") if depth_view else None,
+                batch.get("mask_depth"),
             )
             _optimise(terms.total, optimizer, scheduler, scaler, step)
             step += 1
