@@ -40,6 +40,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "modality": a.modality,
         "depth_encoding": a.depth_encoding,
         "depth_residual": None if a.depth_residual is None else a.depth_residual == "on",
+        "depth_head": None if a.depth_head is None else a.depth_head == "on",
     }
     given = {k: v for k, v in changes.items() if v is not None}
     start = a.resume or a.init
@@ -472,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("on", "off"),
         help="on: the fused head also sees the depth reconstruction residual (input - reconstruction; not in the "
         "paper, benchmarks/RECIPE.md); default: the preset's",
+    )
+    t.add_argument(
+        "--depth-head",
+        choices=("on", "off"),
+        help="on: a training-only linear head on the depth features, trained against the depth part of each "
+        "synthetic anomaly (not in the paper, benchmarks/RECIPE.md); default: the preset's",
     )
     t.add_argument(
         "--gate-rule",

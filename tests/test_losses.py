@@ -57,3 +57,25 @@ def test_fused_depth_view_term_uses_the_depth_mask_and_its_weight():
     torch.testing.assert_close(on.total, off.total + 2.0 * expected)
     without_mask = EasyNetLoss(TrainConfig(fused_depth_view_weight=2.0))(out, rgb, None, mask)
     assert float(without_mask.focal_fused_depth) == 0.0 and float(without_mask.total) == pytest.approx(float(off.total))
+
+
+def test_depth_head_term_uses_the_depth_mask_and_the_focal_weight():
+    from easynet.losses import EasyNetLoss, focal_loss
+    from easynet.model import EasyNetOutput
+
+    torch.manual_seed(0)
+    rgb, zeros = torch.rand(1, 3, 16, 16), torch.zeros(1, 2, 16, 16)
+    head = torch.randn(1, 2, 16, 16)
+    out = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None, logits_depth=head)
+    plain = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None)
+    mask = torch.ones(1, 1, 16, 16)  # the anomaly ...
+    mask_depth = torch.zeros(1, 1, 16, 16)  # ... is colour-only: the depth head must call it clean
+    cfg = TrainConfig(weight_focal=3.0)
+    on = EasyNetLoss(cfg)(out, rgb, None, mask, mask_depth=mask_depth)
+    off = EasyNetLoss(cfg)(plain, rgb, None, mask, mask_depth=mask_depth)
+    expected = focal_loss(head, mask_depth)
+    torch.testing.assert_close(on.focal_depth, expected)
+    assert float(expected) != pytest.approx(float(focal_loss(head, mask)))
+    torch.testing.assert_close(on.total, off.total + 3.0 * expected)
+    assert float(off.focal_depth) == 0.0
+    assert float(EasyNetLoss(cfg)(out, rgb, None, mask).focal_depth) == 0.0  # no depth mask, no term

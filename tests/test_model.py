@@ -181,3 +181,44 @@ def test_fused_attention_off_holds_the_fused_scores_at_one_half():
         torch.testing.assert_close(off.logits_rgb, learned.logits_rgb)
         model.fused_se.forward = lambda pooled: torch.full_like(pooled, 0.5)  # what "off" must equal
         torch.testing.assert_close(off.logits_fused, model(rgb, depth).logits_fused)
+
+
+def test_depth_head_is_a_linear_readout_of_the_depth_merges_that_inference_never_uses():
+    from test_fastpath import randomise
+
+    model = randomise(tiny("lite", depth_head=True)).eval()
+    assert tiny("lite").depth_head is None
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    seen = []
+    for merge in model.depth_merges:
+        merge.register_forward_hook(lambda _m, _args, out: seen.append(out) and None)
+    with torch.no_grad():
+        out = model(rgb, depth)
+        # by hand: the head's 1x1 weights split per scale, each scale up-sampled to the input, plus the bias
+        w = model.depth_head.weight[:, :, 0, 0]
+        parts = torch.split(w, [m.shape[1] for m in seen], dim=1)
+        hand = (
+            sum(
+                torch.nn.functional.interpolate(torch.einsum("oc,bchw->bohw", p, m), size=(SIZE, SIZE), mode="bilinear")
+                for p, m in zip(parts, seen)
+            )
+            + model.depth_head.bias[None, :, None, None]
+        )
+        torch.testing.assert_close(out.logits_depth, hand, rtol=1e-4, atol=1e-5)
+        gated = {mode: model.forward_gated(rgb, depth, mode) for mode in ("close", "open", "control")}
+        model.depth_head.weight.mul_(-50.0)  # any head weights: the gated maps must not change
+        for mode, before in gated.items():
+            torch.testing.assert_close(model.forward_gated(rgb, depth, mode).anomaly_map, before.anomaly_map)
+    with pytest.raises(ValueError, match="depth_head needs"):
+        MODEL_PRESETS["lite"].replace(modality="rgb", depth_head=True)
+
+
+def test_depth_head_loss_reaches_the_depth_stream_and_not_the_rgb_stream():
+    model = tiny("lite", depth_head=True).train()
+    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
+    mask = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
+    terms = EasyNetLoss(TrainConfig())(model(rgb, depth), rgb, depth, mask, mask_depth=mask)
+    terms.focal_depth.backward()
+    assert model.depth.encoder.block1[0].weight.grad.abs().sum() > 0
+    assert model.depth_merges[0][0].weight.grad.abs().sum() > 0
+    assert model.rgb.encoder.block1[0].weight.grad is None and model.fused_head.net[0].weight.grad is None

@@ -189,14 +189,15 @@ def test_channels_last_training_is_the_same_maths_and_saves_contiguous_weights(t
     assert any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in trained_4d)
 
 
-def test_train_command_records_the_depth_residual_and_cpu_bf16_in_the_checkpoint(tiny_tree, tmp_path):
+def test_train_command_records_the_depth_residual_depth_head_and_cpu_bf16_in_the_checkpoint(tiny_tree, tmp_path):
     from easynet.cli import main
 
     out = tmp_path / "residual.pt"
     args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
-    assert main([*args, "--image-size", "32", "--steps", "2", "--depth-residual", "on", "--cpu-bf16"]) == 0
+    options = ["--depth-residual", "on", "--depth-head", "on", "--cpu-bf16"]
+    assert main([*args, "--image-size", "32", "--steps", "2", *options]) == 0
     ckpt = load_checkpoint(out)
-    assert ckpt.model_config.depth_residual is True
+    assert ckpt.model_config.depth_residual is True and ckpt.model_config.depth_head is True
     assert ckpt.train_config.cpu_bf16 is True  # recorded with the recipe
     model = ckpt.build_model()  # strict load: the first depth merge has the residual's extra input channel
     assert model.depth_merges[0][0].in_channels == model.rgb_merges[0][0].in_channels + 1
@@ -280,3 +281,14 @@ def test_fused_attention_warmup_leaves_the_fused_attention_untrained_while_it_la
 def test_fused_attention_warmup_must_be_a_fraction():
     with pytest.raises(ValueError, match="fused_attention_warmup"):
         TRAIN_PRESETS["lite"].replace(fused_attention_warmup=1.5)
+
+
+def test_training_with_a_depth_head_adds_its_loss_and_the_checkpoint_loads_strictly(tmp_path):
+    data = _pairs(tmp_path)
+    cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2)
+    out = tmp_path / "head.pt"
+    on = train(CFG.replace(depth_head=True), cfg, data, device="cpu", progress=False, out=out).history
+    off = train(CFG, cfg, data, device="cpu", progress=False).history
+    assert all(h["focal_depth"] > 0 for h in on) and all(h["focal_depth"] == 0 for h in off)
+    model = load_checkpoint(out).build_model()  # strict: the head's weights are in the file and in the model
+    assert model.cfg.depth_head and model.depth_head is not None
