@@ -191,3 +191,15 @@ def make_pair_folder(
             mask_name = f"{name}.png" if subfolders else f"{name}_mask.png"
             Image.fromarray(_defect_mask(hw, 255)).save(mask_dir / mask_name)
     return root
+
+
+def assert_same_prediction(a, b, tol: float) -> None:
+    """Two backends' predictions of one image agree: the same head and map, or, where the `score` rule's two head
+    scores tie to within ``tol`` (a barely trained test model), each backend used the head it scored higher."""
+    scores = b.head_scores or {}
+    if b.gate == "control" and len(scores) == 2 and abs(scores["rgb"] - scores["fused"]) <= tol:
+        for p in (a, b):
+            assert p.used == max(p.head_scores, key=p.head_scores.get)
+        return
+    assert abs(a.anomaly_map - b.anomaly_map).max() <= tol
+    assert a.used == b.used and abs(a.score - b.score) <= tol

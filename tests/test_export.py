@@ -2,7 +2,6 @@
 
 import sys
 
-import numpy as np
 import pytest
 import torch
 from test_fastpath import SIZE, tiny
@@ -53,6 +52,8 @@ def test_cli_export_writes_a_loadable_graph(tiny_checkpoint, tmp_path):
 
 
 def test_predictor_onnx_backend_equals_eager(tiny_checkpoint, tiny_tree):
+    from helpers import assert_same_prediction
+
     from easynet.predict import Predictor
 
     rgb = next((tiny_tree / "toy" / "test" / "hole" / "rgb").glob("*.png"))
@@ -60,9 +61,7 @@ def test_predictor_onnx_backend_equals_eager(tiny_checkpoint, tiny_tree):
     onnx = Predictor.from_checkpoint(tiny_checkpoint, "cpu", backend="onnx")
     eager = Predictor.from_checkpoint(tiny_checkpoint, "cpu", backend="eager")
     for gate in ("close", "control"):
-        a, b = onnx.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate)
-        assert np.abs(a.anomaly_map - b.anomaly_map).max() <= TOL
-        assert a.used == b.used
+        assert_same_prediction(onnx.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate), TOL)
 
 
 def test_missing_onnxruntime_is_a_clear_input_error(monkeypatch):

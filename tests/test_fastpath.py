@@ -121,6 +121,8 @@ def test_unknown_backend_is_an_input_error():
 
 
 def test_predictor_default_backend_equals_eager(tiny_checkpoint, tiny_tree):
+    from helpers import assert_same_prediction
+
     from easynet.predict import Predictor
 
     rgb = next((tiny_tree / "toy" / "test" / "hole" / "rgb").glob("*.png"))
@@ -129,9 +131,7 @@ def test_predictor_default_backend_equals_eager(tiny_checkpoint, tiny_tree):
     eager = Predictor.from_checkpoint(tiny_checkpoint, "cpu", backend="eager")
     assert fast.backend == "optimized" and eager.backend == "eager"
     for gate in ("close", "open", "control"):
-        a, b = fast.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate)
-        assert abs(a.anomaly_map - b.anomaly_map).max() <= TOL
-        assert a.used == b.used and abs(a.score - b.score) <= TOL
+        assert_same_prediction(fast.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate), TOL)
 
 
 @pytest.mark.parametrize("backend", ["optimized", "onnx"])

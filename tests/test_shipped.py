@@ -164,7 +164,9 @@ def test_shipped_evaluation_json_is_what_evaluating_the_checkpoint_gives(tmp_pat
     assert list(report.to_dict()) == list(shipped_report)  # the same JSON shape as the shipped report
     for gate, metrics in shipped_report["gates"].items():
         for key in ("i_auroc", "p_auroc", "aupro"):
-            assert report.gates[gate][key] == pytest.approx(metrics[key], abs=1e-6), (gate, key)
+            # 1e-4: CPUs with and without AVX-512 round the network differently (P-AUROC moved by 1.1e-5 between
+            # two); one swapped image pair moves I-AUROC over these 48 images by 1/576, far above it
+            assert report.gates[gate][key] == pytest.approx(metrics[key], abs=1e-4), (gate, key)
 
 
 def test_adopting_a_run_ships_it_only_when_it_is_the_lite_recipe(tmp_path):
