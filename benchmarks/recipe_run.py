@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--depth-head", action="store_true", help="ModelConfig.depth_head (training-only depth head)")
     p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
+    p.add_argument("--image-size", type=int, help="ModelConfig.image_size (pixels per object side scale with it)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--dev", help="also evaluate on this root's test split (a dev set: data seed 1, never reported)")
@@ -58,6 +59,9 @@ def main() -> None:
     if a.depth_head:
         model_cfg = model_cfg.replace(depth_head=True)
         changes["depthhead"] = 1
+    if a.image_size:
+        model_cfg = model_cfg.replace(image_size=a.image_size)
+        changes["size"] = a.image_size
     if a.dome is not None:
         synth = dataclasses.replace(train_cfg.synth, depth_profile_weights=(1.0 - a.dome, a.dome))
         train_cfg = train_cfg.replace(synth=synth)
