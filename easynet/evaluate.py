@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from easynet.checkpoint import Calibration, HeadCalibration
-from easynet.config import GATE_RULES, SynthConfig
+from easynet.config import GATE_RULES, ModelConfig, SynthConfig
 from easynet.gate import MODES, entropies, prefers_fused
 from easynet.metrics import compute_metrics
 from easynet.model import EasyNet
@@ -89,6 +90,17 @@ def _normalise(maps: np.ndarray, head: HeadCalibration) -> np.ndarray:
     return maps if not head.normalised else position_normalise(torch.from_numpy(maps), head).numpy()
 
 
+def batch_inputs(cfg: ModelConfig, chunk: Sequence[Any], device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """The model's (B, 3, S, S) RGB and (B, 1, S, S) depth inputs for items with ``rgb`` and ``depth`` attributes,
+    in the checkpoint's channel order; depth is None for an RGB-only model or when an item lacks it."""
+    rgb = np.stack([c.rgb[..., ::-1] if cfg.input_order == "bgr" else c.rgb for c in chunk])
+    rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).float().to(device)
+    depth_t = None
+    if cfg.has_depth and all(c.depth is not None for c in chunk):
+        depth_t = torch.from_numpy(np.stack([c.depth for c in chunk])[:, None]).float().to(device)
+    return rgb_t, depth_t
+
+
 def run_heads(
     model: EasyNet,
     items: Sequence[Any],
@@ -106,11 +118,7 @@ def run_heads(
     model.eval()
     for start in range(0, n, BATCH_SIZE):
         chunk = [items[i] for i in range(start, min(n, start + BATCH_SIZE))]
-        rgb = np.stack([c.rgb[..., ::-1] if cfg.input_order == "bgr" else c.rgb for c in chunk])
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).float().to(device)
-        depth_t = None
-        if cfg.has_depth and all(c.depth is not None for c in chunk):
-            depth_t = torch.from_numpy(np.stack([c.depth for c in chunk])[:, None]).float().to(device)
+        rgb_t, depth_t = batch_inputs(cfg, chunk, device)
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
             out = model(rgb_t, depth_t)
             probs_r.append(torch.softmax(out.logits_rgb.float(), 1)[:, 1].cpu())

@@ -17,7 +17,7 @@ import torch
 
 from easynet.checkpoint import load_checkpoint
 from easynet.data.registry import Split, open_dataset
-from easynet.evaluate import _auroc, calibration_set, run_heads
+from easynet.evaluate import _auroc, batch_inputs, calibration_set, run_heads
 from easynet.pipeline import loader_options
 
 
@@ -32,9 +32,7 @@ def probe(category: str, path: str, data: str) -> dict:
     maps = []
     with torch.inference_mode():
         for start in range(0, len(items), 8):
-            chunk = items[start : start + 8]
-            rgb = torch.from_numpy(np.stack([c.rgb for c in chunk]).transpose(0, 3, 1, 2).copy()).float()
-            depth = torch.from_numpy(np.stack([c.depth for c in chunk])[:, None]).float()
+            rgb, depth = batch_inputs(model.cfg, items[start : start + 8], torch.device("cpu"))
             maps.append(torch.softmax(model(rgb, depth).logits_depth, 1)[:, 1].numpy())
     score_depth = heads.score(np.concatenate(maps))
     kinds = np.array(["good" if not label else getattr(item, "kind", "both") for item, label in zip(items, y)])
