@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from easynet.checkpoint import load_checkpoint
-from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig
 from easynet.pipeline import evaluate_category, train_category
 
 
@@ -43,25 +43,15 @@ def main() -> None:
     p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
     p.add_argument("--image-size", type=int, help="ModelConfig.image_size (pixels per object side scale with it)")
+    p.add_argument("--resize", help="ModelConfig.resize, e.g. object (a square around the depth foreground)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--dev", help="also evaluate on this root's test split (a dev set: data seed 1, never reported)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (several seeds per arm fit in minutes on a GPU)")
     a = p.parse_args()
-    model_cfg, train_cfg = MODEL_PRESETS["lite"], TRAIN_PRESETS["lite"]
     changes: dict[str, object] = {}
-    if a.encoding:
-        model_cfg = model_cfg.replace(depth_encoding=a.encoding)
-        changes["encoding"] = a.encoding
-    if a.residual:
-        model_cfg = model_cfg.replace(depth_residual=True)
-        changes["residual"] = 1
-    if a.depth_head:
-        model_cfg = model_cfg.replace(depth_head=True)
-        changes["depthhead"] = 1
-    if a.image_size:
-        model_cfg = model_cfg.replace(image_size=a.image_size)
-        changes["size"] = a.image_size
+    model_cfg = _model_config(a, changes)
+    train_cfg = TRAIN_PRESETS["lite"]
     if a.dome is not None:
         synth = dataclasses.replace(train_cfg.synth, depth_profile_weights=(1.0 - a.dome, a.dome))
         train_cfg = train_cfg.replace(synth=synth)
@@ -112,6 +102,27 @@ def main() -> None:
     if a.dev:
         row["dev"] = evaluate_category(out, a.dev, a.category, device=a.device)[0].i_auroc_table()
     print(json.dumps({**row, "validation": summary.validation, "test": test}), flush=True)
+
+
+def _model_config(a: argparse.Namespace, changes: dict[str, object]) -> ModelConfig:
+    """The `lite` model preset with the flags' architecture changes; each is recorded in ``changes`` (in order)."""
+    model_cfg = MODEL_PRESETS["lite"]
+    if a.encoding:
+        model_cfg = model_cfg.replace(depth_encoding=a.encoding)
+        changes["encoding"] = a.encoding
+    if a.residual:
+        model_cfg = model_cfg.replace(depth_residual=True)
+        changes["residual"] = 1
+    if a.depth_head:
+        model_cfg = model_cfg.replace(depth_head=True)
+        changes["depthhead"] = 1
+    if a.image_size:
+        model_cfg = model_cfg.replace(image_size=a.image_size)
+        changes["size"] = a.image_size
+    if a.resize:
+        model_cfg = model_cfg.replace(resize=a.resize)
+        changes["resize"] = a.resize
+    return model_cfg
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def summarise(p: Any, calibration: Any, category: str | None = None) -> dict[str
     heat = display_heat(p, calibration)
     obj = p.inputs.foreground if p.inputs.foreground is not None and p.inputs.foreground.any() else None
     frame = p.inputs.frame
-    if obj is None and frame is not None and frame.mode == "letterbox":
-        obj = frame.valid  # the image without its letterbox padding
+    if obj is None and frame is not None and frame.pads:
+        obj = frame.valid  # the image without its padding
     hot = heat >= THRESHOLD_LEVEL
     fraction = float(hot[obj].mean() if obj is not None else hot.mean())
     ratio = p.score / p.threshold if p.threshold > 0 else float("inf")

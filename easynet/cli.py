@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easynet.config import GATE_RULES, MODEL_PRESETS, PRECISIONS, TRAIN_PRESETS, config_to_dict
+from easynet.config import GATE_RULES, MODEL_PRESETS, PRECISIONS, RESIZE_MODES, TRAIN_PRESETS, config_to_dict
 from easynet.errors import EasyNetError, InputError
 from easynet.results import EvalReport
 
@@ -39,6 +39,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "image_size": a.image_size,
         "modality": a.modality,
         "depth_encoding": a.depth_encoding,
+        "resize": a.resize,
         "depth_residual": None if a.depth_residual is None else a.depth_residual == "on",
         "depth_head": None if a.depth_head is None else a.depth_head == "on",
     }
@@ -488,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
+    t.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        help="how an image becomes the square input: stretch, letterbox, pad (the authors'), or object (a square "
+        "around the depth foreground, so small parts get more pixels); default: the preset's",
+    )
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--workers", type=int)

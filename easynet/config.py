@@ -8,7 +8,7 @@ from typing import Any
 
 GATE_SCORINGS = ("attention", "histogram")
 MODALITIES = ("rgbd", "rgb")
-RESIZE_MODES = ("stretch", "letterbox", "pad")
+RESIZE_MODES = ("stretch", "letterbox", "pad", "object")
 DEPTH_ENCODINGS = ("height", "metric", "z_minmax")
 RGB_BACKGROUNDS = ("keep", "zero")
 SCORE_RULES = ("calibrated", "official")
@@ -45,7 +45,8 @@ class ModelConfig:
     depth_encoding: str = "height"
     depth_scale: float = 0.0  # metres per unit of the "metric" depth input (0: not fitted yet)
     # "stretch" to S x S; "letterbox": keep the aspect ratio, pad; "pad": the authors' zero padding to a square
-    # (sides rounded up to 100 px) and then S x S (data/preprocess.py)
+    # (sides rounded up to 100 px) and then S x S; "object": a square around the depth foreground, so small parts
+    # get as many pixels as large ones (data/preprocess.py)
     resize: str = "stretch"
     rgb_background: str = "keep"  # "zero": RGB set to 0 on measured points off the object (authors' input)
     # "calibrated": scores / per-head thresholds, mean filter without padding, gate H_fused > H_rgb + alpha;

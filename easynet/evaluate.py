@@ -273,10 +273,10 @@ def gate_scores(
 
 
 def _common_image_region(samples: Sequence[Any]) -> tuple[slice, slice]:
-    """Pixel metrics leave letterbox padding out: the image rectangle when every sample shares one."""
+    """Pixel metrics leave padding out (letterbox, object): the image rectangle when every sample shares one."""
     frames = {getattr(s, "frame", None) for s in samples}
     frame = frames.pop() if len(frames) == 1 else None
-    if frame is None or frame.mode != "letterbox":
+    if frame is None or not frame.pads:
         return slice(None), slice(None)
     return frame.slices
 

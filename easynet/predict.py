@@ -59,9 +59,9 @@ def position_normalise(prob: torch.Tensor, head: Any) -> torch.Tensor:
 
 
 def valid_masks(items: Any) -> torch.Tensor | None:
-    """(B, S, S) bool of the image pixels of items with a letterbox ``frame``, or None when none has one."""
+    """(B, S, S) bool of the image pixels of items whose ``frame`` pads (letterbox, object), or None when none does."""
     frames = [getattr(item, "frame", None) for item in items]
-    if not any(f is not None and f.mode == "letterbox" for f in frames):
+    if not any(f is not None and f.pads for f in frames):
         return None
     size = items[0].rgb.shape[0]
     return torch.from_numpy(np.stack([f.valid if f is not None else np.ones((size, size), bool) for f in frames]))
@@ -97,6 +97,9 @@ def prepare_input(
     check_same_size(image, dmap)
     geometry = remove_table(dmap)
     prepared = frame_depth(dmap, geometry, frame, cfg.depth_encoding, cfg.depth_scale)
+    if prepared.frame != frame:  # "object": the frame follows the part that plane removal found
+        frame = prepared.frame
+        rgb_in = frame.image(image)
     if cfg.rgb_background == "zero":
         rgb_in = frame.image(zero_background(image, prepared.background))
     xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)

@@ -101,7 +101,8 @@ def test_depth_input_and_prepare_depth():
     values = depth_input(remove_table(depth))
     assert values.dtype == np.float32 and values.max() == pytest.approx(1.0)
     assert (values[~truth] == 0).sum() >= (~truth).sum() - 30 and (values >= 0).all()
-    resized, foreground, background = prepare_depth(depth, 32)
+    resized, foreground, background, frame = prepare_depth(depth, 32)
+    assert frame == Frame.fit(truth.shape, 32, "stretch")  # only an "object" frame is refitted here
     assert background.shape == truth.shape and (background & truth).sum() < 0.03 * truth.sum()
     assert resized.shape == (32, 32) and resized.dtype == np.float32 and foreground.dtype == np.bool_
     assert resized.max() <= 1.0 and resized[foreground].min() > 0 and resized[~foreground].mean() < 0.05

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from easynet.config import MODEL_PRESETS
 from easynet.data.preprocess import Frame
@@ -96,3 +97,81 @@ def test_predictor_maps_go_back_onto_the_uploaded_pixels():
     hot[0, : frame.top] = 1.0
     assert float(image_scores(hot, 32, valid_masks([p.inputs]))[0]) == 0.0
     assert float(image_scores(hot, 32)[0]) > 0.0
+
+
+def _small_part_scene(size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat table with one small box (12x16 px, 1 cm high) off-centre: (rgb, z in metres, box mask)."""
+    z = np.full((size, size), 0.6, np.float32)
+    box = np.zeros((size, size), bool)
+    box[60:72, 20:36] = True
+    z[box] -= 0.01
+    rgb = np.full((size, size, 3), 40, np.uint8)
+    rgb[box] = (200, 120, 60)
+    return rgb, z, box
+
+
+def test_object_frame_gives_a_small_part_the_square():
+    """ "object": a square around the foreground's bounding box plus its margin, so a part that covers 2 % of
+    the image covers a third of the input, and maps go back onto the part's own pixels, 0 elsewhere."""
+    from easynet.data.preprocess import OBJECT_MARGIN
+
+    _, _, box = _small_part_scene()
+    frame = Frame.fit(box.shape, 32, "object", box)
+    side = round(16 * (1 + 2 * OBJECT_MARGIN))  # the box's longer side is 16 px
+    assert frame.padded == max(side, round(0.25 * 96)) and frame.valid.all()
+    small = frame.mask(box)
+    assert box.mean() < 0.03 and small.mean() == pytest.approx(12 * 16 / 24**2, abs=0.02)
+    rows, cols = np.nonzero(small)
+    assert abs(rows.mean() - 15.5) <= 1.5 and abs(cols.mean() - 15.5) <= 1.5  # centred in the square
+    back = frame.to_original(small.astype(np.float32))
+    assert back.shape == box.shape and back[box].mean() > 0.9
+    far = np.ones_like(box)
+    far[50:82, 10:46] = False  # well outside the framed square
+    assert back[far].max() == 0.0
+
+
+def test_object_frame_pads_where_the_square_leaves_the_image():
+    part = np.zeros((64, 64), bool)
+    part[0:6, 0:6] = True  # in the corner: the square around it reaches past the top and left edges
+    frame = Frame.fit(part.shape, 32, "object", part)
+    assert frame.origin[0] < 0 and frame.origin[1] < 0 and frame.pads
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    image = frame.image(rgb)
+    assert not frame.valid.all() and (frame.top, frame.left) == (10, 10)  # 5 source px of padding, 2x
+    assert image[:9, :9].max() == 0.0 and image[frame.valid].mean() > 0.95  # bilinear blurs the edge row only
+    # without a foreground (no depth, or none found) the square is the whole image, centred
+    whole = Frame.fit((60, 80), 16, "object", None)
+    assert (whole.top, whole.left, whole.height, whole.width) == (2, 0, 12, 16) and whole.padded == 80
+
+
+def test_prepare_input_frames_rgb_and_depth_on_the_same_part():
+    """RGB, depth and foreground share the frame that plane removal found; stretch would leave the part small."""
+    rgb, z, box = _small_part_scene()
+    cfg = MODEL_PRESETS["lite"].replace(image_size=32, resize="object", depth_scale=0.01)
+    framed = prepare_input(rgb, z, cfg)
+    stretched = prepare_input(rgb, z, cfg.replace(resize="stretch"))
+    assert framed.frame.mode == "object" and framed.frame.padded < 96
+    assert framed.foreground.mean() > 5 * stretched.foreground.mean()
+    part = framed.foreground
+    near = ndimage.binary_dilation(part, iterations=2)  # bilinear depth spreads past the nearest-neighbour mask
+    assert framed.depth[part].min() > 0 and framed.depth[~near].max() == 0.0
+    inside = ndimage.binary_erosion(part)  # the part's colour inside it (bilinear blends its edge)
+    assert np.abs(framed.rgb[inside] - np.array([200, 120, 60]) / 255).max() < 0.01
+    back = framed.frame.to_original(part.astype(np.float32))
+    assert back[box].mean() > 0.8 and back[~box].mean() < 0.02
+
+
+def test_object_frames_survive_the_depth_cache(tmp_path):
+    """A loader with resize "object" gives the same frame and inputs from a fresh computation and from cache."""
+    from helpers import make_mvtec3d_tree
+
+    from easynet.data.mvtec3d import MVTec3D
+
+    root = make_mvtec3d_tree(tmp_path / "data", size=64).parent
+    kwargs = dict(image_size=32, resize="object", cache_dir=tmp_path / "cache")
+    first = MVTec3D(root, "toy", "train", **kwargs)[0]
+    again = MVTec3D(root, "toy", "train", **kwargs)[0]
+    assert first.frame.mode == "object" and first.frame == again.frame
+    assert first.frame.padded < 64 or first.frame.origin != (0, 0)
+    np.testing.assert_array_equal(first.depth, again.depth)
+    np.testing.assert_array_equal(first.rgb, again.rgb)

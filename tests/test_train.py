@@ -292,3 +292,25 @@ def test_training_with_a_depth_head_adds_its_loss_and_the_checkpoint_loads_stric
     assert all(h["focal_depth"] > 0 for h in on) and all(h["focal_depth"] == 0 for h in off)
     model = load_checkpoint(out).build_model()  # strict: the head's weights are in the file and in the model
     assert model.cfg.depth_head and model.depth_head is not None
+
+
+def test_an_object_framed_model_trains_evaluates_and_predicts_on_source_pixels(tiny_tree, tmp_path):
+    """`train --resize object` records the framing; evaluation and the Predictor frame each scan on its part and
+    map results back onto the uploaded pixels."""
+    from easynet.cli import main
+    from easynet.pipeline import evaluate_category
+    from easynet.predict import Predictor
+
+    out = tmp_path / "framed.pt"
+    args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main([*args, "--image-size", "32", "--steps", "2", "--resize", "object"]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.model_config.resize == "object"
+    report, _, _ = evaluate_category(out, tiny_tree, "toy", device="cpu")
+    assert set(report.i_auroc_table()) >= {"close", "open", "control"}
+    test = sorted((tiny_tree / "toy" / "test" / "hole").glob("*/000.*"))
+    rgb, xyz = (next(p for p in test if p.parent.name == name) for name in ("rgb", "xyz"))
+    p = Predictor.from_checkpoint(out, device="cpu").predict(rgb, xyz)
+    frame = p.inputs.frame
+    assert frame.mode == "object" and frame.padded < 64  # the square follows the part, not the 64 px scene
+    assert p.heatmap_original.shape == (64, 64)

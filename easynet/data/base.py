@@ -38,7 +38,8 @@ class PairedDataset:
         image_size: side S of the square samples.
         modality: "rgbd", or "rgb" for the RGB-only track (depth and foreground are None). A data set
             without depth files behaves as "rgb" whatever was asked (see `has_depth`).
-        resize: "stretch", "letterbox" or "pad" (see `easynet.data.preprocess`).
+        resize: "stretch", "letterbox", "pad" or "object" (see `easynet.data.preprocess`; "object" frames the
+            depth foreground, so the RGB, the mask and the depth share the frame that plane removal found).
         depth_encoding, depth_scale: how depth becomes the model's input (`easynet.data.geometry.encode_depth`).
         rgb_background: "zero" sets RGB to 0 on measured points off the object (the authors' input).
         These follow the checkpoint's ModelConfig: `easynet.pipeline.loader_options(cfg)`.
@@ -108,7 +109,7 @@ class PairedDataset:
             prepared = cached_prepare_depth(
                 record.depth, frame, self.cache_dir, record.info_yaml, self.depth_encoding, self.depth_scale
             )
-            depth, foreground = prepared.depth, prepared.foreground
+            depth, foreground, frame = prepared.depth, prepared.foreground, prepared.frame
             if self.rgb_background == "zero":
                 rgb = zero_background(rgb, prepared.background)
         if record.mask is not None:

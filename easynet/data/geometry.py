@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from easynet.data.io import depth_shape, read_depth
-from easynet.data.preprocess import Frame
+from easynet.data.preprocess import OBJECT_MARGIN, OBJECT_MIN_SIDE, Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
 
@@ -219,6 +219,7 @@ class DepthInput(NamedTuple):
     depth: np.ndarray  # (S, S) float32 model depth input
     foreground: np.ndarray  # (S, S) bool object pixels
     background: np.ndarray  # (H, W) bool measured points off the object, at the source resolution
+    frame: Frame | None = None  # the frame used: an "object" frame is fitted here, to the foreground
 
 
 def prepare_depth(depth: DepthMap, frame: Frame | int, encoding: str = "height", scale: float = 0.0) -> DepthInput:
@@ -231,14 +232,17 @@ def prepare_depth(depth: DepthMap, frame: Frame | int, encoding: str = "height",
 def frame_depth(
     depth: DepthMap, geometry: Geometry, frame: Frame, encoding: str = "height", scale: float = 0.0
 ) -> DepthInput:
-    """The depth input of a scan whose table is already removed, fitted to the frame (``prepare_depth``)."""
+    """The depth input of a scan whose table is already removed, fitted to the frame (``prepare_depth``); an
+    "object" frame is refitted to this scan's foreground (``DepthInput.frame`` is the one used)."""
     metric = encoding == "metric"
     if metric and not scale > 0:
         raise ValueError("the metric depth encoding needs depth_scale > 0 metres (fitted on the training set)")
+    if frame.mode == "object":
+        frame = Frame.fit(frame.original, frame.size, "object", geometry.foreground)
     values = frame.scalar(encode_depth(depth, geometry, encoding, 1.0 if metric else scale))
     if metric:  # metres are resized, then scaled: the cache stores metres and gives the same numbers
         values = values / np.float32(scale)
-    return DepthInput(values, frame.mask(geometry.foreground), depth.valid & ~geometry.foreground)
+    return DepthInput(values, frame.mask(geometry.foreground), depth.valid & ~geometry.foreground, frame)
 
 
 def zero_background(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -279,6 +283,7 @@ def _cache_key(path: Path, frame: Frame, info_yaml: Path | None, encoding: str) 
         "ransac_n": RANSAC_N,
         "threshold": TABLE_THRESHOLD,
         "bridge": [GAP_BRIDGE, MIN_GAP_BRIDGE],
+        **({"object": [OBJECT_MARGIN, OBJECT_MIN_SIDE]} if frame.mode == "object" else {}),
         "version": CACHE_VERSION,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
@@ -311,7 +316,11 @@ def cached_prepare_depth(
             with np.load(target, allow_pickle=False) as cached:
                 shape = tuple(int(n) for n in cached["shape"])
                 background = np.unpackbits(cached["background"], count=shape[0] * shape[1]).reshape(shape) > 0
-                return DepthInput(cached["depth"] / np.float32(unit), cached["foreground"], background)
+                used = frame
+                if frame.mode == "object":
+                    top, left, side = (int(n) for n in cached["square"])
+                    used = Frame.framed(frame.original, frame.size, (top, left), side)
+                return DepthInput(cached["depth"] / np.float32(unit), cached["foreground"], background, used)
         except (OSError, KeyError, ValueError):
             pass  # unreadable or older cache entry: recompute and overwrite
     prepared = prepare_depth(read_depth(path, info), frame, encoding, 1.0 if encoding == "metric" else scale)
@@ -325,6 +334,7 @@ def cached_prepare_depth(
                 foreground=prepared.foreground,
                 background=np.packbits(prepared.background),
                 shape=np.array(prepared.background.shape),
+                square=np.array([*prepared.frame.origin, prepared.frame.padded]),
             )
         os.replace(tmp, target)
     except BaseException:

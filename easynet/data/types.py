@@ -68,7 +68,7 @@ class Sample:
     @property
     def region(self) -> np.ndarray | None:
         """(S, S) bool: where anomalies may be placed: the object (foreground) inside the image's frame."""
-        valid = self.frame.valid if self.frame is not None and self.frame.mode == "letterbox" else None
+        valid = self.frame.valid if self.frame is not None and self.frame.pads else None
         if self.foreground is None:
             return valid
         return self.foreground if valid is None else self.foreground & valid
