@@ -3,7 +3,7 @@ only, the object's share of the input (its depth foreground), the median area of
 anomalies and the share of anomaly draws that miss the object (they become clean images). Behind the object-size
 entry of benchmarks/RECIPE.md. Needs `python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0`.
 
-    python benchmarks/metric_depth/object_size.py [--image-size 128] [CATEGORY ...]   # one JSON line each
+    python benchmarks/metric_depth/object_size.py [--image-size 128] [--resize object] [CATEGORY ...]   # JSON lines
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ IMAGES = 10  # evenly spaced training images per part
 DRAWS = 20  # forced anomaly draws per image
 
 
-def measure(data: str, category: str, image_size: int) -> dict:
-    cfg = fit_metric_scale(data, category, MODEL_PRESETS["lite"].replace(image_size=image_size), "mvtec3d")
+def measure(data: str, category: str, image_size: int, resize: str = "stretch") -> dict:
+    model_cfg = MODEL_PRESETS["lite"].replace(image_size=image_size, resize=resize)
+    cfg = fit_metric_scale(data, category, model_cfg, "mvtec3d")
     synth_cfg = TRAIN_PRESETS["lite"].synth
     synthesizer = AnomalySynthesizer(synth_cfg, cfg.metric_scale)
     train = open_dataset(data, category, Split.TRAIN, **loader_options(cfg))
@@ -43,6 +44,7 @@ def measure(data: str, category: str, image_size: int) -> dict:
     return {
         "category": category,
         "image_size": image_size,
+        **({"resize": resize} if resize != "stretch" else {}),
         "object_share": round(float(np.mean(share)), 3),
         "anomaly_px_median": round(float(np.median(areas)), 1) if areas else 0.0,
         "missed_draws": round(missed / (IMAGES * DRAWS), 3),
@@ -54,9 +56,10 @@ def main() -> None:
     p.add_argument("categories", nargs="*", help="default: the tuned and the held-out parts")
     p.add_argument("--data", default="data/synthetic")
     p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--resize", default="stretch", help="ModelConfig.resize (object: the framed input)")
     a = p.parse_args()
     for category in a.categories or [*TUNED, *HELD_OUT]:
-        print(json.dumps(measure(a.data, category, a.image_size)), flush=True)
+        print(json.dumps(measure(a.data, category, a.image_size, a.resize)), flush=True)
 
 
 if __name__ == "__main__":
