@@ -171,6 +171,11 @@ class Prediction:
             if self.gate == "open" and self.used == "fused":
                 return "RGB + depth: the gate is open"
             if self.inputs.depth is None:
+                if self.inputs.frame is not None and self.inputs.frame.mode == "object":
+                    return (
+                        "RGB alone: no depth was given, so the part could not be framed as in training and the "
+                        "whole image was scored (less reliable)"
+                    )
                 return "RGB alone: no depth was given"
             return "RGB alone: the gate is closed" if self.gate == "close" else "RGB alone: the model has no depth head"
         bound = f"H(fused) {self.entropy_fused:.4f} vs H(rgb) {self.entropy_rgb:.4f} + alpha {self.alpha:.4f}"
