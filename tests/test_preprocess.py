@@ -62,7 +62,7 @@ def test_defect_pixel_round_trips_to_its_place(mode, size):
 
 def test_prepare_input_uses_the_checkpoint_resize():
     rgb = np.full((60, 80, 3), 200, np.uint8)
-    base = MODEL_PRESETS["lite"].replace(image_size=32, modality="rgb")
+    base = MODEL_PRESETS["lite"].replace(image_size=32, modality="rgb", resize="stretch")
     boxed = prepare_input(rgb, None, base.replace(resize="letterbox"))
     assert boxed.frame.mode == "letterbox" and boxed.rgb[:4].max() == 0.0  # padding rows are black
     assert boxed.rgb[boxed.frame.valid].min() == pytest.approx(200 / 255, abs=1e-3)
