@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint
 from easynet.config import ModelConfig
+from easynet.data.foreground import rgb_foreground
 from easynet.data.geometry import frame_depth, pseudo_xyz, remove_table, zero_background
 from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
 from easynet.data.preprocess import Frame
@@ -78,6 +79,7 @@ class ModelInput:
     xyz: np.ndarray | None = None  # (H, W, 3) metres, for the 3D view (pseudo-xyz for plain depth maps)
     foreground_full: np.ndarray | None = None  # (H, W) bool at the original size
     frame: Frame | None = None  # where the image sits in the square; maps go back with frame.to_original
+    framed_from: str | None = None  # "object" frames: "depth" (plane removal), "rgb" (no depth given) or None
 
 
 def prepare_input(
@@ -92,7 +94,13 @@ def prepare_input(
     frame = Frame.fit(image.shape[:2], cfg.image_size, cfg.resize)
     rgb_in = frame.image(image)
     if depth is None:
-        return ModelInput(rgb_in, None, None, image.shape[:2], frame=frame)
+        framed_from = None
+        if cfg.resize == "object" and cfg.has_depth:  # trained on depth-framed parts: frame the RGB object instead
+            found = rgb_foreground(image.astype(np.float32) / 255.0)
+            if found is not None:
+                frame, framed_from = Frame.fit(image.shape[:2], cfg.image_size, "object", found), "rgb"
+                rgb_in = frame.image(image)
+        return ModelInput(rgb_in, None, None, image.shape[:2], frame=frame, framed_from=framed_from)
     dmap = _to_depthmap(depth)
     check_same_size(image, dmap)
     geometry = remove_table(dmap)
@@ -103,7 +111,10 @@ def prepare_input(
     if cfg.rgb_background == "zero":
         rgb_in = frame.image(zero_background(image, prepared.background))
     xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
-    return ModelInput(rgb_in, prepared.depth, prepared.foreground, image.shape[:2], xyz, geometry.foreground, frame)
+    framed_from = "depth" if frame.mode == "object" else None
+    return ModelInput(
+        rgb_in, prepared.depth, prepared.foreground, image.shape[:2], xyz, geometry.foreground, frame, framed_from
+    )
 
 
 def _check_rgb_array(a: np.ndarray) -> np.ndarray:
@@ -171,10 +182,12 @@ class Prediction:
             if self.gate == "open" and self.used == "fused":
                 return "RGB + depth: the gate is open"
             if self.inputs.depth is None:
+                if self.inputs.framed_from == "rgb":
+                    return "RGB alone: no depth was given, so the part was framed from the RGB image (less reliable)"
                 if self.inputs.frame is not None and self.inputs.frame.mode == "object":
                     return (
-                        "RGB alone: no depth was given, so the part could not be framed as in training and the "
-                        "whole image was scored (less reliable)"
+                        "RGB alone: no depth was given and no part was found in the RGB image, so the whole image "
+                        "was scored, not framed as in training (less reliable)"
                     )
                 return "RGB alone: no depth was given"
             return "RGB alone: the gate is closed" if self.gate == "close" else "RGB alone: the model has no depth head"

@@ -53,15 +53,18 @@ def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint,
         assert p.used == used and p.gate_reason.startswith(words)
         assert f"H(fused) {p.entropy_fused:.4f}{sign}H(rgb) {p.entropy_rgb:.4f} + alpha {alpha:.4f}" in p.gate_reason
         assert p.to_json()["gate_reason"] == p.gate_reason
-    for resize, reason in (
-        ("stretch", "RGB alone: no depth was given"),
-        ("object", "RGB alone: no depth was given, so the part could not be framed as in training and the whole"),
-    ):  # an object-framed model without depth scores the whole image, and says so
+    part = np.full((64, 64, 3), 120, np.uint8)
+    part[20:36, 24:40] = (200, 30, 30)  # a red part on grey, which the RGB foreground finds
+    for resize, image, framed_from, reason in (
+        ("stretch", rgb, None, "RGB alone: no depth was given"),
+        ("object", part, "rgb", "RGB alone: no depth was given, so the part was framed from the RGB image (less"),
+        ("object", rgb, None, "RGB alone: no depth was given and no part was found in the RGB image, so the whole"),
+    ):  # an object-framed model without depth frames the RGB object, or scores the whole image, and says so
         ckpt.model_config = ckpt.model_config.replace(resize=resize)
         framed = Predictor.from_checkpoint(save_checkpoint(ckpt, tmp_path / f"{resize}.pt"), device="cpu")
-        p = framed.predict(rgb, None)
-        assert p.inputs.frame.mode == resize and p.gate_reason.startswith(reason)
-        assert (p.gate_reason == reason) == (resize == "stretch")
+        p = framed.predict(image, None)
+        assert p.inputs.frame.mode == resize and p.inputs.framed_from == framed_from
+        assert p.gate_reason.startswith(reason) and ("less reliable" in p.gate_reason) == (resize == "object")
 
 
 def test_score_gate_rule_in_the_predictor_matches_evaluation(tiny_tree, tiny_checkpoint, tmp_path):

@@ -70,6 +70,25 @@ def test_prepare_input_uses_the_checkpoint_resize():
     assert stretched.rgb.min() == pytest.approx(200 / 255, abs=1e-3)
 
 
+def test_an_object_framed_rgbd_model_without_depth_frames_the_rgb_object():
+    """No depth map: the RGB-D model trained on depth-framed parts gets the part framed from the RGB image; with
+    no part in sight, or for an RGB-only model (trained on whole images), the whole image is the square."""
+    rgb = np.full((200, 240, 3), 120, np.uint8)
+    rgb[50:80, 60:90] = (200, 30, 30)  # a 30x30 red part on grey
+    cfg = MODEL_PRESETS["lite"].replace(image_size=32, resize="object")
+    framed = prepare_input(rgb, None, cfg)
+    part = np.zeros((200, 240), bool)
+    part[50:80, 60:90] = True
+    expected = Frame.fit((200, 240), 32, "object", part)  # the square plane removal's foreground would give
+    assert framed.framed_from == "rgb" and framed.frame.padded == expected.padded == 60  # OBJECT_MIN_SIDE of 240
+    assert np.abs(np.subtract(framed.frame.origin, expected.origin)).max() <= 2
+    assert framed.rgb[16, 16] == pytest.approx(np.array([200, 30, 30]) / 255, abs=1e-3)  # the part is centred
+    blank = prepare_input(np.full((200, 240, 3), 120, np.uint8), None, cfg)
+    assert blank.framed_from is None and blank.frame.padded == 240
+    rgb_only = prepare_input(rgb, None, cfg.replace(modality="rgb"))
+    assert rgb_only.framed_from is None and rgb_only.frame.padded == 240
+
+
 def test_unknown_resize_mode_is_refused():
     with pytest.raises(ValueError, match="resize must be one of"):
         MODEL_PRESETS["lite"].replace(resize="crop")
