@@ -12,6 +12,7 @@ both, so a gate that decides sends dents to the fused head and stains to the RGB
     python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0     # once: every category
     python benchmarks/unseen_parts.py --data data/synthetic --workdir runs/unseen
     python benchmarks/unseen_parts.py --skip-train --keep-rows   # add parts; rows without a checkpoint kept
+    python benchmarks/unseen_parts.py --skip-train --held-out hinge cap   # only these held-out parts
 
 Writes benchmarks/unseen_parts.json and benchmarks/UNSEEN_PARTS.md. Training takes about 15 minutes per
 held-out category on 2 CPU cores.
@@ -253,9 +254,12 @@ def main() -> int:
         help="with --skip-train: a held-out part whose checkpoint is not in the workdir keeps its row from the "
         "existing unseen_parts.json (measured by this script on its checkpoint before)",
     )
+    parser.add_argument(
+        "--held-out", nargs="+", choices=HELD_OUT, default=list(HELD_OUT), help="the held-out parts (default: all)"
+    )
     a = parser.parse_args()
     data, work = Path(a.data), Path(a.workdir)
-    missing = [c for c in (*TUNED, *HELD_OUT) if not (data / c).is_dir()]
+    missing = [c for c in (*TUNED, *a.held_out) if not (data / c).is_dir()]
     if missing:
         print(f"{data} lacks {', '.join(missing)}: run `python -m easynet synth {data} --size 256 --n-train 100`")
         return 1
@@ -264,7 +268,7 @@ def main() -> int:
     if a.keep_rows and OUTPUT_JSON.is_file():
         earlier = {r["category"]: r for r in json.loads(OUTPUT_JSON.read_text())["rows"] if r["set"] == "held out"}
     rows = []
-    for category in HELD_OUT:
+    for category in a.held_out:
         ckpt = work / f"{category}.pt"
         if a.skip_train and a.keep_rows and not ckpt.is_file():
             if category not in earlier:
