@@ -47,13 +47,13 @@ def test_four_categories_are_shipped_small_with_their_evaluation():
 
 
 def test_shipped_checkpoints_were_trained_with_the_lite_presets():
-    """`train --preset lite` with no other flags is the shipped recipe (tablet and foam_block: `--steps 2000`)."""
+    """`train --preset lite` with no other flags is the shipped recipe."""
     from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 
     for category in CATEGORIES:
         ckpt = load_checkpoint(CHECKPOINTS / f"{category}.pt")
         steps = ckpt.train_config.steps
-        assert steps == (2000 if category in ("tablet", "foam_block") else TRAIN_PRESETS["lite"].steps), category
+        assert steps == TRAIN_PRESETS["lite"].steps, category
         recorded = ckpt.train_config
         if ckpt.model_config.depth_encoding != "metric":  # millimetre amplitudes apply to metric depth only (they
             # were the default, unused by these `height` models, when they were trained)
