@@ -85,7 +85,14 @@ def gate_markdown(p: Prediction) -> str:
     head = "RGB + depth (fused)" if p.used == "fused" else "RGB only"
     if p.head_scores is not None:
         rule = "score rule: control uses the head whose score is the larger multiple of its threshold"
-        return f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} ({rule})"
+        paper = ""
+        if p.entropy_rule_head is not None:
+            other = "RGB + depth (fused)" if p.entropy_rule_head == "fused" else "RGB only"
+            paper = (
+                f" · entropy RGB {fmt(p.entropy_rgb)}, fused {fmt(p.entropy_fused)}, alpha {p.alpha:.4f}: the "
+                f"paper's entropy rule would use the {other} head"
+            )
+        return f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} ({rule}){paper}"
     rule = "control uses the fused head when H(fused) > H(rgb) + alpha"
     return (
         f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} · entropy RGB {fmt(p.entropy_rgb)}, "

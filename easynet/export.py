@@ -146,7 +146,8 @@ class OnnxRunner:
         outs = [torch.from_numpy(o) for o in self._session("both").run(None, feed)]
         prob_rgb, prob_fused, h_rgb, h_fused, rec_rgb, rec_depth = outs
         if gate == gate_lib.BOTH_HEADS:
-            return GatedOutput(prob_fused, torch.ones(batch, dtype=torch.bool), nan, nan, rec_rgb, rec_depth, prob_rgb)
+            used = torch.ones(batch, dtype=torch.bool)
+            return GatedOutput(prob_fused, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb)
         if gate == "open":
             used, h_rgb, h_fused = torch.ones(batch, dtype=torch.bool), nan, nan
         else:

@@ -346,12 +346,13 @@ class EasyNet(nn.Module):
         else:
             pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
             attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
-            if mode == "open" or both:
-                used = torch.ones(batch, dtype=torch.bool, device=rgb.device)
-            else:
+            if mode != "open":  # control decides by them; "both" reports them (what the paper's rule would pick)
                 h_rgb, h_fused = gate_lib.entropies(
                     self.cfg.gate_scoring, pooled_rgb, pooled_fused, attn_rgb, attn_fused
                 )
+            if mode == "open" or both:
+                used = torch.ones(batch, dtype=torch.bool, device=rgb.device)
+            else:
                 used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive=self.cfg.score_rule == "official")
         prob = torch.empty((batch, *size), device=rgb.device, dtype=rgb.dtype)
         prob_rgb = None

@@ -26,7 +26,7 @@ from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError, NonFiniteError
 from easynet.fastpath import Runner, make_runner
-from easynet.gate import BOTH_HEADS, MODES, prefers_fused, runner_mode
+from easynet.gate import BOTH_HEADS, MODES, decide, prefers_fused, runner_mode
 from easynet.model import EasyNet
 from easynet.runtime import configure_threads, resolve_device, resolve_precision
 
@@ -197,6 +197,17 @@ class Prediction:
         return f"RGB alone: {bound.replace(' vs ', ' <= ')}, depth judged uninformative"
 
     @property
+    def entropy_rule_head(self) -> str | None:
+        """The head the paper's entropy rule (H_fused > H_rgb + alpha) picks for this image, whichever rule or gate
+        was used (so a score-rule checkpoint can show what the paper's gate would have done); None without both
+        entropies (no depth, or a gate that did not run both heads)."""
+        if self.entropy_rgb is None or self.entropy_fused is None:
+            return None
+        if self.gate == "control" and self.gate_rule == "entropy":
+            return self.used  # it decided (with the authors' >= where the checkpoint's score rule says so)
+        return "fused" if decide(self.entropy_rgb, self.entropy_fused, self.alpha) else "rgb"
+
+    @property
     def heatmap_original(self) -> np.ndarray:
         """(H, W) calibrated heat map on the uploaded image's pixels, in [0, 1]."""
         return np.clip(self.on_original(self.heatmap), 0.0, 1.0)
@@ -216,6 +227,7 @@ class Prediction:
             "gate_rule": self.gate_rule,
             "head_scores": self.head_scores,
             "gate_reason": self.gate_reason,
+            "entropy_rule_head": self.entropy_rule_head,
             "has_depth": self.inputs.depth is not None,
             "image_size": int(self.anomaly_map.shape[0]),
             "timings_ms": {k: round(v * 1000, 2) for k, v in self.timings.items()},

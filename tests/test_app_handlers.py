@@ -32,6 +32,7 @@ JSON_FIELDS = {
     "gate_rule",
     "head_scores",
     "gate_reason",
+    "entropy_rule_head",
     "has_depth",
     "image_size",
     "timings_ms",
@@ -78,6 +79,10 @@ def test_predict_in_each_gate(assets, gate):
     if gate == "close":
         assert result["used"] == "rgb"
     assert f"`{gate}`" in gate_md and state["rgb"] == str(assets.rgb)
+    if gate == "control":  # the score rule decides; the paper's entropies and alpha are shown beside it
+        paper = "RGB + depth (fused)" if result["entropy_rule_head"] == "fused" else "RGB only"
+        assert result["head_scores"] and f"alpha {result['alpha']:.4f}" in gate_md
+        assert f"entropy RGB {result['entropy_rgb']:.4f}" in gate_md and f"would use the {paper} head" in gate_md
 
 
 def test_gate_change_rerenders_from_the_stored_inputs(assets):

@@ -113,6 +113,9 @@ def test_both_heads_mode_returns_the_open_and_close_maps(backend):
     assert (both.anomaly_map_rgb - runner(rgb, depth, "close", 0.0).anomaly_map).abs().max() <= tol
     assert both.used_fused.all() and both.rec_depth is not None
     assert (both.anomaly_map - both.anomaly_map_rgb).abs().max() > tol  # two different heads
+    control = runner(rgb, depth, "control", 0.0)  # and the entropies control would decide by
+    torch.testing.assert_close(both.entropy_rgb, control.entropy_rgb, atol=1e-4, rtol=0)
+    torch.testing.assert_close(both.entropy_fused, control.entropy_fused, atol=1e-4, rtol=0)
 
 
 def test_unknown_backend_is_an_input_error():

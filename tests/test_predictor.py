@@ -81,6 +81,7 @@ def test_score_gate_rule_in_the_predictor_matches_evaluation(tiny_tree, tiny_che
     test = open_dataset(tiny_tree, "toy", "test", **loader_options(predictor.cfg))
     heads = run_heads(predictor.model, test, predictor.device, None, predictor.calibration)
     _, _, used = gate_scores(heads, predictor.calibration, "control")
+    _, _, by_entropy = gate_scores(heads, predictor.calibration, "control", "entropy")
     cal = predictor.calibration
     for i, record in enumerate(test.records):
         gates = predictor.predict_gates(record.rgb, record.depth)
@@ -95,3 +96,6 @@ def test_score_gate_rule_in_the_predictor_matches_evaluation(tiny_tree, tiny_che
         words = "depth judged informative" if expected == "fused" else "RGB alone"
         assert control.gate_reason.startswith(words) and f"{ratios['fused']:.2f}x" in control.gate_reason
         assert control.to_json()["head_scores"] == control.head_scores
+        # what the paper's rule would have picked, as evaluate's entropy rule picks it
+        assert control.entropy_rule_head == ("fused" if by_entropy[i] else "rgb")
+        assert gates["close"].entropy_rule_head is None  # the closed gate runs no depth stream
