@@ -39,7 +39,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str]] = {
     ),
     "old_default": (
         "before: `lite` at 128 px stretched, paper lr, DRAEM textures (the issue's command)",
-        {},
+        {"resize": "stretch"},  # `lite` frames the part since; this row keeps the input it was measured with
         {"steps": 800},
         {},
         "lite_rgb",
