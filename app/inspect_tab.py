@@ -82,15 +82,17 @@ def gate_markdown(p: Prediction) -> str:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    head = "RGB + depth (fused)" if p.used == "fused" else "RGB only"
+    def name(used: str) -> str:
+        return "RGB + depth (fused)" if used == "fused" else "RGB only"
+
+    head = name(p.used)
     if p.head_scores is not None:
         rule = "score rule: control uses the head whose score is the larger multiple of its threshold"
         paper = ""
         if p.entropy_rule_head is not None:
-            other = "RGB + depth (fused)" if p.entropy_rule_head == "fused" else "RGB only"
             paper = (
                 f" · entropy RGB {fmt(p.entropy_rgb)}, fused {fmt(p.entropy_fused)}, alpha {p.alpha:.4f}: the "
-                f"paper's entropy rule would use the {other} head"
+                f"paper's entropy rule would use the {name(p.entropy_rule_head)} head"
             )
         return f"**Gate `{p.gate}`** used the **{head}** head: {p.gate_reason} ({rule}){paper}"
     rule = "control uses the fused head when H(fused) > H(rgb) + alpha"
