@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from app import sessions, workspace
+from easynet.atomic import atomic_write_bytes
 from easynet.errors import EasyNetError, InputError
 from easynet.results import TrainSummary
 from easynet.settings import env_int
-from easynet.visualize import atomic_write_bytes
 
 ACTIVE = ("queued", "running")
 RESTART_ERROR = "interrupted by a server restart"

@@ -19,9 +19,9 @@ import numpy as np
 from gradio import processing_utils
 
 from app import models
+from easynet.atomic import atomic_write_bytes
 from easynet.errors import EasyNetError
 from easynet.settings import env_int
-from easynet.visualize import atomic_write_bytes
 
 GATES = ("close", "open", "control")
 GATE_HELP = "close: RGB head only · open: RGB+depth head · control: picks a head per image (the model's gate rule)"

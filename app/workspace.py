@@ -21,10 +21,11 @@ import tifffile
 
 from app import sessions
 from easynet import archive
+from easynet.atomic import atomic_write_bytes
 from easynet.data.geometry import pseudo_xyz
 from easynet.data.io import check_same_size, read_depth, read_rgb
 from easynet.errors import InputError
-from easynet.visualize import atomic_write_bytes, write_png
+from easynet.visualize import write_png
 
 WORKSPACE_ENV = "EASYNET_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"

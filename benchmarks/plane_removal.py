@@ -27,6 +27,7 @@ def main() -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     from helpers import GAP_KINDS, make_scene_xyz, with_gaps
 
+    from easynet.atomic import atomic_write_text
     from easynet.data.geometry import _import_open3d, depth_input, prepare_depth, remove_table
     from easynet.data.types import DepthMap
 
@@ -77,9 +78,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    tmp = OUTPUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUTPUT)
+    atomic_write_text(OUTPUT, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

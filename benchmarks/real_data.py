@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from easynet.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_JSON = Path(__file__).with_name("real_data.json")
@@ -162,7 +163,7 @@ def write_report(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
         )
     paper = ", ".join(f"{k} {v}" for k, v in PAPER_I_AUROC.items())
     lines += ["", f"Paper (EasyNet, pure RGB, Table 1): {paper}.", ""]
-    _atomic_write(OUTPUT_MD, "\n".join(lines))
+    atomic_write_text(OUTPUT_MD, "\n".join(lines))
 
 
 README = ROOT / "README.md"
@@ -195,14 +196,7 @@ def update_readme(rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
     text = README.read_text()
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
-    _atomic_write(README, head + README_BEGIN + "\n" + "\n".join(lines) + "\n" + README_END + tail)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(README, head + README_BEGIN + "\n" + "\n".join(lines) + "\n" + README_END + tail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             rows.sort(key=lambda r: (r["category"], r["variant"] != "base", r["variant"], r["steps"]))
             info = machine()
-            _atomic_write(OUTPUT_JSON, json.dumps({"machine": info, "rows": rows}, indent=2))
+            atomic_write_text(OUTPUT_JSON, json.dumps({"machine": info, "rows": rows}, indent=2))
             write_report(rows, info)
             update_readme(rows, info)
     return 0

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from easynet.visualize import atomic_write_bytes
+from easynet.atomic import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_JSON = Path(__file__).with_name("unseen_parts.json")

@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 from easynet.archive import extract_zip
+from easynet.atomic import atomic_write_bytes
 from easynet.errors import EasyNetError, InputError
-from easynet.visualize import THRESHOLD_LEVEL, atomic_write_bytes, overlay, verdict_scale, with_colour_bar, write_png
+from easynet.visualize import THRESHOLD_LEVEL, overlay, verdict_scale, with_colour_bar, write_png
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEPTH_SUFFIXES = (".tiff", ".tif", ".npy")

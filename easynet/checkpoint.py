@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from easynet.atomic import atomic_write
 from easynet.config import (
     MODEL_PRESETS,
     ModelConfig,
@@ -154,8 +153,6 @@ def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torc
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, half: bool = False) -> Path:
     """Write atomically; ``half`` stores floating-point weights as fp16 (shipped checkpoints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in ckpt.state_dict.items()
@@ -169,17 +166,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, half: bool = False) -> P
         "provenance": ckpt.provenance,
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def _torch_load(path: Path) -> Any:

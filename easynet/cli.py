@@ -17,7 +17,7 @@ from easynet.results import EvalReport
 
 
 def _write_json(path: str | Path, data: Any) -> None:
-    from easynet.visualize import atomic_write_bytes
+    from easynet.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
 

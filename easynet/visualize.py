@@ -1,13 +1,13 @@
-"""Pictures from predictions (numpy + OpenCV only): heat maps, overlays, depth previews, atomic PNG writes."""
+"""Pictures from predictions (numpy + OpenCV only): heat maps, overlays, depth previews, PNG writes."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from easynet.atomic import atomic_write_bytes
 
 OVERLAY_ALPHA = 0.5
 COLORMAP = cv2.COLORMAP_JET
@@ -87,27 +87,9 @@ def depth_preview(depth: np.ndarray | None, size: tuple[int, int] | None = None)
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) or grey (H, W) uint8/16 image atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = image[..., ::-1] if image.ndim == 3 else image
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
     if not ok:
         raise OSError(f"could not encode {path.name} as PNG")
     atomic_write_bytes(path, buf.tobytes())
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Temp file in the same folder + os.replace: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -63,3 +63,20 @@ def test_killed_writer_leaves_old_or_new_files(tmp_path):
     assert last > 0  # the writer did get through saves
     leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
     assert all(name.startswith(".") for name in leftovers)  # only hidden temp files, never under a final name
+
+
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    from easynet.atomic import atomic_write, atomic_write_bytes
+
+    target = tmp_path / "sub" / "report.json"
+    atomic_write_bytes(target, b"old")  # creates the folder
+
+    def half_then_fail(handle):
+        handle.write(b"half of the new")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+    assert atomic_write_bytes(target, b"new", durable=False) == target and target.read_bytes() == b"new"

@@ -14,9 +14,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from easynet.atomic import atomic_write_bytes
 from easynet.data.synthetic import KINDS, generate_sample
 from easynet.predict import Predictor
-from easynet.visualize import atomic_write_bytes
 
 GATES = ("close", "open", "control")
 SAMPLE_SIZE = 256  # the size of the data set the checkpoints were trained and evaluated on

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from easynet.atomic import atomic_write
 from easynet.data.io import depth_shape, read_depth
 from easynet.data.preprocess import OBJECT_MARGIN, OBJECT_MIN_SIDE, Frame
 from easynet.data.types import DepthMap
@@ -324,20 +324,12 @@ def cached_prepare_depth(
         except (OSError, KeyError, ValueError):
             pass  # unreadable or older cache entry: recompute and overwrite
     prepared = prepare_depth(read_depth(path, info), frame, encoding, 1.0 if encoding == "metric" else scale)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                depth=prepared.depth,
-                foreground=prepared.foreground,
-                background=np.packbits(prepared.background),
-                shape=np.array(prepared.background.shape),
-                square=np.array([*prepared.frame.origin, prepared.frame.padded]),
-            )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "depth": prepared.depth,
+        "foreground": prepared.foreground,
+        "background": np.packbits(prepared.background),
+        "shape": np.array(prepared.background.shape),
+        "square": np.array([*prepared.frame.origin, prepared.frame.padded]),
+    }
+    atomic_write(target, lambda handle: np.savez(handle, **arrays), durable=False)
     return prepared._replace(depth=prepared.depth / np.float32(unit))

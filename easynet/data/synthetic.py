@@ -15,6 +15,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from easynet.atomic import atomic_write_bytes
 from easynet.errors import InputError
 
 FOCAL_PER_PIXEL = 3.6  # focal length in pixels per image pixel of width: ~0.14 m field of view at 0.5 m
@@ -568,11 +569,8 @@ def generate_sample(
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write atomically (no fsync: a data set is regenerated, not recovered)."""
+    atomic_write_bytes(path, data, durable=False)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
