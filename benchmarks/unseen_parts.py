@@ -41,6 +41,9 @@ CROSS_FIT_REPEATS = 10
 # so that the `held out` means stay over parts that decided nothing.
 FRAMING_JUDGES = ("knob", "tile")
 GROUPS = ("tuned", "held out", "framing judge")
+# The score rule with a margin fitted on validation (an ablation here, not a library rule): the RGB head is used
+# only where its score ratio exceeds the fused head's by more than a factor 1 + m; m = inf is the open gate.
+MARGINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, float("inf"))
 
 
 def train_held_out(data: Path, category: str, out: Path, steps: int | None, seed: int | None = None) -> float:
@@ -64,10 +67,31 @@ def train_held_out(data: Path, category: str, out: Path, steps: int | None, seed
     return time.time() - start
 
 
-def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float]:
-    """Validation I-AUROC of close, open and both control rules, each image scored with thresholds (and the
-    entropy rule's alpha) fitted on the other half of the validation images: 2 folds over source images,
-    CROSS_FIT_REPEATS random splits, mean. In-sample, alpha is fitted on the very images it is judged on."""
+def margin_scores(heads: Any, cal: Any, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised image scores, used_fused) under the score rule with ``margin`` (MARGINS)."""
+    from easynet.gate import prefers_fused
+
+    ratio_rgb, ratio_fused = heads.score_rgb / cal.rgb.threshold, heads.score_fused / cal.fused.threshold
+    used = (
+        np.ones(len(ratio_rgb), dtype=bool)
+        if margin == float("inf")
+        else prefers_fused(ratio_rgb, ratio_fused * (1 + margin))
+    )
+    return np.where(used, ratio_fused, ratio_rgb), used
+
+
+def fit_margin(y: np.ndarray, heads: Any, cal: Any) -> float:
+    """The margin with the best I-AUROC on (y, heads); ties go to the smaller margin (the more gating one)."""
+    from easynet.evaluate import _auroc
+
+    return max(MARGINS, key=lambda m: (_auroc(y, margin_scores(heads, cal, m)[0]), -m))
+
+
+def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float | None]:
+    """Validation I-AUROC of close, open, both control rules and the score rule with a fitted margin, each image
+    scored with thresholds (and alpha, or the margin) fitted on the other half of the validation images: 2 folds
+    over source images, CROSS_FIT_REPEATS random splits, mean. In-sample, alpha is fitted on the very images it
+    is judged on. ``margin_fitted`` is the margin fitted on the whole validation set (None: infinite, open)."""
     from easynet.config import GATE_RULES
     from easynet.data.registry import open_dataset
     from easynet.evaluate import _auroc, _head_calibration, calibration_set, fit_alpha, gate_scores, run_heads
@@ -80,12 +104,12 @@ def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float
     items, y, source = calibration_set(predictor.model, validation, train_cfg.synth if train_cfg else None)
     heads = run_heads(predictor.model, items, predictor.device, None, predictor.calibration)
     rules = {"close": ("close", None), "open": ("open", None), **{r: ("control", r) for r in GATE_RULES}}
-    totals = {name: [] for name in rules}
+    totals = {name: [] for name in (*rules, "margin")}
     rng = np.random.default_rng(0)
     for _ in range(CROSS_FIT_REPEATS):
         order = rng.permutation(np.unique(source))
         folds = (order[: len(order) // 2], order[len(order) // 2 :])
-        scores = {name: np.zeros(len(y)) for name in rules}
+        scores = {name: np.zeros(len(y)) for name in totals}
         for fit_on, judge in (folds, folds[::-1]):
             fit, held = np.isin(source, fit_on), np.isin(source, judge)
             cal = dataclasses.replace(predictor.calibration)
@@ -98,9 +122,15 @@ def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float
             cal.alpha = fit_alpha(y[fit], _subset(heads, fit), cal)
             for name, (mode, rule) in rules.items():
                 scores[name][held] = gate_scores(_subset(heads, held), cal, mode, rule)[0]
-        for name in rules:
+            margin = fit_margin(y[fit], _subset(heads, fit), cal)
+            scores["margin"][held] = margin_scores(_subset(heads, held), cal, margin)[0]
+        for name in totals:
             totals[name].append(_auroc(y, scores[name]))
-    return {name: round(float(np.mean(v)), 4) for name, v in totals.items()}
+    margin = fit_margin(y, heads, predictor.calibration)
+    return {
+        **{name: round(float(np.mean(v)), 4) for name, v in totals.items()},
+        "margin_fitted": None if margin == float("inf") else margin,
+    }
 
 
 def _subset(heads: Any, keep: np.ndarray) -> Any:
@@ -125,9 +155,14 @@ def measure(checkpoint: Path, data: Path, category: str) -> dict[str, Any]:
     defects = np.array([test[i].defect for i in range(len(test))])
     labels = np.array([test[i].label for i in range(len(test))])
     gates = report.gates
+    validation = cross_fitted(checkpoint, data, category)
+    margin = validation.pop("margin_fitted")
     rules: dict[str, Any] = {}
-    for rule in GATE_RULES:
-        scores, _, used = gate_scores(heads, calibration, "control", rule)
+    for rule in (*GATE_RULES, "margin"):
+        if rule == "margin":
+            scores, used = margin_scores(heads, calibration, float("inf") if margin is None else margin)
+        else:
+            scores, _, used = gate_scores(heads, calibration, "control", rule)
         per = {
             k: _auroc(labels[(defects == k) | (labels == 0)], scores[(defects == k) | (labels == 0)])
             for k in set(defects.tolist()) - {"good"}
@@ -147,7 +182,8 @@ def measure(checkpoint: Path, data: Path, category: str) -> dict[str, Any]:
         "rules": rules,
         "alpha": round(calibration.alpha, 4),
         "validation": {k: v for k, v in calibration.metrics.items() if not k.startswith("position_norm")},
-        "validation_cross_fitted": cross_fitted(checkpoint, data, category),
+        "validation_cross_fitted": validation,
+        "margin": margin,
     }
 
 
@@ -216,9 +252,12 @@ def write_report(rows: list[dict[str, Any]], machine: str, output_md: Path = OUT
         "Same networks, same calibration; only the control rule differs. Validation is the calibration set (clean",
         "validation images and synthetic anomalies), scored cross-fitted: thresholds and alpha fitted on half of",
         "the validation images, judged on the other half (2 folds, 10 random splits). Fused fraction: the share of",
-        "test images of each kind (good / stain / dent / cut) that control sent to the fused head.",
+        "test images of each kind (good / stain / dent / cut) that control sent to the fused head. `margin`: the",
+        "score rule with a margin m fitted on validation (the RGB head only where its ratio exceeds the fused",
+        f"head's by more than a factor 1 + m, m from {', '.join(f'{m:g}' for m in MARGINS)}; inf = open); on test",
+        "with the m fitted on the whole validation set (in brackets; ties go to the smaller m).",
         "",
-        "| part | set | validation, cross-fitted: open / entropy / score | test: entropy / score "
+        "| part | set | validation, cross-fitted: open / entropy / score / margin | test: entropy / score / margin (m) "
         "| fused fraction, entropy | fused fraction, score |",
         "|---|---|---|---|---|---|",
     ]
@@ -228,21 +267,28 @@ def write_report(rows: list[dict[str, Any]], machine: str, output_md: Path = OUT
             rule: " / ".join(
                 f"{rules[rule]['fused_fraction'].get(k, float('nan')):.2f}" for k in ("good", "stain", "dent", "cut")
             )
-            for rule in rules
+            for rule in ("entropy", "score")
         }
+        margin = "n/a" if "margin" not in rules else f"{r['margin'] if r['margin'] is not None else 'inf'}"
         lines.append(
             f"| {r['category']} | {r['set']} | {f(v['open'])} / {f(v['entropy'])} / {f(v['score'])} "
-            f"| {f(rules['entropy']['i_auroc'])} / {f(rules['score']['i_auroc'])} "
-            f"| {frac['entropy']} | {frac['score']} |"
+            f"/ {f(v.get('margin'))} | {f(rules['entropy']['i_auroc'])} / {f(rules['score']['i_auroc'])} "
+            f"/ {f(rules.get('margin', {}).get('i_auroc'))} ({margin}) | {frac['entropy']} | {frac['score']} |"
         )
     for group in GROUPS:
         sel = [r for r in rows if r["set"] == group]
         if sel:
-            val = {k: np.mean([r["validation_cross_fitted"][k] for r in sel]) for k in ("open", "entropy", "score")}
-            test = {k: np.mean([r["rules"][k]["i_auroc"] for r in sel]) for k in ("entropy", "score")}
+            val = {
+                k: np.mean([r["validation_cross_fitted"].get(k, np.nan) for r in sel])
+                for k in ("open", "entropy", "score", "margin")
+            }
+            test = {
+                k: np.mean([r["rules"].get(k, {}).get("i_auroc", np.nan) for r in sel])
+                for k in ("entropy", "score", "margin")
+            }
             lines.append(
-                f"| **mean, {group}** | | {val['open']:.3f} / {val['entropy']:.3f} / {val['score']:.3f} "
-                f"| {test['entropy']:.3f} / {test['score']:.3f} | | |"
+                f"| **mean, {group}** | | {f(val['open'])} / {f(val['entropy'])} / {f(val['score'])} "
+                f"/ {f(val['margin'])} | {f(test['entropy'])} / {f(test['score'])} / {f(test['margin'])} | | |"
             )
     lines += ["", "Targets (issue 13): control >= 0.985 mean; dents >= 0.98; control >= max(open, close).", ""]
     atomic_write_bytes(output_md, "\n".join(lines).encode())
