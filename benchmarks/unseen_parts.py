@@ -345,6 +345,9 @@ def main() -> int:
         if not a.skip_train:
             seconds = train_held_out(data, category, ckpt, a.steps, a.seed)
             print(f"{category}: trained and calibrated in {seconds / 60:.1f} min", flush=True)
+        elif not ckpt.is_file():
+            print(f"{ckpt} is missing: train it first, or leave {category} out with --held-out")
+            return 1
         group = "framing judge" if category in FRAMING_JUDGES else "held out"
         rows.append({**measure(ckpt, data, category), "set": group})
     for category in () if a.skip_tuned else TUNED:

@@ -29,8 +29,9 @@ def main() -> None:
         cfg = load_checkpoint(path).model_config
         row = {
             "category": category,
-            "checkpoint": Path(path).name,
+            "checkpoint": "/".join(Path(path).parts[-2:]),  # its folder tells runs of one name apart
             "depth_encoding": cfg.depth_encoding,
+            "resize": cfg.resize,
             "validation_fused_depth_only": metrics["i_auroc_by_kind"]["fused"].get("depth"),
             "depth_blind_note": "depth_note" in metrics,
             "test_open_dent": round(report.gates["open"]["per_defect_i_auroc"]["dent"], 3),
