@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--depth-head", action="store_true", help="ModelConfig.depth_head (training-only depth head)")
     p.add_argument("--restarts", type=int, help="TrainConfig.depth_restarts (retrain when depth-blind on validation)")
     p.add_argument("--mm", help="SynthConfig.depth_amplitude_mm LO,HI for metric depth (default: the preset's)")
+    p.add_argument("--amplitude", help="SynthConfig.depth_amplitude LO,HI in units of the scale (default 0.1,0.5)")
     p.add_argument("--image-size", type=int, help="ModelConfig.image_size (pixels per object side scale with it)")
     p.add_argument("--resize", help="ModelConfig.resize, e.g. object (a square around the depth foreground)")
     p.add_argument("--steps", type=int)
@@ -76,6 +77,10 @@ def main() -> None:
         mm = tuple(float(v) for v in a.mm.split(","))
         train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, depth_amplitude_mm=mm))
         changes["mm"] = a.mm
+    if a.amplitude:
+        amplitude = tuple(float(v) for v in a.amplitude.split(","))
+        train_cfg = train_cfg.replace(synth=dataclasses.replace(train_cfg.synth, depth_amplitude=amplitude))
+        changes["amplitude"] = a.amplitude
     for name in ("steps", "seed"):  # the seed is part of the file name, so seeds of one arm do not overwrite
         if getattr(a, name) is not None:
             train_cfg = train_cfg.replace(**{name: getattr(a, name)})
