@@ -11,14 +11,14 @@ from typing import Any
 
 import gradio as gr
 
-from app import models
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, error, model_dropdown, upload_path
 from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
+from easynet.predict import ModelCard
 
-HEADERS = ["name", "verdict", "score", "threshold", "score / threshold", "head", "object over threshold", "warning"]
-DATATYPES = ["str", "str", "number", "number", "number", "str", "number", "str"]
+HEADERS = ["name", "verdict", "reason", "score", "threshold", "score / threshold", "head", "typicality"]
+DATATYPES = ["str", "str", "str", "number", "number", "number", "str", "number"]
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tiff", ".tif", ".npy", ".zip"]
 UPDATE_EVERY_S = 1.0  # the table and gallery are re-sent at most this often while a batch runs
 _cancel: set[str] = set()  # sessions whose running batch should stop after the current image
@@ -34,12 +34,12 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
         [
             r["name"],
             r["verdict"],
+            r.get("reason") or "",
             r.get("score"),
             r.get("threshold"),
             r.get("score_over_threshold"),
             r.get("head", ""),
-            r.get("object_over_threshold"),
-            r.get("warning") or "",
+            r.get("typicality"),
         ]
         for r in rows
     ]
@@ -54,23 +54,24 @@ def gallery_items(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def summary_html(
-    rows: list[dict[str, Any]], total: int, info: models.ModelInfo | None, done: bool, cancelled: bool = False
+    rows: list[dict[str, Any]], total: int, card: ModelCard | None, done: bool, cancelled: bool = False
 ) -> str:
-    """A banner over the batch: red when any image is NG, green when all are OK, grey while running."""
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
+    """A banner over the batch: red when any image is NG, amber when any is UNSURE (and none NG), green when all are
+    OK, grey while running."""
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "UNSURE", "error")}
     state = "cancelled" if cancelled else ("done" if done else "running")
-    colour = "#c62828" if counts["NG"] else ("#2e7d32" if done and rows else "#616161")
+    colour = "#c62828" if counts["NG"] else "#f59f00" if counts["UNSURE"] else "#2e7d32" if done and rows else "#616161"
     unreadable = f", {counts['error']} unreadable" if counts["error"] else ""
     text = (
-        f"<b>{len(rows)} / {total} images {state}</b>: <b>{counts['OK']} OK</b>, <b>{counts['NG']} NG</b>{unreadable}"
+        f"<b>{len(rows)} / {total} images {state}</b>: <b>{counts['OK']} OK</b>, <b>{counts['NG']} NG</b>, "
+        f"<b>{counts['UNSURE']} UNSURE</b>{unreadable}"
     )
-    warned = sum(bool(r.get("warning")) and r["verdict"] != "error" for r in rows)
-    if warned:
-        text += f"<br>⚠ {warned} image(s) do not look like the model's part (see the warning column)."
-    if info is not None:
+    if counts["UNSURE"]:
+        text += f"<br>⚠ {counts['UNSURE']} image(s) need a person's look: the reason column says why."
+    if card is not None:
         text += (
-            f"<br>Model <b>{html.escape(info.name)}</b> was trained on <b>{html.escape(info.category or '?')}"
-            f"</b>{f' ({info.quality})' if info.quality else ''}."
+            f"<br>Model <b>{html.escape(card.name)}</b> was trained on <b>{html.escape(card.category or '?')}"
+            f"</b>{f' ({card.quality})' if card.quality else ''}."
         )
     return (
         f'<div class="easynet-batch-summary" style="border:2px solid {colour};border-radius:8px;'
@@ -106,11 +107,12 @@ def run(
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{session[:8]}-{time.monotonic_ns() % 10**6}"
         out = services.workspace.own("batches") / stamp  # the session's folder: swept with it after its TTL
         items = collect(paths, scratch=out / "unpacked")
-        predictor, info = services.predictors.get(model), models.find(model)
+        predictor = services.predictors.get(model)
+        info = predictor.card
         rows: list[dict[str, Any]] = []
         last = 0.0
         progress((0, len(items)), desc="inspecting", unit="images")
-        for row in inspect_items(predictor, items, out, gate, float(sensitivity), info.category):
+        for row, _ in inspect_items(predictor, items, out, gate, float(sensitivity)):
             rows.append(row)
             progress((len(rows), len(items)), desc="inspecting", unit="images")
             with _cancel_lock:

@@ -11,10 +11,11 @@ from app import figures, models, ui, workspace
 from app.inspect_tab import DEPTH_TYPES, model_for_sample
 from app.services import Services, bind, default_services
 from app.ui import GATES, friendly, image_upload, model_dropdown, upload_path
-from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_rgb
-from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
+from easynet.pipeline import synthetic_categories
+
+SYNTHETIC = synthetic_categories()
 
 SOURCES = ("synthetic", "folder", "annotated")
 
@@ -28,29 +29,29 @@ def compare_sample(rgb: Any, depth: Any, model: str | None, *, services: Service
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
-    predictor, info = (services or default_services()).predictors.get(model), models.find(model)
+    predictor = (services or default_services()).predictors.get(model)
+    card = predictor.card
     results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
-    rows = {g: summarise(p, predictor.calibration, info.category) for g, p in results.items()}
-    pictures = [
-        figures.heat_picture(image, display_heat_original(results[g], predictor.calibration), 256) for g in GATES
-    ]
+    verdicts = {g: p.verdict for g, p in results.items()}
+    pictures = [figures.heat_picture(image, results[g].heatmap_original, 256) for g in GATES]
     lines = ["| gate | head used | score | threshold | score / threshold | verdict |", "|---|---|---|---|---|---|"]
     for g, p in results.items():
+        v = verdicts[g]
         lines.append(
-            f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {rows[g]['score_over_threshold']:.2f} "
-            f"| **{rows[g]['verdict']}**{' (borderline)' if rows[g]['borderline'] else ''} |"
+            f"| {g} | {p.used} | {p.score:.4f} | {p.threshold:.4f} | {v.ratio:.2f} "
+            f"| **{v.label}**{' (borderline)' if v.borderline else ''} |"
         )
     control = results["control"]
     chose = "close (RGB head)" if control.used == "rgb" else "open (fused head)"
     lines.append(f"\n**control chose {chose}**: {control.gate_reason}")
-    warning = next((r["warning"] for r in rows.values() if r["warning"]), None)
-    if warning:
-        lines.append(f"\n⚠ {warning[:1].upper() + warning[1:]}.")
+    reason = next((v.reason for v in verdicts.values() if v.label == "UNSURE"), None)
+    if reason:
+        lines.append(f"\n⚠ {reason[:1].upper() + reason[1:]}.")
     lines.append(
-        f"\nModel **{info.name}** was trained on **{info.category or '?'}**"
-        f"{f' ({info.quality})' if info.quality else ''}."
+        f"\nModel **{card.name}** was trained on **{card.category or '?'}**"
+        f"{f' ({card.quality})' if card.quality else ''}."
     )
-    summary = {g: p.to_json() | {"summary": rows[g]} for g, p in results.items()}
+    summary = {g: p.to_json() for g, p in results.items()}
     return (*pictures, "\n".join(lines), summary)
 
 

@@ -12,8 +12,10 @@ import gradio as gr
 from app import figures, jobs, models, workspace
 from app.services import Services, bind, default_services
 from app.ui import friendly, model_dropdown, upload_path
-from easynet.data.synthetic import CATEGORIES as SYNTHETIC
 from easynet.errors import InputError
+from easynet.pipeline import synthetic_categories
+
+SYNTHETIC = synthetic_categories()
 
 SOURCES = ("synthetic", "annotated", "zip")
 SCRATCH = ("(from scratch: lite for RGB-D data, base for RGB-only)", "")

@@ -12,10 +12,9 @@ import numpy as np
 from app import figures, models, ui
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
-from easynet.batch import display_heat_original, summarise
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import InputError
-from easynet.predict import Prediction
+from easynet.predict import ModelCard, Prediction, Verdict
 from easynet.visualize import depth_preview, to_uint8
 
 COLOUR_BY = ("anomaly", "rgb")
@@ -35,47 +34,50 @@ def run(
     sensitivity: float = 1.0,
     *,
     services: Services | None = None,
-) -> tuple[Prediction, np.ndarray]:
-    """Predict one image with a cached Predictor; returns (prediction, original RGB)."""
+) -> tuple[Prediction, np.ndarray, ModelCard]:
+    """Predict one image with a cached Predictor; returns (prediction, original RGB, the model's card)."""
     rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
     image = read_rgb(rgb_path)
     predictor = (services or default_services()).predictors.get(model)
-    return predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity)), image
+    p = predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity))
+    return p, image, predictor.card
 
 
-BANNER_COLOURS = {"OK": ("#e8f5e9", "#1b5e20", "#2e7d32"), "NG": ("#ffebee", "#b71c1c", "#c62828")}
+BANNER_COLOURS = {
+    "OK": ("#e8f5e9", "#1b5e20", "#2e7d32"),
+    "NG": ("#ffebee", "#b71c1c", "#c62828"),
+    "UNSURE": ("#fff8e1", "#8a5300", "#f59f00"),
+}
+BANNER_WORDS = {"OK": "OK · normal", "NG": "NG · anomalous", "UNSURE": "UNSURE · check by hand"}
 BANNER_STYLE = (
     "border:2px solid {edge};background:{bg};color:{fg};border-radius:8px;padding:10px 14px;"
     "font-size:15px;line-height:1.45"
 )
 
 
-def banner_html(row: dict[str, Any], info: models.ModelInfo | None, sensitivity: float = 1.0) -> str:
-    """The verdict banner: green OK / red NG, the score against the threshold, a sentence when the score is just
-    over the threshold, the wrong-part warning and the category the model was trained on."""
-    bg, fg, edge = BANNER_COLOURS[row["verdict"]]
-    word = "OK · normal" if row["verdict"] == "OK" else "NG · anomalous"
-    sign = "≥" if row["verdict"] == "NG" else "<"
-    lines = [
-        f'<div style="font-size:26px;font-weight:700">{word}</div>',
-        f"score <b>{row['score']:.4f}</b> {sign} threshold <b>{row['threshold']:.4f}</b> "
-        f"(×{row['score_over_threshold']:.2f}; {row['head']} head, gate {row['gate']}"
-        f"{f', sensitivity {sensitivity:g}' if sensitivity != 1 else ''})",
-    ]
-    if row.get("borderline"):
-        lines.append(
-            "Borderline: the score is less than 10 % over the threshold, so only a small, faint area "
-            "reaches the threshold colour (the middle of the colour bar); look closely before rejecting."
-        )
-    if row.get("warning"):
-        lines.append(f"⚠ {html.escape(row['warning'][:1].upper() + row['warning'][1:])}.")
-    if info is not None:
-        trained = f"Model <b>{html.escape(info.name)}</b> was trained on <b>{html.escape(info.category or '?')}</b>"
-        lines.append(f"{trained}{f' ({info.quality})' if info.quality else ''}.")
+def banner_html(verdict: Verdict, card: ModelCard | None, sensitivity: float = 1.0) -> str:
+    """The verdict banner: green OK, red NG or amber UNSURE with its reason in large type, the score against the
+    threshold, and the model with the category it was trained on."""
+    bg, fg, edge = BANNER_COLOURS[verdict.label]
+    sign = "≥" if verdict.score >= verdict.threshold else "<"
+    lines = [f'<div style="font-size:26px;font-weight:700">{BANNER_WORDS[verdict.label]}</div>']
+    if verdict.reason:
+        size = "18px;font-weight:600" if verdict.label == "UNSURE" else "15px"
+        text = html.escape(verdict.reason[:1].upper() + verdict.reason[1:])
+        lines.append(f'<div class="easynet-reason" style="font-size:{size}">{text}.</div>')
+    lines.append(
+        f"score <b>{verdict.score:.4f}</b> {sign} threshold <b>{verdict.threshold:.4f}</b> "
+        f"(×{verdict.ratio:.2f}; {verdict.head} head, gate {verdict.gate}"
+        f"{f', sensitivity {sensitivity:g}' if sensitivity != 1 else ''})"
+    )
+    if card is not None:
+        trained = f"Model <b>{html.escape(card.name)}</b> was trained on <b>{html.escape(card.category or '?')}</b>"
+        lines.append(f"{trained}{f' ({card.quality})' if card.quality else ''}.")
     style = BANNER_STYLE.format(edge=edge, bg=bg, fg=fg)
-    return f'<div class="easynet-verdict verdict-{row["verdict"].lower()}" style="{style}">{"<br>".join(lines)}</div>'
+    label = verdict.label.lower()
+    return f'<div class="easynet-verdict verdict-{label}" style="{style}">{"<br>".join(lines)}</div>'
 
 
 def gate_markdown(p: Prediction) -> str:
@@ -109,20 +111,14 @@ def enlarge(image: np.ndarray) -> np.ndarray:
 
 
 def render(
-    p: Prediction,
-    image: np.ndarray,
-    sensitivity: float,
-    colour_by: str,
-    model: str | None = None,
-    *,
-    services: Services | None = None,
+    p: Prediction, image: np.ndarray, colour_by: str, card: ModelCard, cloud: Any = None, heat: Any = None
 ) -> tuple:
-    """Prediction -> the tab's outputs (without the state)."""
+    """Prediction -> (the tab's outputs without the state, the heat map); ``cloud`` and ``heat`` are passed when
+    already computed."""
     inputs = p.inputs
-    predictor, info = (services or default_services()).predictors.get(model), models.find(model)
-    row = summarise(p, predictor.calibration, info.category)
-    heat = display_heat_original(p, predictor.calibration)  # on the uploaded pixels, at their own aspect
-    fig = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, heat, colour_by)
+    heat = p.heatmap_original if heat is None else heat  # on the uploaded pixels, at their own aspect
+    if cloud is None:
+        cloud = figures.point_cloud(inputs.xyz, inputs.foreground_full, image, heat, colour_by)
     if inputs.depth is None:
         depth_in = rec_depth = figures.placeholder("no depth given")
     else:
@@ -134,13 +130,13 @@ def render(
         )
     pictures = [to_uint8(inputs.rgb), to_uint8(p.rec_rgb), depth_in, rec_depth]
     return (
-        banner_html(row, info, sensitivity),
+        banner_html(p.verdict, card, p.sensitivity),
         figures.heat_picture(image, heat, DISPLAY_MIN_SIDE),
         *[enlarge(x) for x in pictures],
         gate_markdown(p),
-        fig,
-        p.to_json() | {"summary": row},
-    )
+        cloud,
+        p.to_json(),
+    ), heat
 
 
 @friendly
@@ -154,15 +150,16 @@ def predict(
     *,
     services: Services | None = None,
 ) -> tuple:
-    """The /predict endpoint: outputs + a state holding the inputs so that gate changes re-render."""
-    services = services or default_services()
-    p, image = run(rgb, depth, model, gate, sensitivity, services=services)
-    out = render(p, image, sensitivity, colour_by, model, services=services)
-    heat = display_heat_original(p, services.predictors.get(model).calibration)
+    """The /predict endpoint: outputs + a state holding the inputs and the prediction, so that a sensitivity change
+    re-renders without the network and a gate change without a re-upload."""
+    p, image, card = run(rgb, depth, model, gate, sensitivity, services=services)
+    out, heat = render(p, image, colour_by, card)
     state = compact_state(upload_path(rgb), upload_path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
+    state |= {"prediction": p.light(), "card": card, "model": model, "gate": gate}
     return (*out, state)
 
 
+@friendly
 def rerender(
     state: dict | None,
     model: str | None,
@@ -172,10 +169,18 @@ def rerender(
     *,
     services: Services | None = None,
 ) -> tuple:
-    """Gate / sensitivity / model change: predict again from the stored inputs (no re-upload)."""
+    """Gate / sensitivity / model change. Only the sensitivity changed: the stored prediction is judged again (no
+    network run); otherwise predict again from the stored inputs (no re-upload)."""
     if not state:
         return tuple(gr.skip() for _ in range(10))
-    return predict(state["rgb"], state["depth"], model, gate, sensitivity, colour_by, services=services)
+    if state.get("prediction") is None or state.get("model") != model or state.get("gate") != gate:
+        return predict(state["rgb"], state["depth"], model, gate, sensitivity, colour_by, services=services)
+    p = state["prediction"].with_sensitivity(float(sensitivity))
+    image, step, heat = read_rgb(state["rgb"]), state["step"], p.heatmap_original
+    thin = heat[::step, ::step]
+    cloud = figures.point_cloud(state["xyz"], state["foreground"], state["image"], thin, colour_by)
+    out, _ = render(p, image, colour_by, state["card"], cloud=cloud, heat=heat)
+    return (*out, {**state, "prediction": p, "heat": thin})
 
 
 def recolour(state: dict | None, colour_by: str) -> Any:

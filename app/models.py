@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app import sessions, workspace
-from easynet.checkpoint import load_checkpoint
+from easynet.card import ModelCard, quality_text, read_card
 from easynet.errors import InputError
 from easynet.predict import Predictor
 
@@ -19,7 +19,6 @@ MAX_MODELS_ENV = "EASYNET_MAX_MODELS"
 DEFAULT_MAX_MODELS = 4
 PRECISION_ENV = "EASYNET_PRECISION"  # auto (default), fp32 or bf16: the server's inference precision
 BACKEND_ENV = "EASYNET_BACKEND"  # optimized (default), eager, onnx or compiled: the server's inference backend
-HEADLINE_METRIC = "i_auroc_control"  # validation metric shown in pickers
 log = logging.getLogger(__name__)
 
 
@@ -60,18 +59,6 @@ class ModelInfo:
         }
 
 
-def quality_text(metrics: dict[str, Any], key: str = HEADLINE_METRIC) -> str | None:
-    """A validation figure always stated with its image count: four images make a 1.000 cheap."""
-    value = metrics.get(key)
-    if not isinstance(value, (int, float)):
-        return None
-    n, synthetic = metrics.get("n_images"), metrics.get("n_synthetic")
-    count = f" on {n} image{'s' if n != 1 else ''}" if isinstance(n, int) else " (image count not recorded)"
-    if isinstance(n, int) and isinstance(synthetic, int) and synthetic:
-        count += f" ({synthetic} synthetic)"
-    return f"val I-AUROC {value:.3f}{count}"
-
-
 _meta_cache: dict[tuple[str, int, int], ModelInfo | None] = {}  # None: unreadable
 _meta_lock = threading.Lock()
 
@@ -83,22 +70,14 @@ def _info(path: Path, source: str) -> ModelInfo | None:
         if key in _meta_cache:
             return _meta_cache[key]
     try:
-        ckpt = load_checkpoint(path)
+        card: ModelCard = read_card(path)
     except Exception as err:  # an unreadable file is left out of the picker, not fatal
         log.warning("left out of the model list: %s", err)
         with _meta_lock:
             _meta_cache[key] = None
         return None
-    prov, cfg = ckpt.provenance, ckpt.model_config
     info = ModelInfo(
-        path.stem,
-        path,
-        source,
-        prov.get("category"),
-        prov.get("preset"),
-        cfg.image_size,
-        cfg.modality,
-        dict(ckpt.calibration.metrics or {}),
+        path.stem, path, source, card.category, card.preset, card.image_size, card.modality, dict(card.validation)
     )
     with _meta_lock:
         _meta_cache[key] = info
@@ -164,10 +143,10 @@ class PredictorCache:
                 info.path,
                 backend=os.environ.get(BACKEND_ENV) or "optimized",
                 precision=os.environ.get(PRECISION_ENV) or "auto",
+                name=info.name,
             )
             if predictor.precision_note:
                 log.warning("%s", predictor.precision_note)
-            predictor.name = info.name
             self._items[key] = predictor
             while len(self._items) > max(1, self.size):
                 self._items.popitem(last=False)

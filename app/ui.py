@@ -145,6 +145,7 @@ def compact_state(
     return {
         "rgb": rgb,
         "depth": depth,
+        "step": step,
         "image": thin(image),
         "xyz": thin(xyz),
         "foreground": thin(foreground),

@@ -22,9 +22,10 @@ import tifffile
 from app import sessions
 from easynet import archive
 from easynet.atomic import atomic_write_bytes
-from easynet.data.geometry import pseudo_xyz
-from easynet.data.io import check_same_size, read_depth, read_rgb
+from easynet.data.io import check_same_size, read_rgb
 from easynet.errors import InputError
+from easynet.inputs import read_xyz
+from easynet.pipeline import synthetic_dataset
 from easynet.visualize import write_png
 
 WORKSPACE_ENV = "EASYNET_WORKSPACE"
@@ -212,12 +213,6 @@ def list_annotations(category: str | None = None) -> list[str]:
     return out
 
 
-def _xyz_from_depth(depth: str | Path) -> np.ndarray:
-    dmap = read_depth(depth)
-    xyz = dmap.xyz if dmap.xyz is not None else pseudo_xyz(dmap.z)
-    return np.ascontiguousarray(xyz, dtype=np.float32)
-
-
 def save_annotation(
     category: str,
     label: str,
@@ -242,7 +237,7 @@ def save_annotation(
     if kind == GOOD and label == "NG":
         raise InputError("a defect type cannot be called 'good'; name the defect, e.g. 'scratch'")
     image = read_rgb(rgb)
-    xyz = _xyz_from_depth(depth) if depth else None
+    xyz = read_xyz(depth) if depth else None
     if xyz is not None:
         check_same_size(image, xyz)
     gt = np.zeros(image.shape[:2], np.uint8)
@@ -344,12 +339,5 @@ def _zip_category(zip_name: str, names: list[str]) -> Path:
 
 # --- synthetic data generated on demand --------------------------------------------------------------------
 def ensure_synthetic(category: str) -> Path:
-    """The shipped synthetic category, generated once into <workspace>/synthetic (README.txt is written last)."""
-    from easynet.data.synthetic import CATEGORIES, generate
-
-    if category not in CATEGORIES:
-        raise InputError(f"there is no synthetic category {category!r}; choose one of {', '.join(CATEGORIES)}")
-    out = sub("synthetic")
-    if not (out / category / "README.txt").is_file():
-        generate(out, [category])
-    return out
+    """The shipped synthetic category, generated once into <workspace>/synthetic."""
+    return synthetic_dataset(sub("synthetic"), category)

@@ -15,8 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from easynet.bench import machine
-from easynet.precision_guard import guard_checkpoint
+from precision_guard import guard_checkpoint
+
+from easynet.runtime import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = Path(__file__).with_name("bf16_guard.json")

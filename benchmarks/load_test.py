@@ -215,9 +215,8 @@ def run_load(
     args: argparse.Namespace, url: str, server: subprocess.Popen, log: Path, model: str, samples, archive
 ) -> dict:
     """Single requests on the idle server, then the clients (and the fine-tune job); returns the report."""
+    from bench import RssPeak
     from gradio_client import Client
-
-    from easynet.bench import RssPeak
 
     calls = Calls(model).by_name()
     main_client = connect(url, server, log)

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / a.category).is_dir():
         print(f"skipped: no {a.category} data under {data} (real MVTec 3D-AD data is not shipped)")
         return 0
-    from easynet.bench import machine
+    from easynet.runtime import machine
 
     names = [v.strip() for v in a.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

@@ -95,8 +95,8 @@ def add_ratios(rows: list[dict]) -> None:
 def request_timing(quick: bool) -> dict:
     """The Predictor's whole request for a lite checkpoint at its image size (random weights)."""
     import torch
+    from bench import bench_request
 
-    from easynet.bench import bench_request
     from easynet.checkpoint import Checkpoint, save_checkpoint
     from easynet.config import MODEL_PRESETS
     from easynet.model import EasyNet
@@ -278,9 +278,9 @@ def main() -> None:
         write_report(results, Path(args.out))
         return
     import torch
+    from bench import time_preprocessing
 
-    from easynet.bench import machine, time_preprocessing
-    from easynet.runtime import configure_threads, native_bf16
+    from easynet.runtime import configure_threads, machine, native_bf16
 
     configure_threads()
     start, busy = time.time(), training_running()

@@ -80,9 +80,8 @@ def main() -> None:
     a = p.parse_args()
     import torch
 
-    from easynet.bench import machine
     from easynet.config import TRAIN_PRESETS
-    from easynet.runtime import native_bf16
+    from easynet.runtime import machine, native_bf16
 
     rows = {
         "contiguous": run(a.data, a.category, a.steps, channels_last=False)[0],

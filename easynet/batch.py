@@ -1,8 +1,6 @@
-"""Batch inspection: many RGB(-D) files, folders or zips -> one verdict row per image, an overlay picture per image,
-and a report folder (report.csv, report.json, overlays/) zipped for download.
-
-Also the per-image summary that every front end shows next to a verdict: the score against the threshold, whether
-it is borderline, and a warning when the picture does not look like the part the model was trained on.
+"""Batch inspection: many RGB(-D) files, folders or zips -> one verdict row per image (OK, NG or UNSURE with its
+reason, easynet.prediction.Verdict), an overlay picture per image, and a report folder (report.csv, report.json,
+overlays/) zipped for download.
 
 Files are paired by name: `NAME.png|jpg|jpeg|bmp` (or `NAME_rgb.png`) with `NAME.tiff|tif|npy`, `NAME_xyz.tiff`
 or `NAME_depth.png` in the same folder, or `rgb/NAME.png` with `xyz/NAME.tiff` / `depth/NAME.*` beside it (the
@@ -26,33 +24,30 @@ import numpy as np
 from easynet.archive import extract_zip
 from easynet.atomic import atomic_write_bytes
 from easynet.errors import EasyNetError, InputError
-from easynet.visualize import THRESHOLD_LEVEL, overlay, verdict_scale, with_colour_bar, write_png
+from easynet.visualize import overlay, with_colour_bar, write_png
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEPTH_SUFFIXES = (".tiff", ".tif", ".npy")
 NAME_TAGS = ("_rgb", "_xyz", "_depth")  # stripped from stems when pairing
 SKIPPED_TAGS = ("_mask", "_gt")
 LAYOUT_FOLDERS = ("rgb", "xyz", "depth")  # MVTec 3D-AD style sub-folders: pairs meet one level up
-BORDERLINE_RATIO = 1.10  # score / threshold below this is "just over the threshold"
-WRONG_PART_FRACTION = 0.90  # this much of the object at or above the threshold: probably another part
-# (on the shipped samples a right model flags at most 84 % of the object, on a big cut; wrong models mostly 98-100 %)
 MAX_FILES = 10_000
 ZIP_CONTENTS = "RGB images and depth files"
 OVERLAY_MAX_SIDE = 512  # overlays in the report are at most this many pixels on their longer side
 COLUMNS = (
     "name",
     "verdict",
+    "reason",
     "score",
     "threshold",
     "score_over_threshold",
     "head",
     "gate",
-    "object_over_threshold",
-    "warning",
+    "typicality",
     "rgb",
     "depth",
 )
-OK_RGB, NG_RGB, ERROR_RGB = (34, 139, 34), (200, 30, 30), (110, 110, 110)
+VERDICT_RGB = {"OK": (34, 139, 34), "NG": (200, 30, 30), "UNSURE": (230, 145, 0)}  # green, red, amber
 
 
 @dataclass
@@ -62,47 +57,6 @@ class BatchItem:
     name: str
     rgb: Path
     depth: Path | None = None
-
-
-# --- the summary of one prediction -------------------------------------------------------------------------
-def display_heat(p: Any, calibration: Any) -> np.ndarray:
-    """The prediction's anomaly map on the verdict scale (threshold in the middle of the colour bar)."""
-    return verdict_scale(p.anomaly_map, calibration.head(p.used == "fused").pixel_low, p.threshold)
-
-
-def display_heat_original(p: Any, calibration: Any) -> np.ndarray:
-    """`display_heat` on the uploaded image's own pixels and aspect (letterbox padding removed)."""
-    return np.clip(p.on_original(display_heat(p, calibration)), 0.0, 1.0)
-
-
-def summarise(p: Any, calibration: Any, category: str | None = None) -> dict[str, Any]:
-    """Verdict facts of one Prediction: score vs threshold, borderline flag and the wrong-part warning."""
-    heat = display_heat(p, calibration)
-    obj = p.inputs.foreground if p.inputs.foreground is not None and p.inputs.foreground.any() else None
-    frame = p.inputs.frame
-    if obj is None and frame is not None and frame.pads:
-        obj = frame.valid  # the image without its padding
-    hot = heat >= THRESHOLD_LEVEL
-    fraction = float(hot[obj].mean() if obj is not None else hot.mean())
-    ratio = p.score / p.threshold if p.threshold > 0 else float("inf")
-    warning = None
-    if fraction > WRONG_PART_FRACTION:
-        part = f"a {category} part" if category else "the part this model was trained on"
-        warning = (
-            f"{fraction:.0%} of the {'object' if obj is not None else 'image'} is at or above the threshold; "
-            f"defects cover far less, so this is probably not {part}; check the model"
-        )
-    return {
-        "verdict": "NG" if p.is_anomalous else "OK",
-        "score": round(p.score, 4),
-        "threshold": round(p.threshold, 4),
-        "score_over_threshold": round(ratio, 3),
-        "head": p.used,
-        "gate": p.gate,
-        "borderline": bool(p.is_anomalous and ratio < BORDERLINE_RATIO),
-        "object_over_threshold": round(fraction, 3),
-        "warning": warning,
-    }
 
 
 # --- finding the pairs -------------------------------------------------------------------------------------
@@ -195,21 +149,15 @@ def overlay_picture(image: np.ndarray, heat: np.ndarray, row: dict[str, Any]) ->
             image, (round(image.shape[1] * factor), round(image.shape[0] * factor)), interpolation=cv2.INTER_AREA
         )
     text = f"{row['verdict']}  {row['score']:.4f} / {row['threshold']:.4f}"
-    colour = NG_RGB if row["verdict"] == "NG" else OK_RGB
-    return _banner(with_colour_bar(overlay(image, heat)), text, colour)
+    return _banner(with_colour_bar(overlay(image, heat)), text, VERDICT_RGB[row["verdict"]])
 
 
 def inspect_items(
-    predictor: Any,
-    items: list[BatchItem],
-    out: str | Path,
-    gate: str = "control",
-    sensitivity: float = 1.0,
-    category: str | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Predict each item, write its overlay to out/overlays/NAME.png, and yield its row (in order).
+    predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control", sensitivity: float = 1.0
+) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Predict each item, write its overlay to out/overlays/NAME.png, and yield (its row, its Prediction) in order.
 
-    An unreadable file gives a row with verdict "error" and the reason; the batch goes on.
+    An unreadable file gives a row with verdict "error" and the reason (and no Prediction); the batch goes on.
     """
     from easynet.data.io import read_rgb
 
@@ -219,14 +167,14 @@ def inspect_items(
             image = read_rgb(item.rgb)
             p = predictor.predict(image, item.depth, gate=gate, sensitivity=sensitivity)
         except EasyNetError as err:
-            row.update({"verdict": "error", "warning": str(err), "overlay": None})
-            yield row
+            row.update({"verdict": "error", "reason": str(err), "overlay": None})
+            yield row, None
             continue
-        row.update(summarise(p, predictor.calibration, category))
+        row.update(p.verdict.to_json())
         target = Path(out) / "overlays" / f"{item.name}.png"
-        write_png(target, overlay_picture(image, display_heat_original(p, predictor.calibration), row))
+        write_png(target, overlay_picture(image, p.heatmap_original, row))
         row["overlay"] = str(target)
-        yield row
+        yield row, p
 
 
 def write_report(rows: list[dict[str, Any]], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -240,7 +188,7 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, meta: dict[str, An
     public = [
         {k: v for k, v in r.items() if k != "overlay"} | {"overlay": _relative(r.get("overlay"), out)} for r in rows
     ]
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "UNSURE", "error")}
     report = {**(meta or {}), "counts": counts, "images": public}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
     buffer = io.BytesIO()
@@ -263,19 +211,18 @@ def run_batch(
     out: str | Path,
     gate: str = "control",
     sensitivity: float = 1.0,
-    category: str | None = None,
     progress: Callable[[int, int], bool] | None = None,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Inspect every item and write the report; `progress(done, total)` returning False stops early (the report
     then covers the images done). Returns (rows, zip path)."""
     rows: list[dict[str, Any]] = []
-    for row in inspect_items(predictor, items, out, gate, sensitivity, category):
+    for row, _ in inspect_items(predictor, items, out, gate, sensitivity):
         rows.append(row)
         if progress is not None and progress(len(rows), len(items)) is False:
             break
     meta = {
-        "model": getattr(predictor, "name", ""),
-        "category": category,
+        "model": predictor.card.name,
+        "category": predictor.card.category,
         "gate": gate,
         "sensitivity": sensitivity,
         "total": len(items),

@@ -20,6 +20,7 @@ from easynet.atomic import atomic_write
 from easynet.config import (
     MODEL_PRESETS,
     ModelConfig,
+    RetiredSettingError,
     TrainConfig,
     config_to_dict,
     model_config_from_dict,
@@ -27,6 +28,7 @@ from easynet.config import (
 )
 from easynet.errors import CheckpointError, InputError
 from easynet.model import EasyNet
+from easynet.typical import TypicalReference
 
 FORMAT = "easynet-3d-checkpoint"
 VERSION = 1
@@ -84,19 +86,30 @@ class HeadCalibration:
 
 @dataclass
 class Calibration:
-    """Everything fitted on the validation split: the gate's alpha and the per-head scales."""
+    """Everything fitted on the validation split: the gate's alpha, the per-head scales and the typical-part
+    reference (easynet.typical; None in checkpoints calibrated before it existed)."""
 
     alpha: float = 0.0
     rgb: HeadCalibration = field(default_factory=HeadCalibration)
     fused: HeadCalibration = field(default_factory=HeadCalibration)
     rule: str = "uncalibrated defaults"
     metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics behind the choice
+    reference: TypicalReference | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         data = dict(data)
         rgb, fused = HeadCalibration(**data.pop("rgb", {})), HeadCalibration(**data.pop("fused", {}))
-        return cls(rgb=rgb, fused=fused, **data)
+        reference = data.pop("reference", None)
+        reference = TypicalReference.from_dict(reference) if reference is not None else None
+        return cls(rgb=rgb, fused=fused, reference=reference, **data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data and tensors, as a checkpoint stores it."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "reference"}
+        out["rgb"], out["fused"] = dataclasses.asdict(self.rgb), dataclasses.asdict(self.fused)
+        out["reference"] = self.reference.to_dict() if self.reference is not None else None
+        return out
 
     def head(self, fused: bool) -> HeadCalibration:
         return self.fused if fused else self.rgb
@@ -109,6 +122,9 @@ class Calibration:
             "fused": self.fused.summary(),
             "rule": self.rule,
             "metrics": self.metrics,
+            "reference": None
+            if self.reference is None
+            else {"limit": self.reference.limit, "rule": self.reference.rule},
         }
 
 
@@ -162,7 +178,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, half: bool = False) -> P
         "version": VERSION,
         "model_config": config_to_dict(ckpt.model_config),
         "train_config": config_to_dict(ckpt.train_config) if ckpt.train_config else None,
-        "calibration": dataclasses.asdict(ckpt.calibration),
+        "calibration": ckpt.calibration.to_dict(),
         "provenance": ckpt.provenance,
         "state_dict": state,
     }
@@ -209,6 +225,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         train = train_config_from_dict(payload["train_config"]) if payload.get("train_config") else None
         calibration = Calibration.from_dict(payload.get("calibration") or {})
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    except RetiredSettingError as err:
+        raise CheckpointError(
+            f"{path.name} was made with a {err}; this version cannot rebuild it faithfully, so it is refused (the "
+            "release tagged experiments-retired loads it; research/README.md lists what was retired)"
+        ) from err
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path.name} has a damaged header: {err}") from err
     _check_config(cfg, path.name)
@@ -242,6 +263,12 @@ def _check_calibration(calibration: Calibration, name: str, size: int) -> None:
                 f"{name} has a broken calibration: {key} is {value!r}, expected a finite number "
                 "(thresholds above 0); recalibrate it with `easynet calibrate`"
             )
+    problem = calibration.reference.check() if calibration.reference is not None else None
+    if problem:
+        raise CheckpointError(
+            f"{name} has a broken calibration: its typical-part reference's {problem}; recalibrate it with "
+            "`easynet calibrate`"
+        )
     for head in ("rgb", "fused"):
         h = calibration.head(head == "fused")
         maps = [m for m in (h.norm_mean, h.norm_scale) if m is not None]
@@ -274,7 +301,8 @@ def start_config(ckpt: Checkpoint, asked: ModelConfig | dict[str, Any], name: st
     have = ckpt.model_config
     if isinstance(asked, ModelConfig):
         asked = {f.name: getattr(asked, f.name) for f in dataclasses.fields(asked)}
-    clash = {k: v for k, v in asked.items() if getattr(have, k) != v}
+    order = [f.name for f in dataclasses.fields(have)]
+    clash = {k: asked[k] for k in sorted(asked, key=order.index) if getattr(have, k) != asked[k]}
     if clash:
         theirs = ", ".join(f"{k}={getattr(have, k)!r}" for k in clash)
         yours = ", ".join(f"{k}={v!r}" for k, v in clash.items())

@@ -1,9 +1,12 @@
-"""Command line: `python -m easynet <command>`. Thin: parse arguments, build configs, call the library."""
+"""Command line: `python -m easynet <command>`. Thin: parse arguments, build configs, call the library.
+
+Every config field is reachable from `train` through `--set key=value` (checked against the dataclasses in
+easynet.config); the options listed by `--help` are the ones a user needs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -11,9 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easynet.config import GATE_RULES, MODEL_PRESETS, PRECISIONS, RESIZE_MODES, TRAIN_PRESETS, config_to_dict
+from easynet.config import MODEL_PRESETS, PRECISIONS, apply_overrides, config_to_dict
 from easynet.errors import EasyNetError, InputError
 from easynet.results import EvalReport
+
+GATES = ("close", "open", "control")
+FORMATS = ("mvtec3d", "eyecandies", "pairs")
+# exit status of `predict`: the worst verdict (a line system reads it without parsing JSON)
+EXIT_CODES = {"OK": 0, "NG": 3, "UNSURE": 4}
 
 
 def _write_json(path: str | Path, data: Any) -> None:
@@ -30,62 +38,31 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-# --- train ----------------------------------------------------------------------------------------
+# --- train / calibrate ----------------------------------------------------------------------------
 def cmd_train(a: argparse.Namespace) -> int:
     from easynet.pipeline import default_train_config, train_category
 
-    changes = {
-        "layers": a.layers,
-        "image_size": a.image_size,
-        "modality": a.modality,
-        "depth_encoding": a.depth_encoding,
-        "resize": a.resize,
-        "depth_residual": None if a.depth_residual is None else a.depth_residual == "on",
-        "depth_head": None if a.depth_head is None else a.depth_head == "on",
-    }
-    given = {k: v for k, v in changes.items() if v is not None}
-    start = a.resume or a.init
-    if start:  # the checkpoint's architecture; options given here must agree with it
-        from easynet.checkpoint import load_checkpoint, start_config
-
-        model_cfg = start_config(load_checkpoint(start), given, Path(start).name)
-        model_cfg = model_cfg.replace(gate_rule=a.gate_rule) if a.gate_rule else model_cfg  # a decision, not weights
-    else:
-        given = {**given, "gate_rule": a.gate_rule} if a.gate_rule else given
-        model_cfg = MODEL_PRESETS[a.preset].replace(**given)
-    cfg = TRAIN_PRESETS[a.train_preset] if a.train_preset else default_train_config(a.preset)
-    changes = {
-        "steps": a.steps,
-        "epochs": a.epochs,
-        "batch_size": a.batch_size,
-        "lr": a.lr,
-        "seed": a.seed,
-        "num_workers": a.workers,
-        "checkpoint_every": a.checkpoint_every,
-        "crop_size": a.crop_size,
-        "select_every": a.select_every,
-        "fused_rgb_dropout": a.fused_rgb_dropout,
-        "fused_depth_view_weight": a.fused_depth_view_weight,
-        "fused_attention_warmup": a.fused_attention_warmup,
-        "depth_restarts": a.depth_restarts,
-        "cpu_bf16": True if a.cpu_bf16 else None,
-    }
-    cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
-    if a.texture_dir:
-        cfg = cfg.replace(synth=dataclasses.replace(cfg.synth, texture_dir=a.texture_dir))
+    base = {"image_size": a.image_size, "modality": a.modality}
+    fixed = {"steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed}
+    train_cfg = default_train_config(a.preset).replace(**{k: v for k, v in fixed.items() if v is not None})
+    model_cfg, train_cfg, asked = apply_overrides(
+        MODEL_PRESETS[a.preset].replace(**{k: v for k, v in base.items() if v is not None}), train_cfg, a.set
+    )
+    if a.init or a.resume:  # the checkpoint's architecture: only what was asked must agree with it
+        model_cfg = {**{k: v for k, v in base.items() if v is not None}, **asked}
     summary = train_category(
         a.data,
         a.category,
         a.out,
+        preset=a.preset,
         model_cfg=model_cfg,
-        train_cfg=cfg,
+        train_cfg=train_cfg,
         data_format=a.format,
         device=a.device,
         resume=a.resume,
         init_from=a.init,
         progress=not a.quiet,
         ship=a.ship,
-        preset=a.preset,
     )
     if summary.checkpoint is not None:  # None on the other ranks of a torchrun job: rank 0 reports
         print(f"saved {summary.checkpoint} after {summary.steps} steps; alpha {summary.alpha:.4f}")
@@ -124,10 +101,9 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
 # --- evaluate -------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from easynet.gate import MODES
     from easynet.pipeline import evaluate_category
 
-    gates = list(MODES) if a.gate == "all" else [a.gate]
+    gates = list(GATES) if a.gate == "all" else [a.gate]
     report, test, heads = evaluate_category(
         a.checkpoint, a.data, a.category, gates=gates, data_format=a.format, device=a.device
     )
@@ -174,7 +150,6 @@ def _save_maps(folder: str | Path, test: Any, heads: Any) -> None:
 def cmd_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from easynet.batch import display_heat_original, summarise
     from easynet.data.io import read_rgb
     from easynet.predict import Predictor
     from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
@@ -185,24 +160,22 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if Path(a.rgb).is_dir() or a.rgb.lower().endswith(".zip"):
         return _predict_batch(predictor, a)
     p = predictor.predict(a.rgb, a.depth, gate=a.gate, sensitivity=a.sensitivity)
-    category = (predictor.checkpoint.provenance if predictor.checkpoint else {}).get("category")
-    result = p.to_json() | {"summary": summarise(p, predictor.calibration, category)}
-    verdict = "ANOMALOUS" if p.is_anomalous else "good"
-    print(f"{verdict}: score {p.score:.4f} (threshold {p.threshold:.4f}, gate {p.gate} -> {p.used} head)")
-    if result["summary"]["warning"]:
-        print(f"warning: {result['summary']['warning']}")
+    verdict = p.verdict
+    print(f"{verdict.label}: score {p.score:.4f} (threshold {p.threshold:.4f}, gate {p.gate} -> {p.used} head)")
+    if verdict.reason:
+        print(f"{'why' if verdict.label == 'UNSURE' else 'note'}: {verdict.reason}")
     if a.json:
-        _write_json(a.json, result)
+        _write_json(a.json, p.to_json())
     if a.out:
         out = Path(a.out)
-        heat = display_heat_original(p, predictor.calibration)  # the app's scale, on the input's own pixels
+        heat = p.heatmap_original  # the app's scale, on the input's own pixels
         write_png(out / "heatmap.png", colorize(heat))
         write_png(out / "overlay.png", overlay(read_rgb(a.rgb), heat))
         write_png(out / "reconstruction_rgb.png", to_uint8(p.rec_rgb))
         if p.rec_depth is not None:
             write_png(out / "reconstruction_depth.png", depth_preview(p.rec_depth))
         np.save(out / "anomaly_map.npy", p.anomaly_map.astype(np.float32))
-    return 0
+    return EXIT_CODES[verdict.label]
 
 
 def _predict_batch(predictor: Any, a: argparse.Namespace) -> int:
@@ -213,41 +186,26 @@ def _predict_batch(predictor: Any, a: argparse.Namespace) -> int:
         raise EasyNetError("--depth goes with one image; in a folder, depth files are paired with images by name")
     out = Path(a.out or "batch_report")
     items = collect([a.rgb], scratch=out / "unpacked")
-    category = (predictor.checkpoint.provenance if predictor.checkpoint else {}).get("category")
-    rows, archive = run_batch(predictor, items, out, a.gate, a.sensitivity, category)
+    rows, archive = run_batch(predictor, items, out, a.gate, a.sensitivity)
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         facts = f"{r['score']:.4f} / {r['threshold']:.4f} ({r['head']} head)" if r["verdict"] != "error" else ""
-        print(f"{r['name']:<{width}}  {r['verdict']:<5}  {facts}  {r.get('warning') or ''}".rstrip())
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "error")}
+        print(f"{r['name']:<{width}}  {r['verdict']:<6}  {facts}  {r.get('reason') or ''}".rstrip())
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "UNSURE", "error")}
     print(
-        f"{len(rows)} images: {counts['OK']} OK, {counts['NG']} NG, {counts['error']} unreadable; report "
-        f"{out / 'report.csv'}, {out / 'report.json'}, overlays in {out / 'overlays'}, all in {archive}"
+        f"{len(rows)} images: {counts['OK']} OK, {counts['NG']} NG, {counts['UNSURE']} UNSURE, {counts['error']} "
+        f"unreadable; report {out / 'report.csv'}, {out / 'report.json'}, overlays in {out / 'overlays'}, "
+        f"all in {archive}"
     )
     if a.json:
         _write_json(a.json, rows)
-    return 0
+    worst = [v for v in ("NG", "UNSURE") if counts[v]]
+    return EXIT_CODES[worst[0]] if worst else 0
 
 
-# --- info -----------------------------------------------------------------------------------------
-def model_info(model: Any, image_size: int = 256) -> dict[str, Any]:
-    """Parameters and multiply-accumulates of one forward at image_size (both heads, as in training)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from easynet.model import count_parameters
-
-    cfg = model.cfg
-    rgb = torch.zeros(1, 3, image_size, image_size)
-    depth = torch.zeros(1, 1, image_size, image_size) if cfg.has_depth else None
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model.eval()(rgb, depth)
-    return {"parameters": count_parameters(model), "gmac": counter.get_total_flops() / 2e9, "image_size": image_size}
-
-
+# --- info, import, synth, export ------------------------------------------------------------------
 def cmd_info(a: argparse.Namespace) -> int:
-    from easynet.model import EasyNet
+    from easynet.model import EasyNet, count_macs, count_parameters
 
     if a.checkpoint:
         from easynet.checkpoint import load_checkpoint
@@ -261,7 +219,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     else:
         cfg = MODEL_PRESETS[a.preset]
         model, extra = EasyNet(cfg), {}
-    info = model_info(model, a.image_size)
+    info = {"parameters": count_parameters(model), "gmac": count_macs(model, a.image_size), "image_size": a.image_size}
     print(f"parameters: {info['parameters'] / 1e6:.1f} M ({info['parameters']:,})")
     print(f"GMACs at {a.image_size}x{a.image_size}: {info['gmac']:.2f}")
     print("config: " + json.dumps(config_to_dict(cfg)))
@@ -270,7 +228,6 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
-# --- others ---------------------------------------------------------------------------------------
 def cmd_import_official(a: argparse.Namespace) -> int:
     from easynet.checkpoint import import_official
 
@@ -288,50 +245,6 @@ def cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
-# --- bench / export -------------------------------------------------------------------------------
-def cmd_bench(a: argparse.Namespace) -> int:
-    from easynet.bench import bench_network, machine
-    from easynet.model import EasyNet
-    from easynet.runtime import configure_threads, resolve_device, resolve_precision
-
-    configure_threads()
-    device = resolve_device(a.device)
-    precision, note = resolve_precision(a.precision, device)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-    if a.checkpoint:
-        from easynet.checkpoint import load_checkpoint
-
-        model = load_checkpoint(a.checkpoint).build_model()
-    else:
-        model = EasyNet(MODEL_PRESETS[a.preset].replace(**({"image_size": a.image_size} if a.image_size else {})))
-    result = bench_network(
-        model,
-        device,
-        backend=a.backend,
-        precision=precision,
-        gate=a.gate,
-        batch_size=a.batch_size,
-        image_size=a.image_size,
-        warmup=a.warmup,
-        iterations=a.iterations,
-        min_seconds=a.min_seconds,
-        preprocess=not a.no_preprocess,
-    )
-    r = result
-    print(
-        f"{r.backend} {r.precision} on {r.device}, gate {r.gate}, batch {r.batch_size} at {r.image_size}px: "
-        f"p50 {r.latency_p50_ms:.1f} ms, p95 {r.latency_p95_ms:.1f} ms, {r.images_per_s:.1f} images/s, "
-        f"{r.gmac_per_image:.2f} GMAC/image, {r.gflops_achieved:.1f} GFLOP/s, {r.parameters / 1e6:.2f} M parameters, "
-        f"peak RSS {r.peak_rss_mib:.0f} MiB" + (f", CUDA peak {r.cuda_peak_mib:.0f} MiB" if r.cuda_peak_mib else "")
-    )
-    if r.preprocess_ms is not None:
-        print(f"preprocessing (800x800 plane removal + resize): {r.preprocess_ms:.1f} ms")
-    if a.json:
-        _write_json(a.json, {**r.to_json(), "machine": machine()})
-    return 0
-
-
 def cmd_export(a: argparse.Namespace) -> int:
     from easynet.checkpoint import load_checkpoint
     from easynet.export import export_onnx
@@ -343,6 +256,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+# --- arguments ------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block) and exit status 2."""
 
@@ -356,26 +270,17 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "image_size": (lambda v: 16 <= v <= 2048 and v % 16 == 0, "a multiple of 16 from 16 to 2048"),
     "lr": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
-    "workers": (lambda v: 0 <= v <= 256, "from 0 to 256"),
-    "checkpoint_every": (lambda v: v >= 0, "0 (only at the end) or more"),
     "seed": (lambda v: v >= 0, "0 or more"),
     "sensitivity": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
-    "iterations": (lambda v: v >= 1, "at least 1"),
-    "warmup": (lambda v: v >= 0, "0 or more"),
-    "min_seconds": (lambda v: math.isfinite(v) and v >= 0, "0 or more seconds"),
     "size": (lambda v: 16 <= v <= 4096, "from 16 to 4096 pixels"),
     "n_train": (lambda v: v >= 1, "at least 1"),
-    "fused_rgb_dropout": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
-    "fused_depth_view_weight": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
-    "depth_restarts": (lambda v: 0 <= v <= 10, "from 0 to 10"),
-    "fused_attention_warmup": (lambda v: 0 <= v <= 1, "a fraction of the training steps from 0 to 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
-PRECISION_HELP = (
-    "auto: fp32 (bf16 changed some shipped results, see benchmarks/bf16_guard.json); bf16: bf16 where the "
-    "device has it natively (avx512_bf16 / AMX CPUs, CUDA), else fp32 with a note"
-)
 OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
+PRECISION_HELP = (
+    "auto: fp32 (bf16 changed some shipped results, benchmarks/bf16_guard.json); bf16: bf16 where the device has "
+    "it natively (avx512_bf16 / AMX CPUs, CUDA), else fp32 with a note"
+)
 
 
 def _writable(value: str, flag: str, kind: str) -> None:
@@ -409,135 +314,73 @@ def check_options(a: argparse.Namespace) -> None:
         _writable(out, "--out", "folder" if a.command == "predict" else "file")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="easynet", description="EasyNet RGB-D anomaly detection")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    gates = ("close", "open", "control")
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="data set root (MVTec 3D-AD, Eyecandies or a folder of pairs)")
+    p.add_argument("--category", default=None)
+    p.add_argument("--format", choices=FORMATS, help="default: detected from the folder")
+    p.add_argument("--device", default="auto")
 
+
+def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train on a data set's good images (synthetic anomalies)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--category", default=None)
-    t.add_argument("--out", required=True)
-    t.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
-    t.add_argument("--modality", choices=("rgbd", "rgb"))
-    t.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite")
-    t.add_argument(
-        "--train-preset",
-        choices=sorted(TRAIN_PRESETS),
-        help="default: the recipe named like --preset if there is one (lite, base), else official. "
-        "official: lr 2e-4 (authors' code); paper: lr 2e-3 (paper); lite: paper, 800 steps (the shipped synthetic "
-        "checkpoints); base: real photographs",
-    )
-    t.add_argument("--layers", type=int, choices=(1, 2, 3))
-    t.add_argument("--steps", type=int)
-    t.add_argument("--epochs", type=int, help="training length in passes over the training set (overrides --steps)")
-    t.add_argument("--crop-size", type=int, help="train on random crops of this side (0: whole images)")
-    t.add_argument("--select-every", type=int, help="keep the best weights by validation, scored every N steps")
-    t.add_argument(
-        "--fused-rgb-dropout",
-        type=float,
-        help="probability per training image that the fused head sees no RGB features (modality dropout; 0: paper)",
-    )
-    t.add_argument(
-        "--fused-depth-view-weight",
-        type=float,
-        help="weight of a second focal loss on the fused head with its RGB features zeroed, against the depth part "
-        "of each anomaly (teaches the fused head to read depth; 0: paper)",
-    )
-    t.add_argument(
-        "--fused-attention-warmup",
-        type=float,
-        help="fraction of the training steps during which the fused head's attention scores are held at 0.5 "
-        "before they are learned (0: paper; benchmarks/RECIPE.md)",
-    )
-    t.add_argument(
-        "--depth-restarts",
-        type=int,
-        help="train again with the next seed, at most this often, when the fused head ends depth-blind on validation "
-        "(default: the preset's)",
-    )
-    t.add_argument(
-        "--cpu-bf16",
-        action="store_true",
-        help="bf16 autocast when training on the CPU: faster only on CPUs with native bf16 (avx512_bf16, AMX)",
-    )
-    t.add_argument("--texture-dir", help="folder of texture images for synthetic anomalies (e.g. DTD)")
-    t.add_argument(
-        "--depth-encoding",
-        choices=("height", "metric"),
-        help="default: the preset's (lite: metric). height: height above the table / the image's highest point; "
-        "metric: height in metres / one scale fitted on the training split, synthetic dents and bumps 0.1-0.5 "
-        "of that scale",
-    )
-    t.add_argument(
-        "--depth-residual",
-        choices=("on", "off"),
-        help="on: the fused head also sees the depth reconstruction residual (input - reconstruction; not in the "
-        "paper, benchmarks/RECIPE.md); default: the preset's",
-    )
-    t.add_argument(
-        "--depth-head",
-        choices=("on", "off"),
-        help="on: a training-only linear head on the depth features, trained against the depth part of each "
-        "synthetic anomaly (not in the paper, benchmarks/RECIPE.md); default: the preset's",
-    )
-    t.add_argument(
-        "--gate-rule",
-        choices=GATE_RULES,
-        help="how control picks a head: entropy (the paper: H_fused > H_rgb + alpha) or score (the head whose "
-        "score is the larger multiple of its threshold); default: the preset's",
-    )
+    _data_options(t)
+    t.add_argument("--out", required=True, help="the checkpoint to write")
+    t.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite", help="model and recipe (default lite)")
+    t.add_argument("--modality", choices=("rgbd", "rgb"), help="default: the preset's")
+    t.add_argument("--image-size", type=int, help="default: the preset's")
+    t.add_argument("--steps", type=int, help="default: the preset's recipe")
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--image-size", type=int)
-    t.add_argument(
-        "--resize",
-        choices=RESIZE_MODES,
-        help="how an image becomes the square input: stretch, letterbox, pad (the authors'), or object (a square "
-        "around the depth foreground, so small parts get more pixels); default: the preset's",
-    )
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
-    t.add_argument("--workers", type=int)
-    t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--resume")
     t.add_argument("--init", help="start from these weights (fine-tuning)")
+    t.add_argument("--resume", help="continue a run from its checkpoint")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting of easynet/config.py, e.g. --set layers=3 --set synth.depth_amplitude=0.2,0.5 "
+        "--set cpu_bf16=on (repeatable; unknown keys are refused)",
+    )
     t.add_argument("--ship", action="store_true", help="fp16 weights, no optimizer state (small files)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    c = sub.add_parser("calibrate", help="re-fit alpha, thresholds and heat-map scale on a validation split")
+
+def _add_calibrate(sub: Any) -> None:
+    c = sub.add_parser("calibrate", help="re-fit thresholds, heat-map scale, alpha and the typical-part reference")
     c.add_argument("--checkpoint", required=True)
-    c.add_argument("--data", required=True)
-    c.add_argument("--category", default=None)
-    c.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
+    _data_options(c)
     c.add_argument("--out", help="write here instead of over the checkpoint")
     c.add_argument("--half", action="store_true", help="store the weights as float16 (shipped checkpoints)")
-    c.add_argument("--gate-rule", choices=GATE_RULES, help="switch how control picks a head (default: keep it)")
-    c.add_argument("--device", default="auto")
+    c.add_argument("--gate-rule", choices=("entropy", "score"), help="switch how control picks a head")
     c.set_defaults(func=cmd_calibrate)
 
+
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on a test split")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--category", default=None)
-    e.add_argument("--format", choices=("mvtec3d", "eyecandies", "pairs"))
-    e.add_argument("--gate", choices=(*gates, "all"), default="all")
+    _data_options(e)
+    e.add_argument("--gate", choices=(*GATES, "all"), default="all")
     e.add_argument("--json")
     e.add_argument("--save-maps")
-    e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="score one RGB (+ depth) image, or every image of a folder or zip")
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="score one RGB (+ depth) image, or every image of a folder or zip; exit status 0 OK, 3 NG, 4 UNSURE",
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument(
         "--rgb",
         required=True,
-        help="an image, or a folder / .zip of images with depth files named "
-        "like them (a batch: report.csv, report.json and overlays/ in --out, default batch_report)",
+        help="an image, or a folder / .zip of images with depth files named like them (a batch: report.csv, "
+        "report.json and overlays/ in --out, default batch_report)",
     )
     p.add_argument("--depth")
-    p.add_argument("--gate", choices=gates, default="control")
+    p.add_argument("--gate", choices=GATES, default="control")
     p.add_argument("--sensitivity", type=float, default=1.0)
     p.add_argument("--out")
     p.add_argument("--json")
@@ -545,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_others(sub: Any) -> None:
     i = sub.add_parser("info", help="parameters, GMACs and config of a preset or checkpoint")
     src = i.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=sorted(MODEL_PRESETS))
@@ -568,29 +413,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.set_defaults(func=cmd_synth)
 
-    b = sub.add_parser("bench", help="latency, throughput, memory and GMACs of the network")
-    src = b.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite")
-    src.add_argument("--checkpoint")
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--batch-size", type=int, default=1)
-    b.add_argument("--image-size", type=int)
-    b.add_argument(
-        "--backend",
-        choices=("optimized", "eager", "onnx", "compiled", "naive"),
-        default="optimized",
-        help="naive: the authors' literal forward (both heads, up-sample + concatenate), the reference; compiled: "
-        "optimized under torch.compile (the warm-up calls compile, about a minute)",
-    )
-    b.add_argument("--gate", choices=gates, default="control")
-    b.add_argument("--warmup", type=int, default=2)
-    b.add_argument("--iterations", type=int, default=10)
-    b.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this much time has passed")
-    b.add_argument("--no-preprocess", action="store_true", help="skip timing the 800x800 preprocessing")
-    b.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    b.add_argument("--json")
-    b.set_defaults(func=cmd_bench)
-
     x = sub.add_parser("export", help="export a checkpoint to ONNX (a fixed-gate graph)")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--onnx", required=True)
@@ -601,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="both: both heads' maps + gate entropies (gate open/control); rgb: RGB stream only (gate close)",
     )
     x.set_defaults(func=cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="easynet", description="EasyNet RGB-D anomaly detection")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_train, _add_calibrate, _add_evaluate, _add_predict, _add_others):
+        add(sub)
     return parser
 
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from easynet.errors import InputError
 
 GATE_SCORINGS = ("attention", "histogram")
 MODALITIES = ("rgbd", "rgb")
@@ -53,15 +59,6 @@ class ModelConfig:
     # "official": the authors' raw chosen-head probability, 21x21 filter counting zero padding, >= in the gate
     score_rule: str = "calibrated"
     gate_rule: str = "entropy"  # GATE_RULES: how "control" picks a head
-    # Not in the paper: the depth stream's full-resolution merge also sees the depth reconstruction residual
-    # (input - reconstruction, detached), so a dent that the autoencoder repaired is one pointwise feature
-    # away from the fused head instead of a comparison it has to learn (benchmarks/RECIPE.md)
-    depth_residual: bool = False
-    # Not in the paper: a training-only linear head on the depth stream's merges, judged (focal loss) against the
-    # part of the anomaly that is in depth. The fused head can lean on RGB and leave the depth stream without a
-    # segmentation gradient ("depth-blind" runs, benchmarks/RECIPE.md); this head keeps that gradient on every
-    # image. Inference never uses it (the gate still picks the RGB or the fused head).
-    depth_head: bool = False
 
     def __post_init__(self) -> None:
         if self.layers not in (1, 2, 3):
@@ -88,8 +85,6 @@ class ModelConfig:
             raise ValueError(f"gate_rule must be one of {GATE_RULES}, got {self.gate_rule!r}")
         if self.gate_rule == "score" and self.score_rule == "official":
             raise ValueError("the authors' score rule gates by entropy; use gate_rule='entropy' with it")
-        if self.depth_head and not self.has_depth:
-            raise ValueError("depth_head needs modality='rgbd' (it reads the depth stream)")
         if self.image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16 (four 2x poolings), got {self.image_size}")
 
@@ -161,15 +156,8 @@ class SynthConfig:
     threshold: float = 0.5
     beta_max: float = 0.8  # RGB blend: aug = (1 - beta) * texture + beta * image inside the mask
     # |displacement| in units of the depth input: of the image's highest point ("height") or of the checkpoint's
-    # fixed scale ("metric", unless depth_amplitude_mm is set)
+    # fixed scale ("metric")
     depth_amplitude: tuple[float, float] = (0.1, 0.5)
-    # |displacement| in millimetres, log-uniform, for "metric" depth (applied in metres, before the scale), e.g.
-    # (0.3, 4.0). None: depth_amplitude of the scale. Millimetre ranges left `lite` depth-blind: half of such
-    # anomalies are under what a 128 px network resolves, and it learned that depth carries nothing (RECIPE.md)
-    depth_amplitude_mm: tuple[float, float] | None = None
-    # Depth displacement profile: (rim = a flat step with a softened edge, dome = a smooth bowl or bump with no
-    # edge), relative weights (synth.PROFILES).
-    depth_profile_weights: tuple[float, float] = (1.0, 0.0)
     # Where the anomaly lives among anomalous samples: both modalities (the paper), RGB only, depth only.
     kind_weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
     texture_dir: str | None = None  # optional folder of texture images (e.g. DTD); procedural otherwise
@@ -216,32 +204,15 @@ class TrainConfig:
     # calibration may normalise each head's map position by position where that wins on validation
     # (evaluate.fit_position_norm); False keeps the raw probabilities
     position_norm: bool = True
-    # Modality dropout: the probability, per training image, that the fused head sees no RGB features (its target
-    # is then only the part of the anomaly that is in depth), so that it must learn to read depth. 0: the paper.
-    fused_rgb_dropout: float = 0.0
-    # Depth-only view of the fused head: every training step also runs the fused head with its RGB features zeroed
-    # and adds this weight times its focal loss against the part of the anomaly that is in depth, so the fused head
-    # learns to read depth on every image. 0: the paper (no extra pass).
-    fused_depth_view_weight: float = 0.0
     # Restarts for a run whose fused head ends depth-blind on validation (its depth-only synthetic anomalies scored
     # no better than evaluate.DEPTH_BLIND_AUROC): train again from scratch with the next seed, at most this often.
     # Decided on validation only; the last run is kept whatever it scored.
     depth_restarts: int = 0
-    # Attention warm-up of the fused head: for this fraction of the training steps its SE scores are held at 0.5
-    # (an untrained SE's output) and only then learned. Tried against depth-blind runs (whose attention turns the
-    # depth channels down) and not adopted: held up, the head still ignored depth (benchmarks/RECIPE.md). 0: the paper.
-    fused_attention_warmup: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fused_rgb_dropout <= 1.0:
-            raise ValueError(f"fused_rgb_dropout must be in [0, 1], got {self.fused_rgb_dropout}")
         if self.depth_restarts < 0:
             raise ValueError(f"depth_restarts must be 0 or more, got {self.depth_restarts}")
-        if not 0.0 <= self.fused_attention_warmup <= 1.0:
-            raise ValueError(f"fused_attention_warmup must be in [0, 1], got {self.fused_attention_warmup}")
-        if not 0.0 <= self.fused_depth_view_weight < float("inf"):
-            raise ValueError(f"fused_depth_view_weight must be 0 or more, got {self.fused_depth_view_weight}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -251,8 +222,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "official": TrainConfig(lr=2e-4, batch_size=4),
     "paper": TrainConfig(lr=2e-3, batch_size=8),
     # the `lite` model's recipe, which the shipped synthetic RGB-D checkpoints use (tools/build_offline_assets.py;
-    # tablet and foam_block with --steps 2000, chosen on validation). Smooth-dome depth anomalies
-    # (SynthConfig.depth_profile_weights) were tried and not adopted: benchmarks/RECIPE.md
+    # research/RECIPE.md for how it was chosen)
     "lite": TrainConfig(lr=2e-3, batch_size=8, steps=800, depth_restarts=1),
     # Real photographs (MVTec 3D-AD tire, RGB): see benchmarks/real_data.py for how each choice was made.
     "base": TrainConfig(
@@ -277,29 +247,127 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+class RetiredSettingError(ValueError):
+    """A stored config uses a setting that this version no longer has, at a value that changed what it did."""
+
+
+def _is_neutral(value: Any) -> bool:
+    """Whether a setting's value selects nothing extra: off, zero, none, or all weight on the first option (what
+    the code without that setting does)."""
+    if value is None or value is False or (isinstance(value, (int, float)) and value == 0):
+        return True
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return value[0] > 0 and all(v == 0 for v in value[1:])
+    return False
+
+
+def _known_fields(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
+    """``data`` without the settings ``cls`` does not have. Retired experiments (research/README.md) are dropped
+    when their value is neutral (old checkpoints stored every field); any other unknown setting is refused."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(set(data) - known):
+        if not _is_neutral(data[key]):
+            raise RetiredSettingError(
+                f"{section} setting {key}={data[key]!r} is not part of this version of EasyNet-3D (an experiment "
+                "that was retired, or a file from elsewhere)"
+            )
+    return {k: v for k, v in data.items() if k in known}
+
+
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a ModelConfig, rejecting unknown fields with a clear message."""
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
-    return ModelConfig(**data)
+    """Rebuild a ModelConfig; unknown settings are dropped when neutral, else refused (``_known_fields``)."""
+    return ModelConfig(**_known_fields(ModelConfig, data, "model"))
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a TrainConfig (with its nested SynthConfig) from plain types."""
-    data = dict(data)
-    synth = data.pop("synth", {}) or {}
-    for key in (
-        "depth_amplitude",
-        "depth_amplitude_mm",
-        "depth_profile_weights",
-        "kind_weights",
-        "shape_weights",
-        "fill_weights",
-    ):
-        if synth.get(key) is not None:
-            synth[key] = tuple(synth[key])
+    """Rebuild a TrainConfig (with its nested SynthConfig) from plain types (unknown settings as in
+    ``model_config_from_dict``)."""
+    data = _known_fields(TrainConfig, dict(data), "training")
+    synth = _known_fields(SynthConfig, dict(data.pop("synth", {}) or {}), "synthetic-anomaly")
+    for key, value in synth.items():
+        if isinstance(value, list):
+            synth[key] = tuple(value)
     if "milestones" in data:
         data["milestones"] = tuple(data["milestones"])
     return TrainConfig(**data, synth=SynthConfig(**synth))
+
+
+# --- overrides: `--set key=value` ---------------------------------------------------------------------------
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "synth": SynthConfig}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse(text: str, kind: Any, key: str) -> Any:
+    """``text`` as a value of the annotated type ``kind`` (bool, int, float, str, an optional, a tuple of floats)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _parse(text, next(a for a in args if a is not type(None)), key)
+    if origin is tuple:
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        if len(parts) != len(args):
+            raise InputError(f"setting {key} takes {len(args)} comma-separated numbers, got {text!r}")
+        return tuple(_parse(p, a, key) for p, a in zip(parts, args))
+    if kind is bool:
+        if text.lower() in ("1", "true", "on", "yes"):
+            return True
+        if text.lower() in ("0", "false", "off", "no"):
+            return False
+        raise InputError(f"setting {key} is on or off (true/false), got {text!r}")
+    try:
+        value = kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+    except ValueError:
+        raise InputError(
+            f"setting {key} takes {'a whole number' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"setting {key} takes a finite number, got {text!r}")
+    return value
+
+
+def settings_help() -> str:
+    """Every settable key, for `--set` errors and help."""
+    return ", ".join(
+        f"{'' if section != 'synth' else 'synth.'}{name}"
+        for section, cls in SECTIONS.items()
+        for name in _field_types(cls)
+        if name != "synth"
+    )
+
+
+def apply_overrides(
+    model: ModelConfig, train: TrainConfig, assignments: Sequence[str]
+) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
+    """``model`` and ``train`` with ``key=value`` assignments applied (``lr=1e-3``, ``synth.depth_amplitude=0.2,0.5``,
+    ``layers=3``; ``model.``/``train.`` prefixes are optional). Returns (model, train, the model changes asked for).
+
+    Unknown keys, unparsable values and values the dataclasses refuse are one sentence each.
+    """
+    changes: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set takes key=value, got {item!r}")
+        section, _, name = key.rpartition(".")
+        sections = [section] if section else [s for s in ("train", "model") if name in _field_types(SECTIONS[s])]
+        if (
+            not sections
+            or sections[0] not in SECTIONS
+            or name not in _field_types(SECTIONS[sections[0]])
+            or (name == "synth")
+        ):
+            raise InputError(f"there is no setting {key!r}; the settings are: {settings_help()}")
+        kind = _field_types(SECTIONS[sections[0]])[name]
+        changes[sections[0]][name] = _parse(text.strip(), kind, key)
+    try:
+        synth = dataclasses.replace(train.synth, **changes["synth"])
+        train = dataclasses.replace(train, **changes["train"], synth=synth)
+        model = dataclasses.replace(model, **changes["model"])
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return model, train, changes["model"]

@@ -40,22 +40,24 @@ class _Graph(nn.Module):
         model = self.model
         if not self.both:
             m_rgb, rec_rgb, _, _ = model._streams(rgb, None)
-            attn = model.rgb_se(model._pool(m_rgb)) if model.rgb_se is not None else None
-            return torch.softmax(model.rgb_head(m_rgb, attn, rgb.shape[-2:]), dim=1)[:, 1], rec_rgb
+            pooled = model._pool(m_rgb)
+            attn = model.rgb_se(pooled) if model.rgb_se is not None else None
+            return torch.softmax(model.rgb_head(m_rgb, attn, rgb.shape[-2:]), dim=1)[:, 1], rec_rgb, pooled
         out = model(rgb, depth)
         h_rgb, h_fused = gate_lib.entropies(
             model.cfg.gate_scoring, out.pooled_rgb, out.pooled_fused, out.attn_rgb, out.attn_fused
         )
         prob_rgb = torch.softmax(out.logits_rgb, dim=1)[:, 1]  # (B, S, S)
         prob_fused = torch.softmax(out.logits_fused, dim=1)[:, 1]
-        return prob_rgb, prob_fused, h_rgb, h_fused, out.rec_rgb, out.rec_depth
+        pooled_depth = out.pooled_fused[:, out.pooled_rgb.shape[1] :]
+        return prob_rgb, prob_fused, h_rgb, h_fused, out.rec_rgb, out.rec_depth, out.pooled_rgb, pooled_depth
 
 
 def _names(model: EasyNet, heads: str) -> tuple[list[str], list[str]]:
     if heads == "both" and model.cfg.has_depth:
         outputs = ["prob_rgb", "prob_fused", "entropy_rgb", "entropy_fused", "rec_rgb", "rec_depth"]
-        return ["rgb", "depth"], outputs
-    return ["rgb"], ["prob_rgb", "rec_rgb"]
+        return ["rgb", "depth"], [*outputs, "pooled_rgb", "pooled_depth"]
+    return ["rgb"], ["prob_rgb", "rec_rgb", "pooled_rgb"]
 
 
 def export_onnx(model: EasyNet, out: str | Path | io.BytesIO, heads: str = "both", image_size: int | None = None):
@@ -139,21 +141,22 @@ class OnnxRunner:
         feed = {"rgb": _numpy(rgb)}
         nan = torch.full((batch,), float("nan"))
         if gate == "close" or depth is None or not self.has_depth:
-            prob, rec = self._session("rgb").run(None, feed)
-            used = torch.zeros(batch, dtype=torch.bool)
-            return GatedOutput(torch.from_numpy(prob), used, nan, nan, torch.from_numpy(rec), None)
+            prob, rec, pooled = (torch.from_numpy(o) for o in self._session("rgb").run(None, feed))
+            used = gate_lib.use_fused("close", nan, nan)
+            return GatedOutput(prob, used, nan, nan, rec, None, pooled_rgb=pooled)
         feed["depth"] = _numpy(depth)
         outs = [torch.from_numpy(o) for o in self._session("both").run(None, feed)]
-        prob_rgb, prob_fused, h_rgb, h_fused, rec_rgb, rec_depth = outs
+        prob_rgb, prob_fused, h_rgb, h_fused, rec_rgb, rec_depth, pooled_rgb, pooled_depth = outs
+        pooled = {"pooled_rgb": pooled_rgb, "pooled_depth": pooled_depth}
         if gate == gate_lib.BOTH_HEADS:
-            used = torch.ones(batch, dtype=torch.bool)
-            return GatedOutput(prob_fused, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb)
+            used = gate_lib.use_fused("open", h_rgb, h_fused)
+            return GatedOutput(prob_fused, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb, **pooled)
         if gate == "open":
-            used, h_rgb, h_fused = torch.ones(batch, dtype=torch.bool), nan, nan
-        else:
-            inclusive = self._model is not None and self._model.cfg.score_rule == "official"
-            used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive)
-        return GatedOutput(gate_lib.select(gate, prob_rgb, prob_fused, used), used, h_rgb, h_fused, rec_rgb, rec_depth)
+            h_rgb, h_fused = nan, nan
+        inclusive = self._model is not None and self._model.cfg.score_rule == "official"
+        used = gate_lib.use_fused(gate, h_rgb, h_fused, alpha, inclusive=inclusive)
+        prob = gate_lib.select(gate, prob_rgb, prob_fused, used)
+        return GatedOutput(prob, used, h_rgb, h_fused, rec_rgb, rec_depth, **pooled)
 
 
 def _numpy(x: Tensor) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Fast inference: BatchNorm folded into the convolutions, channels-last, inference mode, gated work only.
+"""Fast torch inference: BatchNorm folded into the convolutions, channels-last, inference mode, gated work only.
 
 ``optimize_for_inference`` returns an optimised *copy* of an EasyNet (same class, same forward passes) in
 which every conv -> BN pair is one conv; the BN becomes an ``nn.Identity``. A runner wraps a model for one
@@ -7,7 +7,7 @@ backend and device and answers ``runner(rgb, depth, gate, alpha) -> GatedOutput`
 * ``eager``: the model as trained (fp32, NCHW), for reference;
 * ``optimized``: the folded copy, channels-last (the Predictor's default); both torch backends run in bf16
   autocast when given precision "bf16" (runtime.resolve_precision: opt-in on every device);
-* ``onnx``: onnxruntime on an exported graph (see ``easynet.export``);
+* ``onnx``: onnxruntime on an exported graph (``easynet.export``; ``easynet.backends`` picks among them);
 * ``compiled``: the optimized copy under ``torch.compile`` (inductor), opt-in: the first call of each gate
   mode and batch size compiles (about a minute for `lite` on 2 CPU cores), later calls are much faster
   (benchmarks/README.md), so it suits a long-running server, not a one-off command.
@@ -23,10 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from easynet.errors import InputError
 from easynet.model import EasyNet, GatedOutput, SegmentationHead
-
-BACKENDS = ("optimized", "eager", "onnx", "compiled")
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -138,21 +135,3 @@ class TorchRunner:
     def __call__(self, rgb: Tensor, depth: Tensor | None, gate: str, alpha: float) -> GatedOutput:
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
             return self._forward(self._layout(rgb), self._layout(depth), gate, alpha)
-
-
-def make_runner(model: EasyNet, device: torch.device, backend: str = "optimized", precision: str = "fp32") -> Runner:
-    """The runner of ``backend`` (one of BACKENDS) for ``model`` on ``device``; ``precision`` is a resolved one
-    ("fp32" or "bf16", see runtime.resolve_precision; the ONNX backend is fp32)."""
-    if backend == "onnx":
-        from easynet.export import OnnxRunner
-
-        return OnnxRunner.from_model(model, device)
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return TorchRunner(
-        model,
-        device,
-        optimized=backend in ("optimized", "compiled"),
-        precision=precision,
-        compiled=backend == "compiled",
-    )

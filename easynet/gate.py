@@ -9,8 +9,10 @@ Two scorings of "information entropy", both per image:
   [0, 1] (values outside are dropped) and the entropy of that histogram is taken, in bits (at most 8). The
   authors flatten the whole batch; here each image gets its own entropy.
 
-The gate opens (uses the fused RGB-D map) when ``H_fused > H_rgb + alpha`` (the paper's Formula 3); a checkpoint
-with ``score_rule="official"`` uses the authors' ``>=``.
+``use_fused`` is the one place where the gate decides: the model's gated pass, the ONNX runner, the Predictor and
+the evaluator all call it. Under the paper's rule the gate opens (uses the fused RGB-D map) when
+``H_fused > H_rgb + alpha`` (Formula 3; a checkpoint with ``score_rule="official"`` uses the authors' ``>=``);
+under the ``score`` rule it opens where the fused head is the more alarmed one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -65,17 +68,38 @@ def entropies(
     raise ValueError(f"unknown gate scoring {scoring!r}")
 
 
-def decide(entropy_rgb: Tensor, entropy_fused: Tensor, alpha: float, inclusive: bool = False) -> Tensor:
-    """True where the fused map is used: H_fused > H_rgb + alpha (``inclusive``: >=, the authors' test.py)."""
+def use_fused(
+    mode: str,
+    entropy_rgb: Any,
+    entropy_fused: Any,
+    alpha: float = 0.0,
+    *,
+    rule: str = "entropy",
+    inclusive: bool = False,
+    ratio_rgb: Any = None,
+    ratio_fused: Any = None,
+) -> Any:
+    """The gate's one decision: per image, True where the fused RGB-D map is used. Tensors or arrays in, the same
+    kind out (shape of ``entropy_rgb``).
+
+    ``close``: never; ``open``: always; ``control`` by ``rule``: "entropy" (the paper's Formula 3,
+    H_fused > H_rgb + alpha; ``inclusive``: the authors' >=) or "score" (the head whose image score is the larger
+    multiple of its calibrated threshold, ``ratio_*``; ties go to RGB).
+    """
+    if mode not in MODES:
+        raise ValueError(f"gate mode must be one of {MODES}, got {mode!r}")
+    if mode != "control":
+        full = torch.full_like if isinstance(entropy_rgb, Tensor) else np.full_like
+        return full(entropy_rgb, mode == "open", dtype=torch.bool if isinstance(entropy_rgb, Tensor) else bool)
+    if rule == "score":
+        if ratio_rgb is None or ratio_fused is None:
+            raise ValueError("the score rule needs both heads' score / threshold ratios")
+        return ratio_fused > ratio_rgb
+    if rule != "entropy":
+        raise ValueError(f"gate rule must be one of entropy, score, got {rule!r}")
     if inclusive:
         return entropy_fused >= entropy_rgb + alpha
     return entropy_fused > entropy_rgb + alpha
-
-
-def prefers_fused(ratio_rgb: Any, ratio_fused: Any) -> Any:
-    """The score rule: True where the fused head is the more alarmed one, each head's image score divided by
-    its calibrated threshold (ties: RGB). Floats or arrays."""
-    return ratio_fused > ratio_rgb
 
 
 def runner_mode(gate: str, gate_rule: str, has_depth: bool) -> str:

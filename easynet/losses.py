@@ -1,6 +1,4 @@
-"""Training losses: SSIM + L2 on RGB, L2 on depth, focal loss on both segmentation heads (paper Eq. 2, 4, 5), and
-optionally on the fused head's depth-only view (``TrainConfig.fused_depth_view_weight``) and on the training-only
-depth head (``ModelConfig.depth_head``), neither in the paper."""
+"""Training losses: SSIM + L2 on RGB, L2 on depth, focal loss on both segmentation heads (paper Eq. 2, 4, 5)."""
 
 from __future__ import annotations
 
@@ -28,8 +26,6 @@ class LossTerms(NamedTuple):
     l2_depth: Tensor
     focal_rgb: Tensor
     focal_fused: Tensor
-    focal_fused_depth: Tensor  # the fused head's depth-only view against the depth part of the anomaly (0 if off)
-    focal_depth: Tensor  # the training-only depth head against the depth part of the anomaly (0 without that head)
 
     def as_floats(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in self._asdict().items()}
@@ -61,18 +57,10 @@ class EasyNetLoss(nn.Module):
         self.cfg = cfg
 
     def forward(
-        self,
-        out: EasyNetOutput,
-        rgb: Tensor,
-        depth: Tensor | None,
-        mask: Tensor,
-        mask_rgb: Tensor | None = None,
-        mask_depth: Tensor | None = None,
+        self, out: EasyNetOutput, rgb: Tensor, depth: Tensor | None, mask: Tensor, mask_rgb: Tensor | None = None
     ) -> LossTerms:
         """Args: clean targets ``rgb`` (B,3,H,W), ``depth`` (B,1,H,W) or None, the anomaly ``mask`` (B,1,H,W)
-        for the fused head, ``mask_rgb`` for the RGB head (the part visible in RGB; defaults to ``mask``) and
-        ``mask_depth`` for the fused head's depth-only view and the depth head (the part in depth; their terms need
-        it). The depth head's term has the weight of the other focal terms."""
+        for the fused head, ``mask_rgb`` for the RGB head (the part visible in RGB; defaults to ``mask``)."""
         c = self.cfg
         zero = rgb.new_zeros(())
         mask_rgb = mask if mask_rgb is None else mask_rgb
@@ -83,17 +71,10 @@ class EasyNetLoss(nn.Module):
             l2_depth = F.mse_loss(out.rec_depth.float(), depth.float().expand_as(out.rec_depth))
         focal_rgb = focal_loss(out.logits_rgb, mask_rgb, c.focal_gamma)
         focal_fused = focal_loss(out.logits_fused, mask, c.focal_gamma) if out.logits_fused is not None else zero
-        focal_fused_depth = zero
-        if out.logits_fused_depth is not None and mask_depth is not None:
-            focal_fused_depth = focal_loss(out.logits_fused_depth, mask_depth, c.focal_gamma)
-        focal_depth = zero
-        if out.logits_depth is not None and mask_depth is not None:
-            focal_depth = focal_loss(out.logits_depth, mask_depth, c.focal_gamma)
         total = (
             c.weight_ssim * ssim_rgb
             + c.weight_l2_rgb * l2_rgb
             + c.weight_l2_depth * l2_depth
-            + c.weight_focal * (focal_rgb + focal_fused + focal_depth)
-            + c.fused_depth_view_weight * focal_fused_depth
+            + c.weight_focal * (focal_rgb + focal_fused)
         )
-        return LossTerms(total, ssim_rgb, l2_rgb, l2_depth, focal_rgb, focal_fused, focal_fused_depth, focal_depth)
+        return LossTerms(total, ssim_rgb, l2_rgb, l2_depth, focal_rgb, focal_fused)

@@ -6,8 +6,6 @@ weights map onto this one by renaming prefixes only (see ``checkpoint.import_off
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -89,14 +87,10 @@ class Autoencoder(nn.Module):
         return scales, rec
 
 
-def scale_channels(cfg: ModelConfig, depth: bool = False) -> list[int]:
-    """Channels of each scale's concatenated (encoder, decoder) feature: 2w, 3w, 6w; with
-    ``cfg.depth_residual`` the depth stream's first scale also carries the reconstruction residual."""
+def scale_channels(cfg: ModelConfig) -> list[int]:
+    """Channels of each scale's concatenated (encoder, decoder) feature: 2w, 3w, 6w."""
     w = cfg.base_width
-    channels = [2 * w, 3 * w, 6 * w][: cfg.layers]
-    if depth and cfg.depth_residual:
-        channels[0] += cfg.depth_channels
-    return channels
+    return [2 * w, 3 * w, 6 * w][: cfg.layers]
 
 
 class SqueezeExcite(nn.Module):
@@ -157,20 +151,6 @@ def pointwise_over_scales(
     return out + conv.bias[None, :, None, None]
 
 
-@contextlib.contextmanager
-def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """Batch norms in ``module`` normalise with batch statistics as usual but leave their running ones alone."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
-
-
 def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -186,8 +166,6 @@ class EasyNetOutput(NamedTuple):
     pooled_fused: Tensor | None  # (B, 2 * L * hw) pooled RGB then depth merge features
     attn_rgb: Tensor | None  # (B, L * hw) SE scores of the RGB head input
     attn_fused: Tensor | None  # (B, 2 * L * hw) SE scores of the fused head input
-    logits_fused_depth: Tensor | None = None  # (B, 2, H, W) fused head with its RGB features zeroed (training)
-    logits_depth: Tensor | None = None  # (B, 2, H, W) the training-only depth head (``ModelConfig.depth_head``)
 
 
 class GatedOutput(NamedTuple):
@@ -200,6 +178,8 @@ class GatedOutput(NamedTuple):
     rec_rgb: Tensor  # (B, 3, H, W)
     rec_depth: Tensor | None  # (B, Cd, H, W)
     anomaly_map_rgb: Tensor | None = None  # (B, H, W) the RGB head's map too, in the "both" mode only
+    pooled_rgb: Tensor | None = None  # (B, L * hw) globally pooled RGB merge features (the typical-part reference)
+    pooled_depth: Tensor | None = None  # (B, L * hw) the same of the depth stream (None when it did not run)
 
 
 class EasyNet(nn.Module):
@@ -215,20 +195,15 @@ class EasyNet(nn.Module):
         self.rgb_se = SqueezeExcite(n * hw, cfg.se_reduction) if cfg.attention else None
         if cfg.has_depth:
             self.depth = Autoencoder(cfg.depth_channels, widths, n)
-            depth_scales = scale_channels(cfg, depth=True)
-            self.depth_merges = nn.ModuleList(nn.Sequential(*_pointwise(c, hw)) for c in depth_scales)
+            self.depth_merges = nn.ModuleList(nn.Sequential(*_pointwise(c, hw)) for c in scale_channels(cfg))
             self.fused_head = SegmentationHead(2 * n * hw, hw, cfg.head_out_norm)
             self.fused_se = SqueezeExcite(2 * n * hw, cfg.se_reduction) if cfg.attention else None
-            self.depth_head = nn.Conv2d(n * hw, 2, 1) if cfg.depth_head else None
         self.apply(_init_weights)
 
     # --- building blocks -------------------------------------------------------------------------
-    def _stream(
-        self, ae: Autoencoder, merges: nn.ModuleList, x: Tensor, residual: bool = False
-    ) -> tuple[list[Tensor], Tensor]:
+    @staticmethod
+    def _stream(ae: Autoencoder, merges: nn.ModuleList, x: Tensor) -> tuple[list[Tensor], Tensor]:
         scales, rec = ae(x)
-        if residual:  # what the autoencoder changed, per pixel; detached: reconstruction stays its only job
-            scales[0] = torch.cat([scales[0], x - rec.detach()], dim=1)
         return [m(s) for m, s in zip(merges, scales)], rec  # merges at native scale resolution
 
     def _depth_in(self, depth: Tensor) -> Tensor:
@@ -238,8 +213,7 @@ class EasyNet(nn.Module):
         m_rgb, rec_rgb = self._stream(self.rgb, self.rgb_merges, rgb)
         m_depth = rec_depth = None
         if depth is not None and self.cfg.has_depth:
-            residual = self.cfg.depth_residual
-            m_depth, rec_depth = self._stream(self.depth, self.depth_merges, self._depth_in(depth), residual)
+            m_depth, rec_depth = self._stream(self.depth, self.depth_merges, self._depth_in(depth))
         return m_rgb, rec_rgb, m_depth, rec_depth
 
     @staticmethod
@@ -248,27 +222,13 @@ class EasyNet(nn.Module):
         return torch.cat([m.mean(dim=(2, 3)) for m in merges], dim=1)
 
     # --- forward passes --------------------------------------------------------------------------
-    def forward(
-        self,
-        rgb: Tensor,
-        depth: Tensor | None = None,
-        naive: bool = False,
-        fused_rgb_keep: Tensor | None = None,
-        fused_depth_view: bool = False,
-        fused_attention_off: bool = False,
-    ) -> EasyNetOutput:
+    def forward(self, rgb: Tensor, depth: Tensor | None = None, naive: bool = False) -> EasyNetOutput:
         """Full pass with the gate fully open: both heads (training, evaluation of every gate mode).
 
         Args:
             rgb: (B, 3, H, W) in [0, 1].
             depth: (B, 1, H, W) normalised depth, or None for the RGB-only track.
             naive: use the literal up-sample-and-concatenate heads (reference for parity and benchmarks).
-            fused_rgb_keep: (B,) training only: a factor on the RGB features that enter the fused head and its
-                attention (0 drops them for that image: modality dropout, ``TrainConfig.fused_rgb_dropout``).
-            fused_depth_view: training only: also run the fused head with all RGB features zeroed
-                (``logits_fused_depth``; ``TrainConfig.fused_depth_view_weight``).
-            fused_attention_off: training only: the fused head's SE scores are a constant 0.5 instead of learned
-                (``TrainConfig.fused_attention_warmup``).
         """
         size = rgb.shape[-2:]
         m_rgb, rec_rgb, m_depth, rec_depth = self._streams(rgb, depth)
@@ -276,51 +236,14 @@ class EasyNet(nn.Module):
         pooled_rgb = self._pool(m_rgb)
         attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
         logits_rgb = getattr(self.rgb_head, head)(m_rgb, attn_rgb, size)
-        pooled_fused = attn_fused = logits_fused = logits_fused_depth = logits_depth = None
+        pooled_fused = attn_fused = logits_fused = None
         if m_depth is not None:
-            if self.depth_head is not None:
-                logits_depth = pointwise_over_scales(self.depth_head, m_depth, None, size)
-            fused = self._fused(m_rgb, pooled_rgb, m_depth, size, head, fused_rgb_keep, fused_attention_off)
-            pooled_fused, attn_fused, logits_fused = fused
-            if fused_depth_view:  # batch statistics as usual, but the running ones stay those of RGB-D inputs
-                no_rgb = pooled_rgb.new_zeros(pooled_rgb.shape[0])
-                with _running_stats_frozen(self.fused_head):
-                    view = self._fused(m_rgb, pooled_rgb, m_depth, size, head, no_rgb, fused_attention_off)
-                logits_fused_depth = view[2]
+            pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
+            attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
+            logits_fused = getattr(self.fused_head, head)(m_rgb + m_depth, attn_fused, size)
         return EasyNetOutput(
-            rec_rgb,
-            rec_depth,
-            logits_rgb,
-            logits_fused,
-            pooled_rgb,
-            pooled_fused,
-            attn_rgb,
-            attn_fused,
-            logits_fused_depth,
-            logits_depth,
+            rec_rgb, rec_depth, logits_rgb, logits_fused, pooled_rgb, pooled_fused, attn_rgb, attn_fused
         )
-
-    def _fused(
-        self,
-        m_rgb: list[Tensor],
-        pooled_rgb: Tensor,
-        m_depth: list[Tensor],
-        size: tuple[int, int],
-        head: str = "forward",
-        rgb_keep: Tensor | None = None,
-        attention_off: bool = False,
-    ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """The fused head over both streams' merges: (pooled features, SE scores, logits); ``rgb_keep`` (B,) scales
-        the RGB merges that enter it (see ``forward``'s ``fused_rgb_keep``); ``attention_off`` holds the SE scores
-        at 0.5 (``forward``'s ``fused_attention_off``)."""
-        if rgb_keep is not None:
-            keep = rgb_keep.to(pooled_rgb.dtype)
-            m_rgb, pooled_rgb = [m * keep[:, None, None, None] for m in m_rgb], pooled_rgb * keep[:, None]
-        pooled = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
-        attn = None
-        if self.fused_se is not None:
-            attn = torch.full_like(pooled, 0.5) if attention_off else self.fused_se(pooled)
-        return pooled, attn, getattr(self.fused_head, head)(m_rgb + m_depth, attn, size)
 
     def forward_gated(
         self, rgb: Tensor, depth: Tensor | None, mode: str = "control", alpha: float = 0.0
@@ -341,19 +264,20 @@ class EasyNet(nn.Module):
         pooled_rgb = self._pool(m_rgb)
         attn_rgb = self.rgb_se(pooled_rgb) if self.rgb_se is not None else None
         h_rgb = h_fused = nan
+        pooled_depth = None
         if m_depth is None:
-            used = torch.zeros(batch, dtype=torch.bool, device=rgb.device)
+            used = gate_lib.use_fused("close", nan, nan)
         else:
-            pooled_fused = torch.cat([pooled_rgb, self._pool(m_depth)], dim=1)
+            pooled_depth = self._pool(m_depth)
+            pooled_fused = torch.cat([pooled_rgb, pooled_depth], dim=1)
             attn_fused = self.fused_se(pooled_fused) if self.fused_se is not None else None
             if mode != "open":  # control decides by them; "both" reports them (what the paper's rule would pick)
                 h_rgb, h_fused = gate_lib.entropies(
                     self.cfg.gate_scoring, pooled_rgb, pooled_fused, attn_rgb, attn_fused
                 )
-            if mode == "open" or both:
-                used = torch.ones(batch, dtype=torch.bool, device=rgb.device)
-            else:
-                used = gate_lib.decide(h_rgb, h_fused, alpha, inclusive=self.cfg.score_rule == "official")
+            # "both": every image through the fused head, the RGB map beside it (the caller applies the score rule)
+            official = self.cfg.score_rule == "official"
+            used = gate_lib.use_fused("open" if both else mode, h_rgb, h_fused, alpha, inclusive=official)
         prob = torch.empty((batch, *size), device=rgb.device, dtype=rgb.dtype)
         prob_rgb = None
         if both and m_depth is not None:
@@ -369,7 +293,7 @@ class EasyNet(nn.Module):
             sub = [m[idx] for m in m_rgb + m_depth]
             logits = self.fused_head(sub, attn_fused[idx] if attn_fused is not None else None, size)
             prob[idx] = torch.softmax(logits.float(), dim=1)[:, 1].to(prob.dtype)
-        return GatedOutput(prob, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb)
+        return GatedOutput(prob, used, h_rgb, h_fused, rec_rgb, rec_depth, prob_rgb, pooled_rgb, pooled_depth)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -383,3 +307,20 @@ def _init_weights(module: nn.Module) -> None:
 def count_parameters(model: nn.Module) -> int:
     """All parameters, trainable or frozen (BN running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: EasyNet, image_size: int, mode: str | None = None, naive: bool = False) -> float:
+    """Multiply-accumulates (in G) of one image through ``model`` at ``image_size``: the full pass with both heads
+    (``mode`` None; ``naive`` with the literal concatenating heads) or the gated pass of ``mode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rgb = torch.zeros(1, 3, image_size, image_size)
+    depth = torch.zeros(1, 1, image_size, image_size) if model.cfg.has_depth else None
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.eval()
+        if mode is None:
+            model(rgb, depth, naive=naive)
+        else:
+            model.forward_gated(rgb, depth, mode, 0.0)
+    return counter.get_total_flops() / 2e9

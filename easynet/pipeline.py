@@ -12,19 +12,41 @@ from typing import Any
 
 import numpy as np
 
-from easynet.checkpoint import save_checkpoint
+from easynet.calibrate import calibrate
+from easynet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, start_config
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig
 from easynet.data.geometry import DEPTH_SCALE_IMAGES, fit_depth_scale
 from easynet.data.registry import detect_format, open_dataset
 from easynet.data.types import Split
 from easynet.errors import InputError
-from easynet.evaluate import calibrate, evaluate
+from easynet.evaluate import evaluate
 from easynet.gate import MODES
 from easynet.results import EvalReport, TrainSummary
 from easynet.runtime import configure_threads, resolve_device
 from easynet.train import Callback, train
 
 Progress = Callable[[int, int], None]
+SYNTHETIC_README = "README.txt"  # written last into a generated synthetic category: its presence means complete
+
+
+def synthetic_categories() -> tuple[str, ...]:
+    """The parts the synthetic world renders (easynet.data.synthetic)."""
+    from easynet.data.synthetic import CATEGORIES
+
+    return tuple(CATEGORIES)
+
+
+def synthetic_dataset(folder: str | Path, category: str) -> Path:
+    """The synthetic data root holding ``category`` under ``folder``, generated there on first use."""
+    from easynet.data.synthetic import generate
+
+    if category not in synthetic_categories():
+        raise InputError(
+            f"there is no synthetic category {category!r}; choose one of {', '.join(synthetic_categories())}"
+        )
+    if not (Path(folder) / category / SYNTHETIC_README).is_file():
+        generate(folder, [category])
+    return Path(folder)
 
 
 def loader_options(cfg: ModelConfig) -> dict[str, Any]:
@@ -80,12 +102,27 @@ def _finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+def start_checkpoint(
+    path: str | Path | None, changes: ModelConfig | dict[str, Any] | None = None
+) -> tuple[Checkpoint | None, ModelConfig | None]:
+    """The checkpoint to fine-tune or resume from, loaded once, and the architecture to train: the checkpoint's own.
+    ``changes`` (a config, or fields asked for) must agree with it, except the gate rule (a decision, not weights)."""
+    if path is None:
+        return None, None
+    ckpt = load_checkpoint(path)
+    changes = dict(changes or {}) if not isinstance(changes, ModelConfig) else changes
+    rule = None if isinstance(changes, ModelConfig) else changes.pop("gate_rule", None)
+    cfg = start_config(ckpt, changes, Path(path).name)
+    return ckpt, cfg.replace(gate_rule=rule) if rule else cfg
+
+
 def train_category(
     data: str | Path,
     category: str | None,
     out: str | Path,
     *,
-    model_cfg: ModelConfig | None = None,
+    preset: str = "lite",
+    model_cfg: ModelConfig | dict[str, Any] | None = None,
     train_cfg: TrainConfig | None = None,
     data_format: str | None = None,
     device: str = "auto",
@@ -94,26 +131,26 @@ def train_category(
     callback: Callback | None = None,
     progress: bool = True,
     ship: bool = False,
-    preset: str = "lite",
 ) -> TrainSummary:
     """Train on a category's good images, calibrate on its validation split, save one checkpoint.
 
-    With `init_from` or `resume` the model is the checkpoint's (give `model_cfg` only to insist on it: a
-    different one is refused). A run stopped by its callback (a cancelled job) ends at once: no calibration and
-    no finished checkpoint (the summary's checkpoint is None; a periodic snapshot at `out` stays resumable).
+    ``model_cfg`` is the architecture of a fresh run (default: the preset's). With ``init_from`` (fine-tuning) or
+    ``resume`` the model is the checkpoint's, loaded once here; ``model_cfg`` may then be a config or a dict of the
+    fields asked for, and one that differs from the checkpoint's is refused, never silently replaced. A run stopped
+    by its callback (a cancelled job) ends at once: no calibration and no finished checkpoint (the summary's
+    checkpoint is None; a periodic snapshot at ``out`` stays resumable).
 
     Returns a `TrainSummary`: checkpoint path, steps, whether it was stopped, alpha, calibration metrics, history.
     """
     configure_threads()
     train_cfg = train_cfg or default_train_config(preset)
     fmt = data_format or detect_format(data)
-    if init_from is not None or resume is not None:  # the checkpoint's architecture; a different model_cfg is refused
-        from easynet.checkpoint import load_checkpoint, start_config
-
-        start = resume or init_from
-        model_cfg = start_config(load_checkpoint(start), model_cfg or {}, Path(start).name)
-    model_cfg = model_cfg or MODEL_PRESETS[preset]
-    model_cfg = fit_metric_scale(data, category, model_cfg, fmt)
+    start, start_cfg = start_checkpoint(resume or init_from, model_cfg)
+    if start_cfg is not None:
+        model_cfg = start_cfg
+    elif isinstance(model_cfg, dict):
+        model_cfg = MODEL_PRESETS[preset].replace(**model_cfg)
+    model_cfg = fit_metric_scale(data, category, model_cfg or MODEL_PRESETS[preset], fmt)
     kw = {"format": fmt, **loader_options(model_cfg)}
     train_set = open_dataset(data, category, Split.TRAIN, **kw)
     dev = resolve_device(device)
@@ -126,14 +163,15 @@ def train_category(
         "data": Path(data).name,
         "category": category,
         "format": fmt,
-        "preset": preset,
+        "preset": start.provenance.get("preset", preset) if start is not None else preset,
         "command": " ".join(Path(a).name if "/" in a else a for a in sys.argv),
         "n_train": len(train_set),
         "initialised_from": Path(init_from).name if init_from else None,
+        "parent": Path(init_from or resume).name if start is not None else None,
     }
     # a fresh run whose fused head ends depth-blind on validation is repeated with the next seed (at most
     # train_cfg.depth_restarts times); resuming or fine-tuning continues the weights given, once
-    restarts = train_cfg.depth_restarts if resume is None and init_from is None else 0
+    restarts = train_cfg.depth_restarts if start is None else 0
     blind_seeds: list[int] = []
     for attempt in range(restarts + 1):
         run_cfg = train_cfg.replace(seed=train_cfg.seed + attempt)
@@ -144,8 +182,8 @@ def train_category(
             train_set,
             device=device,
             out=out if run_cfg.checkpoint_every else None,
-            resume=resume,
-            init_from=init_from,
+            start=start,
+            resume=resume is not None,
             callback=callback,
             progress=progress,
             provenance=provenance,
@@ -165,7 +203,7 @@ def train_category(
             )
         ckpt = result.checkpoint
         ckpt.calibration = calibrate(
-            result.model.to(dev), validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm
+            result.model.to(dev), validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm, train=train_set
         )
         if "depth_note" not in ckpt.calibration.metrics or attempt == restarts:
             break
@@ -206,8 +244,6 @@ def recalibrate_checkpoint(
 
     Writes ``out`` (default: the checkpoint itself, atomically) and returns the new calibration metrics.
     """
-    from easynet.checkpoint import load_checkpoint
-
     configure_threads()
     ckpt = load_checkpoint(checkpoint)
     if gate_rule is not None:
@@ -216,13 +252,13 @@ def recalibrate_checkpoint(
         ckpt.model_config = ckpt.model_config.replace(gate_rule=gate_rule)
     cfg = ckpt.model_config
     validation = open_dataset(data, category, Split.VALIDATION, format=data_format, **loader_options(cfg))
+    train_set = open_dataset(data, category, Split.TRAIN, format=data_format, **loader_options(cfg))
     dev = resolve_device(device)
     model = ckpt.build_model().to(dev).eval()
     train_cfg = ckpt.train_config
     synth = train_cfg.synth if train_cfg is not None else None
-    ckpt.calibration = calibrate(
-        model, validation, dev, synth, position_norm=train_cfg is None or train_cfg.position_norm
-    )
+    position_norm = train_cfg is None or train_cfg.position_norm
+    ckpt.calibration = calibrate(model, validation, dev, synth, position_norm=position_norm, train=train_set)
     command = f"easynet calibrate --checkpoint {Path(checkpoint).name} --data {Path(data).name}"
     command += f" --category {category}" if category else ""
     ckpt.provenance = {**ckpt.provenance, "n_validation": len(validation), "recalibrated": command}
@@ -242,7 +278,7 @@ def evaluate_category(
     precision: str = "fp32",
 ) -> tuple[EvalReport, Any, Any]:
     """Evaluate a checkpoint on a category's test split; ``precision`` "bf16" runs the network under bf16
-    autocast even where the device only emulates it (the accuracy guard, ``easynet.precision_guard``).
+    autocast even where the device only emulates it (the accuracy guard, benchmarks/bf16_guard.py).
 
     Returns (report, test dataset, head outputs); `report.to_dict()` is the `easynet evaluate --json` shape.
     """

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -57,7 +60,7 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | 
 
     "auto": fp32 on every device. bf16 is opt-in because it can change results: on the shipped checkpoints it moved
     foam_block's test I-AUROC by 0.014 and flipped one tablet sample's verdict (benchmarks/bf16_guard.py, the
-    accuracy guard, easynet.precision_guard). "bf16": bf16 where the device has it natively, else fp32.
+    accuracy guard, benchmarks/bf16_guard.py). "bf16": bf16 where the device has it natively, else fp32.
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -69,3 +72,24 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | 
         return "bf16", None
     what = "this GPU" if device.type == "cuda" else "this CPU (no avx512_bf16 or AMX)"
     return "fp32", f"bf16 was asked for but {what} has no native bf16, so inference runs in fp32"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, GPU and library versions, for reports."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

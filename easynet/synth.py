@@ -90,8 +90,6 @@ SPOT_RADIUS = (0.01, 0.06)  # of the side S
 DARKEN_GAIN, BRIGHTEN_GAIN = (0.2, 0.7), (1.4, 2.5)
 SHAPES = ("perlin", "scratch", "spot")
 FILLS = ("texture", "cutpaste", "intensity")
-PROFILES = ("rim", "dome")
-DOME_PLATEAU = 0.7  # a dome reaches full depth at this fraction of its blob's largest inner distance
 
 
 def scratch_mask(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -252,14 +250,11 @@ def placement_region(sample: Any, cfg: SynthConfig) -> np.ndarray | None:
 class AnomalySynthesizer:
     """Turns a clean (rgb, depth, foreground) triple into a training pair (about half stay clean)."""
 
-    def __init__(self, cfg: SynthConfig | None = None, depth_scale: float | None = None) -> None:
-        """``depth_scale``: metres per depth unit of a "metric" model (``ModelConfig.metric_scale``); with
-        ``cfg.depth_amplitude_mm`` set, depth anomalies are then dents and bumps of that many millimetres.
-        Otherwise they are ``cfg.depth_amplitude`` units of the depth input (of the scale, or of the image's
-        highest point)."""
+    def __init__(self, cfg: SynthConfig | None = None) -> None:
+        """Depth anomalies are ``cfg.depth_amplitude`` units of the depth input (of a "metric" model's fixed scale,
+        or of the image's highest point)."""
         self.cfg = cfg or SynthConfig()
         self.textures = TextureSource(self.cfg.texture_dir)
-        self.depth_scale = depth_scale
 
     def __call__(
         self,
@@ -288,29 +283,22 @@ class AnomalySynthesizer:
             m3 = m[..., None]
             aug_rgb = (rgb * (1 - m3) + (1 - beta) * fill * m3 + beta * rgb * m3).astype(np.float32)
         if kind in ("both", "depth"):
-            aug_depth = self._displace(depth, self._profile(mask, rng), rng)
+            aug_depth = self._displace(depth, self._profile(mask), rng)
         if kind == "depth":
             mask_rgb = zeros
         return Synthetic(aug_rgb, aug_depth, m, mask_rgb, 1, kind=str(kind))
 
     def _displace(self, depth: np.ndarray, bump: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A dent or bump of profile ``bump`` (0..1) added to the depth input."""
-        if self.depth_scale is None or self.cfg.depth_amplitude_mm is None:
-            lo, hi = self.cfg.depth_amplitude
-            amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
-            return np.clip(depth + amplitude * bump, 0.0, DEPTH_MAX).astype(np.float32)
-        lo, hi = np.log(self.cfg.depth_amplitude_mm)  # log-uniform: sub-millimetre as often as millimetres
-        amplitude = np.exp(rng.uniform(lo, hi)) / 1000.0 * rng.choice([-1.0, 1.0])  # metres
-        # (height + displacement) / scale in metres; the scale is fixed, so only the masked pixels move
-        return np.maximum(depth + amplitude * bump / self.depth_scale, 0.0).astype(np.float32)
+        lo, hi = self.cfg.depth_amplitude
+        amplitude = rng.uniform(lo, hi) * rng.choice([-1.0, 1.0])
+        return np.clip(depth + amplitude * bump, 0.0, DEPTH_MAX).astype(np.float32)
 
-    def _profile(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The displacement's (S, S) float32 profile in [0, 1] over ``mask``: ``rim``, a flat step whose rim is
-        softened by DEPTH_EDGE_SIGMA px (a chip or a pressed-in plateau); ``dome``, a smooth bowl or bump per
-        blob (``dome_profile``), like a dent that deforms the surface without an edge."""
+    @staticmethod
+    def _profile(mask: np.ndarray) -> np.ndarray:
+        """The displacement's (S, S) float32 profile in [0, 1] over ``mask``: a flat step whose rim is softened by
+        DEPTH_EDGE_SIGMA px (a chip or a pressed-in plateau)."""
         m = mask.astype(np.float32)
-        if PROFILES[_pick(self.cfg.depth_profile_weights, rng)] == "dome":
-            return dome_profile(mask)
         return cv2.GaussianBlur(m, (0, 0), DEPTH_EDGE_SIGMA) * m
 
     def _mask(self, size: int, foreground: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -334,19 +322,6 @@ class AnomalySynthesizer:
 
     def _kind_p(self) -> np.ndarray:
         return _normalised(self.cfg.kind_weights)
-
-
-def dome_profile(mask: np.ndarray) -> np.ndarray:
-    """(S, S) float32 in [0, 1]: per connected blob of ``mask``, the distance to its border over
-    DOME_PLATEAU x the blob's largest such distance, clipped to 1 and eased by a smoothstep (0 on the border,
-    1 in the middle, no step anywhere)."""
-    blobs, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    dist = np.maximum(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3) - 1.0, 0.0)  # border: 0
-    peak = np.zeros(blobs, np.float32)
-    np.maximum.at(peak, labels.ravel(), dist.ravel())
-    top = DOME_PLATEAU * peak[labels]
-    t = np.clip(np.divide(dist, top, out=np.ones_like(dist), where=top > 0), 0.0, 1.0)  # 1-pixel blob: full
-    return np.where(mask, t * t * (3 - 2 * t), 0.0).astype(np.float32)
 
 
 def _pick(weights: tuple[float, ...], rng: np.random.Generator) -> int:

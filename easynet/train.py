@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint, start_config
+from easynet.checkpoint import Calibration, Checkpoint, save_checkpoint
 from easynet.config import ModelConfig, TrainConfig
 from easynet.errors import InputError, NonFiniteError
 from easynet.losses import EasyNetLoss
@@ -46,7 +46,7 @@ class TrainingSet(Dataset):
         self.samples, self.seed, self.use_depth = samples, cfg.seed, use_depth
         if depth_scale is not None and not depth_scale > 0:
             raise InputError("a metric-depth model needs its depth scale fitted first (pipeline.fit_metric_scale)")
-        self.synth = AnomalySynthesizer(cfg.synth, depth_scale)  # depth_scale: metric depth (dents in mm)
+        self.synth = AnomalySynthesizer(cfg.synth)
         self.crop = cfg.crop_size
         self.epoch = 0
         self._cache: dict[int, Any] = {}
@@ -94,8 +94,6 @@ class TrainingSet(Dataset):
             "mask_rgb": torch.from_numpy(syn.mask_rgb)[None],
         }
         if depth is not None:
-            in_depth = syn.kind in ("both", "depth")  # the part of the anomaly the depth stream can see
-            item["mask_depth"] = item["mask"] if in_depth else torch.zeros_like(item["mask"])
             item["aug_depth"] = torch.from_numpy(np.ascontiguousarray(syn.depth))[None]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth))[None]
         return item
@@ -175,8 +173,8 @@ def train(
     *,
     device: str = "auto",
     out: str | Path | None = None,
-    resume: str | Path | None = None,
-    init_from: str | Path | None = None,
+    start: Checkpoint | None = None,
+    resume: bool = False,
     callback: Callback | None = None,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
@@ -187,8 +185,9 @@ def train(
     Args:
         samples: a loader returning ``Sample`` objects (train split).
         out: where periodic checkpoints (every ``cfg.checkpoint_every`` steps) and the final one go.
-        resume: a checkpoint written by this function; training continues from its step.
-        init_from: start from these weights (fine-tuning) with a fresh optimizer and schedule.
+        start: a loaded checkpoint to start from: its weights (fine-tuning, with a fresh optimizer and schedule),
+            or with ``resume`` its weights, optimizer and schedule (training continues from its step). Its
+            architecture is used; ``model_cfg`` must agree with it (pipeline.train_category checks).
         callback: called after every step; returning False stops training (the result has stopped=True).
         select: with ``cfg.select_every``, scores the model every that many steps and at the end; the
             weights with the best score are kept (validation only: the caller must never pass test data).
@@ -196,7 +195,7 @@ def train(
     world, rank, local_rank = _distributed()
     dev = _setup_device(device, world, local_rank)
     torch.manual_seed(cfg.seed + rank)
-    model, model_cfg, start_step, train_state = _starting_model(model_cfg, resume, init_from)
+    model, model_cfg, start_step, train_state = _starting_model(model_cfg, start, resume)
     model.to(dev).train()
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
@@ -220,25 +219,9 @@ def train(
         _set_epoch(epoch, data, sampler)
         for batch in loader:
             batch = {k: _to(v, dev, layout) for k, v in batch.items()}
-            keep, mask = _fused_rgb_dropout(batch, cfg.fused_rgb_dropout)
-            depth_view = cfg.fused_depth_view_weight > 0 and "mask_depth" in batch
-            attention_off = step < cfg.fused_attention_warmup * total
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
-                pred = net(
-                    batch["aug_rgb"],
-                    batch.get("aug_depth"),
-                    fused_rgb_keep=keep,
-                    fused_depth_view=depth_view,
-                    fused_attention_off=attention_off,
-                )
-            terms = criterion(
-                pred,
-                batch["rgb"],
-                batch.get("depth"),
-                mask,
-                batch["mask_rgb"],
-                batch.get("mask_depth"),
-            )
+                pred = net(batch["aug_rgb"], batch.get("aug_depth"))
+            terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
             _optimise(terms.total, optimizer, scheduler, scaler, step)
             step += 1
             losses = terms.as_floats()
@@ -292,16 +275,6 @@ def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torc
     return t.contiguous(memory_format=layout) if t.dim() == 4 else t
 
 
-def _fused_rgb_dropout(batch: dict[str, torch.Tensor], p: float) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Modality dropout for the fused head: (per-image factor on its RGB features, its target). An image whose RGB
-    features are dropped (probability ``p``) is judged only on the part of its anomaly that is in depth."""
-    if p <= 0 or "mask_depth" not in batch:
-        return None, batch["mask"]
-    dropped = torch.rand(batch["mask"].shape[0], device=batch["mask"].device) < p
-    target = torch.where(dropped[:, None, None, None], batch["mask_depth"], batch["mask"])
-    return (~dropped).float(), target
-
-
 def _setup_device(device: str, world: int, local_rank: int) -> torch.device:
     """The device of this process; under torchrun also its CUDA device and the process group."""
     dev = resolve_device(device)
@@ -315,21 +288,19 @@ def _setup_device(device: str, world: int, local_rank: int) -> torch.device:
 
 
 def _starting_model(
-    model_cfg: ModelConfig, resume: str | Path | None, init_from: str | Path | None
+    model_cfg: ModelConfig, start: Checkpoint | None, resume: bool
 ) -> tuple[EasyNet, ModelConfig, int, dict[str, Any] | None]:
     """(model, its config, first step, saved optimizer/schedule state): fresh, resumed or initialised from weights."""
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        model_cfg = start_config(ckpt, model_cfg, Path(resume).name)
-        train_state = ckpt.provenance.get("train_state")
-        if train_state is None:
-            raise InputError(f"{Path(resume).name} has no optimizer state to resume from; use it as --init instead")
-        return ckpt.build_model(), model_cfg, int(train_state["step"]), train_state
-    if init_from is not None:
-        init = load_checkpoint(init_from)
-        model_cfg = start_config(init, model_cfg, Path(init_from).name)
-        return init.build_model(), model_cfg, 0, None
-    return EasyNet(model_cfg), model_cfg, 0, None
+    if start is None:
+        return EasyNet(model_cfg), model_cfg, 0, None
+    model = EasyNet(model_cfg)
+    model.load_state_dict(start.state_dict, strict=True)
+    if not resume:
+        return model, model_cfg, 0, None
+    train_state = start.provenance.get("train_state")
+    if train_state is None:
+        raise InputError("the checkpoint has no optimizer state to resume from; use it as --init instead")
+    return model, model_cfg, int(train_state["step"]), train_state
 
 
 def _loader(data: TrainingSet, cfg: TrainConfig, world: int, dev: torch.device) -> tuple[DataLoader, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmark code has tests too
 os.environ.setdefault("EASYNET_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest-cache-easynet"))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,6 +20,10 @@ from easynet.errors import InputError
 from easynet.results import TrainSummary
 
 JSON_FIELDS = {
+    "model",
+    "category",
+    "sensitivity",
+    "typicality",
     "score",
     "normalized_score",
     "is_anomalous",
@@ -73,7 +77,9 @@ def test_predict_in_each_gate(assets, gate):
     assert heat.shape[1] % original[1] == 0 and heat.shape[0] > heat.shape[1] >= original[1]  # + the colour bar
     assert heat.dtype == np.uint8
     assert rec_rgb.shape == rgb_in.shape and depth_in.ndim == 3 and rec_depth.ndim == 3
-    assert ("NG" in verdict) == result["is_anomalous"] and "was trained on" in verdict
+    label = result["summary"]["verdict"]
+    assert f"verdict-{label.lower()}" in verdict and "was trained on" in verdict
+    assert label == ("NG" if result["is_anomalous"] else "OK") or result["summary"]["reason"] in verdict
     assert fig.data and fig.data[0].type == "scatter3d" and fig.layout.height
     assert len(fig.data[0].x) <= 40_000
     if gate == "close":

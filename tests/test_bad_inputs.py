@@ -19,8 +19,8 @@ from easynet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from easynet.config import MODEL_PRESETS
 from easynet.data.io import read_depth, read_rgb
 from easynet.errors import CheckpointError, InputError
+from easynet.inputs import prepare_input
 from easynet.model import EasyNet
-from easynet.predict import prepare_input
 
 CFG = MODEL_PRESETS["lite"].replace(image_size=32)
 LAYOUT = "CATEGORY/train/good/rgb/NNN.png + xyz/NNN.tiff, CATEGORY/validation/good/..."

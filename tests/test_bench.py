@@ -5,8 +5,8 @@ import time
 
 import pytest
 import torch
+from bench import bench_network, count_gmacs
 
-from easynet.bench import bench_network, count_gmacs
 from easynet.config import MODEL_PRESETS
 from easynet.model import EasyNet
 
@@ -25,7 +25,9 @@ def test_bench_network_fields(backend):
     assert r.iterations == 2 and r.batch_size == 2 and r.image_size == SIZE
     assert 0 < r.latency_p50_ms <= r.latency_p95_ms
     assert r.gmac_per_image > 0 and r.peak_rss_mib > 0 and r.cuda_peak_mib is None
-    assert r.parameters == sum(p.numel() for p in lite().parameters())
+    from test_model import hand_count
+
+    assert r.parameters == hand_count(lite().cfg)
 
 
 def test_throughput_from_a_known_clock(monkeypatch):
@@ -33,7 +35,7 @@ def test_throughput_from_a_known_clock(monkeypatch):
     import itertools
     import types
 
-    from easynet import bench
+    import bench
 
     ticks = itertools.count()
     clock = types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.050, sleep=time.sleep)
@@ -61,26 +63,12 @@ def test_gmacs_scaled_count_matches_direct_count():
     assert close < control < count_gmacs(model, "naive", "open", 128)
 
 
-def test_cli_bench_json(tmp_path):
-    from easynet.cli import main
+def test_bench_script_writes_its_json(tmp_path):
+    import bench
 
     out = tmp_path / "bench.json"
-    argv = [
-        "bench",
-        "--preset",
-        "lite",
-        "--image-size",
-        "32",
-        "--iterations",
-        "2",
-        "--warmup",
-        "1",
-        "--gate",
-        "close",
-        "--json",
-        str(out),
-    ]
-    assert main(argv) == 0
+    argv = ["--preset", "lite", "--image-size", "32", "--iterations", "2", "--warmup", "1", "--gate", "close"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["gate"] == "close" and data["preprocess_ms"] > 0
     assert data["machine"]["cores"] >= 1 and data["machine"]["torch"] == torch.__version__

@@ -49,15 +49,34 @@ def train_args(tiny_tree, tmp_path):
         ("--image-size", "7", "error: --image-size must be a multiple of 16 from 16 to 2048, got 7"),
         ("--steps", "-5", "error: --steps must be a number of steps of at least 1, got -5"),
         ("--lr", "nan", "error: --lr must be a positive finite number, got nan"),
-        ("--fused-rgb-dropout", "1.5", "error: --fused-rgb-dropout must be a probability from 0 to 1, got 1.5"),
-        ("--fused-depth-view-weight", "-1", "error: --fused-depth-view-weight must be 0 or more, got -1.0"),
-        ("--depth-restarts", "-1", "error: --depth-restarts must be from 0 to 10, got -1"),
+        ("--set", "depth_restarts=-1", "error: depth_restarts must be 0 or more, got -1"),
+        ("--set", "lr=abc", "error: setting lr takes a number, got 'abc'"),
+        (
+            "--set",
+            "synth.depth_amplitude=0.2",
+            "error: setting synth.depth_amplitude takes 2 comma-separated numbers, got '0.2'",
+        ),
+        ("--set", "layers", "error: --set takes key=value, got 'layers'"),
     ],
 )
 def test_impossible_train_options_are_refused_before_any_work(capsys, train_args, tmp_path, option, value, message):
     code, line = _run(capsys, [*train_args, option, value])
     assert code != 0 and line == message
     assert not (tmp_path / "m.pt").exists()  # nothing trained, nothing saved
+
+
+def test_an_unknown_setting_is_refused_with_the_list_of_known_ones(capsys, train_args, tmp_path):
+    code, line = _run(capsys, [*train_args, "--set", "fused_rgb_dropout=0.5"])
+    assert code == 1 and line.startswith("error: there is no setting 'fused_rgb_dropout'; the settings are: ")
+    assert "synth.depth_amplitude" in line and "depth_restarts" in line and "layers" in line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_help_lists_at_most_twenty_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    options = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  -")]
+    assert 10 <= len(options) <= 20 and any("--set" in line for line in options)
 
 
 def test_predict_out_that_is_a_file_and_json_into_an_unwritable_place(capsys, tiny_checkpoint, tiny_tree, tmp_path):
@@ -170,7 +189,7 @@ def test_the_real_command_line_exits_non_zero_with_one_line(tmp_path):
 def test_init_with_a_different_architecture_is_refused_in_one_sentence(capsys, train_args, tiny_checkpoint, tmp_path):
     # tiny_checkpoint is lite at image size 32 with 2 layers; asking for 64 and 3 layers must not be replaced
     code, line = _run(
-        capsys, [*train_args, "--init", str(tiny_checkpoint), "--image-size", "64", "--layers", "3", "--steps", "1"]
+        capsys, [*train_args, "--init", str(tiny_checkpoint), "--image-size", "64", "--set", "layers=3", "--steps", "1"]
     )
     assert code != 0 and line == (
         "error: toy.pt holds a model with layers=2, image_size=32, not the layers=3, "

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from easynet.calibrate import CALIBRATION_RULE, _youden_threshold
 from easynet.data import registry
 from easynet.data.types import Split
-from easynet.evaluate import CALIBRATION_RULE, _youden_threshold, gate_scores
+from easynet.evaluate import gate_scores
 
 
 def test_calibration_never_reads_the_test_split(tiny_tree, tmp_path, monkeypatch):
@@ -150,34 +151,37 @@ def test_cli_end_to_end(tiny_tree, tiny_checkpoint, tmp_path, capsys):
     rgb = tiny_tree / "toy/test/hole/rgb/000.png"
     xyz = tiny_tree / "toy/test/hole/xyz/000.tiff"
     out, pj = tmp_path / "pred", tmp_path / "p.json"
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--rgb",
-                str(rgb),
-                "--depth",
-                str(xyz),
-                "--gate",
-                "open",
-                "--out",
-                str(out),
-                "--json",
-                str(pj),
-            ]
-        )
-        == 0
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--rgb",
+            str(rgb),
+            "--depth",
+            str(xyz),
+            "--gate",
+            "open",
+            "--out",
+            str(out),
+            "--json",
+            str(pj),
+        ]
     )
     pred = json.loads(pj.read_text())
-    for key in ("score", "is_anomalous", "threshold", "gate", "used", "entropy_rgb", "entropy_fused", "alpha"):
+    for key in ("score", "threshold", "gate", "used", "entropy_rgb", "entropy_fused", "alpha", "summary"):
         assert key in pred
     assert pred["used"] == "fused" and pred["gate"] == "open"
+    verdict = pred["summary"]["verdict"]
+    assert code == {"OK": 0, "NG": 3, "UNSURE": 4}[verdict]  # the exit status carries the verdict
+    assert verdict == ("NG" if pred["score"] >= pred["threshold"] else "OK") or pred["summary"]["typicality"] > 1
     for name in ("heatmap.png", "overlay.png", "reconstruction_rgb.png", "reconstruction_depth.png", "anomaly_map.npy"):
         assert (out / name).is_file()
-    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(rgb), "--json", str(pj)]) == 0
-    assert json.loads(pj.read_text())["used"] == "rgb"  # RGB alone: the gate is closed
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--rgb", str(rgb), "--json", str(pj)])
+    alone = json.loads(pj.read_text())
+    assert alone["used"] == "rgb"  # RGB alone: the gate is closed
+    # an RGB-D model given no depth never says OK: UNSURE, or NG when the RGB head already sees a defect
+    assert alone["summary"]["verdict"] in ("UNSURE", "NG") and code in (3, 4)
 
     assert main(["info", "--checkpoint", str(tiny_checkpoint), "--image-size", "32"]) == 0
     assert main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), "--rgb", str(rgb)]) == 1
@@ -205,8 +209,8 @@ def test_cli_train_on_tree(tiny_tree, tmp_path):
                 "2",
                 "--image-size",
                 "32",
-                "--layers",
-                "1",
+                "--set",
+                "layers=1",
                 "--quiet",
                 "--device",
                 "cpu",
@@ -356,7 +360,7 @@ def _fake_heads(kinds: list[str], informative: bool, fused_sees_depth: bool = Tr
 def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_range(
     tiny_tree, monkeypatch, informative
 ):
-    from easynet import evaluate as ev
+    from easynet import calibrate as ev
     from easynet.config import MODEL_PRESETS, SynthConfig
     from easynet.model import EasyNet
 
@@ -392,7 +396,7 @@ def test_calibration_reports_the_fused_fraction_and_an_alpha_at_the_end_of_its_r
 
 
 def test_calibration_says_when_the_fused_head_never_learned_depth(tiny_tree, monkeypatch):
-    from easynet import evaluate as ev
+    from easynet import calibrate as ev
     from easynet.config import MODEL_PRESETS, SynthConfig
     from easynet.model import EasyNet
 

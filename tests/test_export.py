@@ -65,7 +65,7 @@ def test_predictor_onnx_backend_equals_eager(tiny_checkpoint, tiny_tree):
 
 
 def test_missing_onnxruntime_is_a_clear_input_error(monkeypatch):
-    from easynet.fastpath import make_runner
+    from easynet.backends import make_runner
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     with pytest.raises(InputError, match="pip install onnxruntime"):

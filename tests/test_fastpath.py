@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from easynet.backends import make_runner
 from easynet.config import MODEL_PRESETS
 from easynet.errors import InputError
-from easynet.fastpath import fold_batchnorm, fold_conv_bn, make_runner, optimize_for_inference
+from easynet.fastpath import fold_batchnorm, fold_conv_bn, optimize_for_inference
 from easynet.model import EasyNet
 
 SIZE = 32
@@ -135,14 +136,3 @@ def test_predictor_default_backend_equals_eager(tiny_checkpoint, tiny_tree):
     assert fast.backend == "optimized" and eager.backend == "eager"
     for gate in ("close", "open", "control"):
         assert_same_prediction(fast.predict(rgb, xyz, gate=gate), eager.predict(rgb, xyz, gate=gate), TOL)
-
-
-@pytest.mark.parametrize("backend", ["optimized", "onnx"])
-def test_depth_residual_runs_the_same_on_every_backend(backend):
-    model = randomise(tiny("lite", depth_residual=True))
-    runner = make_runner(model, torch.device("cpu"), backend)
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    with torch.inference_mode():
-        ref = model.forward_gated(rgb, depth, "open", 0.0)
-    out = runner(rgb, depth, "open", 0.0)
-    assert (ref.anomaly_map - out.anomaly_map).abs().max() <= (TOL if backend != "onnx" else 1e-4)

@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from easynet.config import MODEL_PRESETS
-from easynet.gate import attention_entropy, decide, histogram_entropy, select
+from easynet.gate import attention_entropy, histogram_entropy, select, use_fused
 from easynet.model import EasyNet
 
 
@@ -33,10 +35,32 @@ def test_attention_entropy_hand_computed():
     assert abs(float(attention_entropy(two)[0]) - 1.0 / math.log2(4)) < 1e-4
 
 
-def test_decide_is_strict_inequality():
+def test_the_entropy_rule_is_a_strict_inequality_and_the_authors_is_not():
     h_rgb = torch.tensor([0.5, 0.5, 0.5])
-    h_fused = torch.tensor([0.6, 0.7, 0.8])
-    assert decide(h_rgb, h_fused, 0.2).tolist() == [False, False, True]
+    h_fused = torch.tensor([0.6, 0.75, 0.8])  # 0.5 + 0.25 is exact in float32
+    assert use_fused("control", h_rgb, h_fused, 0.25).tolist() == [False, False, True]
+    assert use_fused("control", h_rgb, h_fused, 0.25, inclusive=True).tolist() == [False, True, True]
+
+
+def test_close_and_open_ignore_the_rule_and_keep_the_input_kind():
+    h = np.array([0.1, 0.9])
+    closed, opened = use_fused("close", h, h + 5), use_fused("open", h, h - 5)
+    assert isinstance(closed, np.ndarray) and closed.dtype == bool and closed.tolist() == [False, False]
+    assert opened.tolist() == [True, True]
+    assert use_fused("open", torch.zeros(3), torch.zeros(3)).dtype == torch.bool
+
+
+def test_the_score_rule_picks_the_more_alarmed_head_and_ties_go_to_rgb():
+    rgb, fused = np.array([1.0, 1.0, 2.0]), np.array([1.5, 1.0, 1.9])
+    assert use_fused("control", None, None, rule="score", ratio_rgb=rgb, ratio_fused=fused).tolist() == [
+        True,
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError, match="ratios"):
+        use_fused("control", None, None, rule="score")
+    with pytest.raises(ValueError, match="gate mode"):
+        use_fused("half-open", None, None)
 
 
 def test_select_modes():
@@ -67,10 +91,9 @@ def test_model_gate_follows_entropy_rule():
 
 
 def test_runner_mode_asks_for_both_heads_only_for_score_rule_control_with_depth():
-    from easynet.gate import BOTH_HEADS, prefers_fused, runner_mode
+    from easynet.gate import BOTH_HEADS, runner_mode
 
     assert runner_mode("control", "score", True) == BOTH_HEADS
     assert runner_mode("control", "score", False) == "control"  # no depth: the gate is closed anyway
     assert runner_mode("control", "entropy", True) == "control"
     assert [runner_mode(g, "score", True) for g in ("open", "close")] == ["open", "close"]
-    assert prefers_fused(1.0, 1.5) and not prefers_fused(1.0, 1.0)  # ties go to the RGB head

@@ -39,43 +39,19 @@ def test_weights_are_applied():
     assert abs(float(terms.total) - (3.0 + float(terms.ssim_rgb) + float(terms.focal_rgb))) < 1e-5
 
 
-def test_fused_depth_view_term_uses_the_depth_mask_and_its_weight():
+def test_the_rgb_head_is_judged_on_the_colour_part_and_the_fused_head_on_the_whole_anomaly():
+    """A depth-only anomaly: the RGB head's target is clean (it cannot see it), the fused head's is the mask."""
     from easynet.losses import EasyNetLoss, focal_loss
     from easynet.model import EasyNetOutput
 
     torch.manual_seed(0)
-    rgb, zeros = torch.rand(1, 3, 16, 16), torch.zeros(1, 2, 16, 16)
-    view = torch.randn(1, 2, 16, 16)
-    out = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None, view)
-    mask = torch.ones(1, 1, 16, 16)  # the anomaly ...
-    mask_depth = torch.zeros(1, 1, 16, 16)  # ... is colour-only: the depth view must call it clean
-    off = EasyNetLoss(TrainConfig())(out, rgb, None, mask, mask_depth=mask_depth)
-    on = EasyNetLoss(TrainConfig(fused_depth_view_weight=2.0))(out, rgb, None, mask, mask_depth=mask_depth)
-    expected = focal_loss(view, mask_depth)
-    torch.testing.assert_close(on.focal_fused_depth, expected)
-    assert float(expected) != pytest.approx(float(focal_loss(view, mask)))
-    torch.testing.assert_close(on.total, off.total + 2.0 * expected)
-    without_mask = EasyNetLoss(TrainConfig(fused_depth_view_weight=2.0))(out, rgb, None, mask)
-    assert float(without_mask.focal_fused_depth) == 0.0 and float(without_mask.total) == pytest.approx(float(off.total))
-
-
-def test_depth_head_term_uses_the_depth_mask_and_the_focal_weight():
-    from easynet.losses import EasyNetLoss, focal_loss
-    from easynet.model import EasyNetOutput
-
-    torch.manual_seed(0)
-    rgb, zeros = torch.rand(1, 3, 16, 16), torch.zeros(1, 2, 16, 16)
-    head = torch.randn(1, 2, 16, 16)
-    out = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None, logits_depth=head)
-    plain = EasyNetOutput(rgb.clone(), None, zeros, zeros, None, None, None, None)
-    mask = torch.ones(1, 1, 16, 16)  # the anomaly ...
-    mask_depth = torch.zeros(1, 1, 16, 16)  # ... is colour-only: the depth head must call it clean
-    cfg = TrainConfig(weight_focal=3.0)
-    on = EasyNetLoss(cfg)(out, rgb, None, mask, mask_depth=mask_depth)
-    off = EasyNetLoss(cfg)(plain, rgb, None, mask, mask_depth=mask_depth)
-    expected = focal_loss(head, mask_depth)
-    torch.testing.assert_close(on.focal_depth, expected)
-    assert float(expected) != pytest.approx(float(focal_loss(head, mask)))
-    torch.testing.assert_close(on.total, off.total + 3.0 * expected)
-    assert float(off.focal_depth) == 0.0
-    assert float(EasyNetLoss(cfg)(out, rgb, None, mask).focal_depth) == 0.0  # no depth mask, no term
+    rgb = torch.rand(1, 3, 16, 16)
+    logits_rgb, logits_fused = torch.randn(1, 2, 16, 16), torch.randn(1, 2, 16, 16)
+    out = EasyNetOutput(rgb.clone(), None, logits_rgb, logits_fused, None, None, None, None)
+    mask, mask_rgb = torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    terms = EasyNetLoss(TrainConfig(weight_focal=2.0))(out, rgb, None, mask, mask_rgb)
+    torch.testing.assert_close(terms.focal_rgb, focal_loss(logits_rgb, mask_rgb))
+    torch.testing.assert_close(terms.focal_fused, focal_loss(logits_fused, mask))
+    assert float(focal_loss(logits_rgb, mask_rgb)) != pytest.approx(float(focal_loss(logits_rgb, mask)))
+    expected = terms.ssim_rgb + terms.l2_rgb + 2.0 * (terms.focal_rgb + terms.focal_fused)
+    torch.testing.assert_close(terms.total, expected)

@@ -11,8 +11,9 @@ from easynet.checkpoint import load_checkpoint
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.data.registry import open_dataset
 from easynet.data.types import Split
+from easynet.inputs import prepare_input
 from easynet.pipeline import loader_options, train_category
-from easynet.predict import Predictor, prepare_input
+from easynet.predict import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -86,139 +86,59 @@ def test_paper_preset_matches_official_parameter_count():
     assert round(count_parameters(model) / 1e6, 1) == 140.6
 
 
-def test_count_parameters_counts_frozen_weights_and_no_buffers():
-    model = tiny("lite")
-    by_hand = sum(p.numel() for _, p in model.named_parameters())
-    buffers = sum(b.numel() for b in model.buffers())
-    assert buffers > 0  # BN running statistics exist and must not be counted
+def hand_count(cfg) -> int:
+    """EasyNet's parameters from its architecture, layer by layer (conv k*k*in*out + out, BN 2 per channel)."""
+
+    def conv(k, c_in, c_out):
+        return k * k * c_in * c_out + c_out
+
+    def conv_bn(k, c_in, c_out):
+        return conv(k, c_in, c_out) + 2 * c_out
+
+    def autoencoder(c_in):
+        w = [cfg.base_width * m for m in (1, 2, 4, 8, 8)]
+        total, prev = 0, c_in
+        for width in w:  # encoder: double conv per block
+            total += conv_bn(3, prev, width) + conv_bn(3, width, width)
+            prev = width
+        for c, c_next in ((w[4], w[2]), (w[2], w[1]), (w[1], w[0]), (w[0], w[0])):  # decoder stages
+            total += conv_bn(3, c, c) + conv_bn(3, c, c) + conv_bn(3, c, c_next)
+        return total + conv(3, w[0], c_in)
+
+    def head(c_in):
+        hw = cfg.head_width
+        out_norm = 4 if cfg.head_out_norm else 0
+        return conv_bn(1, c_in, hw) + conv_bn(1, hw, hw // 2) + conv(1, hw // 2, 2) + out_norm
+
+    def se(c):
+        hidden = max(c // cfg.se_reduction, 4)
+        return (c * hidden + hidden + hidden * c + c) if cfg.attention else 0
+
+    hw, n = cfg.head_width, cfg.layers
+    merges = sum(conv_bn(1, c, hw) for c in [2 * cfg.base_width, 3 * cfg.base_width, 6 * cfg.base_width][:n])
+    total = autoencoder(3) + merges + head(n * hw) + se(n * hw)
+    if cfg.has_depth:
+        total += autoencoder(cfg.depth_channels) + merges + head(2 * n * hw) + se(2 * n * hw)
+    return total
+
+
+@pytest.mark.parametrize("preset", ["lite", "base", "paper"])
+def test_count_parameters_is_the_layer_by_layer_count(preset):
+    cfg = MODEL_PRESETS[preset].replace(image_size=SIZE)
+    assert count_parameters(EasyNet(cfg)) == hand_count(cfg) > 0
+
+
+def test_count_parameters_matches_the_authors_model_and_counts_frozen_weights_but_no_buffers():
+    """The paper preset against the authors' released 2-layer Fusion1 key list (tests/data): the sum of its weight
+    and bias shapes, with every weight frozen (still parameters) and the BN running statistics left out."""
+    import math
+    from pathlib import Path
+
+    rows = (Path(__file__).parent / "data" / "official_2layer_Fusion1_keys.tsv").read_text().splitlines()
+    shapes = {key: eval(shape) for key, shape, _ in (row.split("\t") for row in rows)}  # "(128, 3, 3, 3)"
+    expected = sum(math.prod(v) for k, v in shapes.items() if k.endswith((".weight", ".bias")))
+    buffers = sum(math.prod(v) for k, v in shapes.items() if not k.endswith((".weight", ".bias")))
+    model = EasyNet(MODEL_PRESETS["paper"].replace(image_size=SIZE))
     for p in model.parameters():
-        p.requires_grad_(False)  # frozen weights are still the model's parameters
-    assert count_parameters(model) == by_hand
-
-
-def test_fused_rgb_keep_zero_makes_the_fused_head_blind_to_rgb():
-    from test_fastpath import randomise
-
-    model = randomise(tiny("lite"))  # random weights and BN statistics: every input shows in the output
-    depth = torch.rand(2, 1, SIZE, SIZE)
-    rgb_a, rgb_b = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
-    with torch.no_grad():
-        plain = model(rgb_a, depth)
-        kept = model(rgb_a, depth, fused_rgb_keep=torch.ones(2))
-        dropped_a = model(rgb_a, depth, fused_rgb_keep=torch.tensor([0.0, 1.0]))
-        dropped_b = model(rgb_b, depth, fused_rgb_keep=torch.tensor([0.0, 1.0]))
-    torch.testing.assert_close(kept.logits_fused, plain.logits_fused)
-    # image 0 dropped its RGB features: its fused map depends on depth alone; image 1 still sees its RGB
-    torch.testing.assert_close(dropped_a.logits_fused[0], dropped_b.logits_fused[0])
-    assert not torch.allclose(dropped_a.logits_fused[1], dropped_b.logits_fused[1])
-    torch.testing.assert_close(dropped_a.logits_rgb, plain.logits_rgb)  # the RGB head is untouched
-
-
-def test_fused_depth_view_is_the_fused_head_without_rgb_and_keeps_its_running_statistics():
-    from test_fastpath import randomise
-
-    model = randomise(tiny("lite"))
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    with torch.no_grad():
-        model.eval()
-        viewed = model(rgb, depth, fused_depth_view=True)
-        blind = model(rgb, depth, fused_rgb_keep=torch.zeros(2))
-        assert model(rgb, depth).logits_fused_depth is None  # off unless asked
-        torch.testing.assert_close(viewed.logits_fused_depth, blind.logits_fused)
-        torch.testing.assert_close(viewed.logits_fused, model(rgb, depth).logits_fused)  # the main pass is unchanged
-        model.train()
-        stats = {k: v.clone() for k, v in model.fused_head.state_dict().items() if "running" in k}
-        model(rgb, depth)
-        plain = {k: v.clone() for k, v in model.fused_head.state_dict().items() if "running" in k}
-        for k in stats:  # reload and repeat with the view: the running statistics move exactly as without it
-            model.fused_head.state_dict()[k].copy_(stats[k])
-        model(rgb, depth, fused_depth_view=True)
-        after = {k: v for k, v in model.fused_head.state_dict().items() if "running" in k}
-    assert stats and any(not torch.equal(stats[k], plain[k]) for k in stats)
-    for k in stats:
-        torch.testing.assert_close(after[k], plain[k])
-    assert all(m.momentum == 0.1 for m in model.fused_head.modules() if isinstance(m, torch.nn.BatchNorm2d))
-
-
-def test_depth_residual_feeds_input_minus_reconstruction_to_the_first_depth_merge():
-    from test_fastpath import randomise
-
-    model = randomise(tiny("lite", depth_residual=True)).eval()
-    plain = tiny("lite")
-    first = model.depth_merges[0][0]
-    assert first.in_channels == plain.depth_merges[0][0].in_channels + model.cfg.depth_channels
-    assert model.rgb_merges[0][0].in_channels == plain.rgb_merges[0][0].in_channels  # the RGB stream is untouched
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    seen = []
-    first.register_forward_hook(lambda _m, args, _out: seen.append(args[0]) and None)
-    with torch.no_grad():
-        out = model(rgb, depth)
-    residual = seen[0][:, -model.cfg.depth_channels :]
-    torch.testing.assert_close(residual, depth - out.rec_depth)
-
-
-def test_depth_residual_is_detached_so_the_reconstruction_only_learns_to_reconstruct():
-    # the decoder's output conv makes the reconstruction and nothing else: only the residual could carry a
-    # segmentation gradient into it, and it must not
-    model = tiny("lite", depth_residual=True).train()
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    model(rgb, depth).logits_fused.sum().backward()
-    assert model.depth.decoder.fin_out[0].weight.grad is None
-    assert model.depth_merges[0][0].weight.grad.abs().sum() > 0
-
-
-def test_fused_attention_off_holds_the_fused_scores_at_one_half():
-    from test_fastpath import randomise
-
-    model = randomise(tiny("lite")).eval()
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    with torch.no_grad():
-        learned = model(rgb, depth)
-        off = model(rgb, depth, fused_attention_off=True)
-        assert not torch.allclose(learned.attn_fused, torch.full_like(learned.attn_fused, 0.5))
-        torch.testing.assert_close(off.attn_fused, torch.full_like(off.attn_fused, 0.5))
-        torch.testing.assert_close(off.attn_rgb, learned.attn_rgb)  # the RGB head keeps its attention
-        torch.testing.assert_close(off.logits_rgb, learned.logits_rgb)
-        model.fused_se.forward = lambda pooled: torch.full_like(pooled, 0.5)  # what "off" must equal
-        torch.testing.assert_close(off.logits_fused, model(rgb, depth).logits_fused)
-
-
-def test_depth_head_is_a_linear_readout_of_the_depth_merges_that_inference_never_uses():
-    from test_fastpath import randomise
-
-    model = randomise(tiny("lite", depth_head=True)).eval()
-    assert tiny("lite").depth_head is None
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    seen = []
-    for merge in model.depth_merges:
-        merge.register_forward_hook(lambda _m, _args, out: seen.append(out) and None)
-    with torch.no_grad():
-        out = model(rgb, depth)
-        # by hand: the head's 1x1 weights split per scale, each scale up-sampled to the input, plus the bias
-        w = model.depth_head.weight[:, :, 0, 0]
-        parts = torch.split(w, [m.shape[1] for m in seen], dim=1)
-        hand = (
-            sum(
-                torch.nn.functional.interpolate(torch.einsum("oc,bchw->bohw", p, m), size=(SIZE, SIZE), mode="bilinear")
-                for p, m in zip(parts, seen)
-            )
-            + model.depth_head.bias[None, :, None, None]
-        )
-        torch.testing.assert_close(out.logits_depth, hand, rtol=1e-4, atol=1e-5)
-        gated = {mode: model.forward_gated(rgb, depth, mode) for mode in ("close", "open", "control")}
-        model.depth_head.weight.mul_(-50.0)  # any head weights: the gated maps must not change
-        for mode, before in gated.items():
-            torch.testing.assert_close(model.forward_gated(rgb, depth, mode).anomaly_map, before.anomaly_map)
-    with pytest.raises(ValueError, match="depth_head needs"):
-        MODEL_PRESETS["lite"].replace(modality="rgb", depth_head=True)
-
-
-def test_depth_head_loss_reaches_the_depth_stream_and_not_the_rgb_stream():
-    model = tiny("lite", depth_head=True).train()
-    rgb, depth = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 1, SIZE, SIZE)
-    mask = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
-    terms = EasyNetLoss(TrainConfig())(model(rgb, depth), rgb, depth, mask, mask_depth=mask)
-    terms.focal_depth.backward()
-    assert model.depth.encoder.block1[0].weight.grad.abs().sum() > 0
-    assert model.depth_merges[0][0].weight.grad.abs().sum() > 0
-    assert model.rgb.encoder.block1[0].weight.grad is None and model.fused_head.net[0].weight.grad is None
+        p.requires_grad_(False)
+    assert buffers > 0 and count_parameters(model) == expected

@@ -7,8 +7,9 @@ import pytest
 import torch
 from official_reference import NARROW, official_forward, random_official_state
 
+from easynet.backends import make_runner
 from easynet.checkpoint import OFFICIAL_INPUT, import_official_state_dict, official_config
-from easynet.fastpath import make_runner, optimize_for_inference
+from easynet.fastpath import optimize_for_inference
 from easynet.model import EasyNet
 
 SIZE = 32

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from easynet.calibrate import NORM_EPS, NORM_MIN_IMAGES, fit_position_norm
 from easynet.checkpoint import Calibration, load_checkpoint, save_checkpoint
 from easynet.errors import CheckpointError
-from easynet.evaluate import NORM_EPS, NORM_MIN_IMAGES, fit_position_norm
 
 
 def max_score(maps: np.ndarray) -> np.ndarray:
@@ -118,9 +118,9 @@ def test_norm_maps_survive_a_round_trip_and_broken_ones_are_refused(tiny_checkpo
 
 
 def test_calibration_can_be_told_not_to_normalise(tiny_tree, tiny_checkpoint):
+    from easynet.calibrate import calibrate
     from easynet.data.registry import open_dataset
     from easynet.data.types import Split
-    from easynet.evaluate import calibrate
     from easynet.pipeline import loader_options
 
     ckpt = load_checkpoint(tiny_checkpoint)

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from precision_guard import TOLERANCE, GuardResult, guard_checkpoint
 
 from easynet.checkpoint import load_checkpoint
 from easynet.data.registry import Split, open_dataset
 from easynet.evaluate import run_heads
 from easynet.pipeline import evaluate_category, loader_options
-from easynet.precision_guard import TOLERANCE, GuardResult, guard_checkpoint
 
 CPU = torch.device("cpu")
 

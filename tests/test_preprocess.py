@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from easynet.config import MODEL_PRESETS
 from easynet.data.preprocess import Frame
-from easynet.predict import prepare_input
+from easynet.inputs import prepare_input
 
 
 def test_letterbox_keeps_aspect_and_pads_centred():
@@ -110,7 +110,7 @@ def test_predictor_maps_go_back_onto_the_uploaded_pixels():
     frame = p.inputs.frame
     assert np.allclose(p.on_original(p.anomaly_map), frame.to_original(p.anomaly_map))
     # the score ignores the padding: a map that is hot only on padding rows scores nothing
-    from easynet.predict import image_scores, valid_masks
+    from easynet.scoring import image_scores, valid_masks
 
     hot = torch.zeros(1, 32, 32)
     hot[0, : frame.top] = 1.0

@@ -9,6 +9,7 @@ import pytest
 import tifffile
 import torch
 
+from easynet.card import ModelCard
 from easynet.checkpoint import Calibration, Checkpoint, load_checkpoint, save_checkpoint
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.data.io import depth_shape, npy_header, read_depth, read_rgb
@@ -121,7 +122,7 @@ def test_a_non_finite_score_is_an_error_never_a_verdict(tiny_tree):
     with torch.no_grad():
         for p in model.rgb_head.parameters():
             p.fill_(float("nan"))
-    predictor = Predictor(model, Calibration(), torch.device("cpu"), name="broken")
+    predictor = Predictor(model, Calibration(), torch.device("cpu"), ModelCard.of(CFG, "broken"))
     rgb = tiny_tree / "toy/test/hole/rgb/000.png"
     with pytest.raises(NonFiniteError, match=r"model broken produced a non-finite anomaly score \(nan\)"):
         predictor.predict(rgb, None, gate="close")

@@ -42,7 +42,7 @@ def test_callback_stops_and_resume_continues(tmp_path):
     out = tmp_path / "m.pt"
     result = train(CFG, cfg, data, device="cpu", out=out, callback=stop_at_3, progress=False)
     assert result.stopped and seen[-1] == (3, 6) and out.is_file()
-    resumed = train(CFG, cfg, data, device="cpu", resume=out, progress=False)
+    resumed = train(CFG, cfg, data, device="cpu", start=load_checkpoint(out), resume=True, progress=False)
     assert [h["step"] for h in resumed.history] == [4, 5, 6]
 
 
@@ -55,7 +55,8 @@ def test_resume_restores_the_saved_learning_rate_schedule(tmp_path):
     train(CFG, cfg, data, device="cpu", out=out, callback=lambda e: e.step < 5, progress=False)
     saved = load_checkpoint(out).provenance["train_state"]["scheduler"]  # plain data under weights_only
     assert saved["last_epoch"] == 5 and saved["milestones"] == {8: 1, 9: 1}
-    train(CFG, cfg, data, device="cpu", resume=out, callback=lambda e: lrs.append(e.lr), progress=False)
+    start = load_checkpoint(out)
+    train(CFG, cfg, data, device="cpu", start=start, resume=True, callback=lambda e: lrs.append(e.lr), progress=False)
     assert lrs == pytest.approx(whole[5:]) and lrs[-1] == pytest.approx(1e-3 * 0.2**2)
 
 
@@ -75,31 +76,20 @@ def test_training_items_are_reproducible_and_change_per_epoch(tmp_path):
 def test_init_from_another_architecture_is_refused(tmp_path):
     from easynet.checkpoint import Checkpoint, save_checkpoint
     from easynet.model import EasyNet
+    from easynet.pipeline import start_checkpoint
 
     other = CFG.replace(layers=3)
     path = save_checkpoint(Checkpoint(other, EasyNet(other).state_dict()), tmp_path / "three.pt")
     with pytest.raises(InputError) as error:
-        train(
-            CFG,
-            TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
-            _pairs(tmp_path),
-            device="cpu",
-            init_from=path,
-            progress=False,
-        )
+        start_checkpoint(path, CFG)
     assert str(error.value) == (
         "three.pt holds a model with layers=3, not the layers=2 asked for; leave out those "
         "model options to train with the checkpoint's architecture"
     )
-    result = train(
-        other,
-        TRAIN_PRESETS["official"].replace(steps=1, batch_size=2),
-        _pairs(tmp_path),
-        device="cpu",
-        init_from=path,
-        progress=False,
-    )
-    assert result.checkpoint.model_config == other
+    start, cfg = start_checkpoint(path, {"gate_rule": "entropy"})  # a decision, not weights: allowed
+    assert cfg == other.replace(gate_rule="entropy")
+    result = train(cfg, TRAIN_PRESETS["official"].replace(steps=1, batch_size=2), _pairs(tmp_path), start=start)
+    assert result.checkpoint.model_config == cfg
 
 
 def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_path, monkeypatch):
@@ -125,56 +115,6 @@ def test_cancelled_fine_tune_is_not_calibrated(tiny_tree, tiny_checkpoint, tmp_p
     assert not out.exists()
 
 
-def test_fused_rgb_dropout_targets_only_what_depth_can_see():
-    from easynet.train import _fused_rgb_dropout
-
-    mask = torch.ones(4, 1, 8, 8)
-    mask_depth = torch.zeros(4, 1, 8, 8)  # e.g. colour-only anomalies: invisible in depth
-    batch = {"mask": mask, "mask_depth": mask_depth}
-    keep, target = _fused_rgb_dropout(batch, 0.0)
-    assert keep is None and target is mask  # off: the paper's training, no random draw
-    keep, target = _fused_rgb_dropout(batch, 1.0)
-    assert keep.tolist() == [0.0] * 4 and torch.equal(target, mask_depth)
-    torch.manual_seed(3)
-    keep, target = _fused_rgb_dropout(batch, 0.5)
-    for i in range(4):  # each image: dropped -> depth target, kept -> the full mask
-        assert torch.equal(target[i], mask_depth[i] if keep[i] == 0 else mask[i])
-
-
-def test_training_items_carry_the_part_of_the_anomaly_in_depth(tmp_path):
-    from easynet.config import SynthConfig
-
-    data = _pairs(tmp_path)
-    for kinds, in_depth in (((0.0, 1.0, 0.0), False), ((0.0, 0.0, 1.0), True), ((1.0, 0.0, 0.0), True)):
-        synth = SynthConfig(anomaly_probability=1.0, kind_weights=kinds)
-        items = [TrainingSet(data, TRAIN_PRESETS["paper"].replace(synth=synth), True)[i] for i in range(len(data))]
-        items = [it for it in items if it["mask"].sum() > 0]
-        assert items
-        for it in items:
-            assert torch.equal(it["mask_depth"], it["mask"] if in_depth else torch.zeros_like(it["mask"]))
-
-
-def test_training_with_fused_rgb_dropout_runs_and_is_validated(tmp_path):
-    data = _pairs(tmp_path)
-    cfg = TRAIN_PRESETS["paper"].replace(steps=3, batch_size=2, fused_rgb_dropout=0.5)
-    result = train(CFG, cfg, data, device="cpu", progress=False)
-    assert len(result.history) == 3 and all(np.isfinite(h["total"]) for h in result.history)
-    with pytest.raises(ValueError, match="fused_rgb_dropout"):
-        TRAIN_PRESETS["paper"].replace(fused_rgb_dropout=1.5)
-
-
-def test_training_with_a_fused_depth_view_adds_its_loss(tmp_path):
-    data = _pairs(tmp_path)
-    cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2, fused_depth_view_weight=1.0)
-    on = train(CFG, cfg, data, device="cpu", progress=False).history
-    off = train(CFG, cfg.replace(fused_depth_view_weight=0.0), data, device="cpu", progress=False).history
-    assert all(h["focal_fused_depth"] > 0 for h in on) and all(h["focal_fused_depth"] == 0 for h in off)
-    # same seed, same first batch and weights: the first total differs by exactly the extra term
-    assert on[0]["total"] == pytest.approx(off[0]["total"] + on[0]["focal_fused_depth"], rel=1e-5)
-    with pytest.raises(ValueError, match="fused_depth_view_weight"):
-        TRAIN_PRESETS["paper"].replace(fused_depth_view_weight=-1.0)
-
-
 def test_channels_last_training_is_the_same_maths_and_saves_contiguous_weights(tmp_path):
     data = _pairs(tmp_path)
     cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2)
@@ -189,18 +129,17 @@ def test_channels_last_training_is_the_same_maths_and_saves_contiguous_weights(t
     assert any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in trained_4d)
 
 
-def test_train_command_records_the_depth_residual_depth_head_and_cpu_bf16_in_the_checkpoint(tiny_tree, tmp_path):
+def test_train_command_records_its_settings_in_the_checkpoint(tiny_tree, tmp_path):
     from easynet.cli import main
 
-    out = tmp_path / "residual.pt"
+    out = tmp_path / "set.pt"
     args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
-    options = ["--depth-residual", "on", "--depth-head", "on", "--cpu-bf16"]
+    options = ["--set", "cpu_bf16=on", "--set", "layers=1", "--set", "synth.depth_amplitude=0.2,0.4"]
     assert main([*args, "--image-size", "32", "--steps", "2", *options]) == 0
     ckpt = load_checkpoint(out)
-    assert ckpt.model_config.depth_residual is True and ckpt.model_config.depth_head is True
-    assert ckpt.train_config.cpu_bf16 is True  # recorded with the recipe
-    model = ckpt.build_model()  # strict load: the first depth merge has the residual's extra input channel
-    assert model.depth_merges[0][0].in_channels == model.rgb_merges[0][0].in_channels + 1
+    assert ckpt.model_config.layers == 1 and ckpt.train_config.cpu_bf16 is True  # recorded with the recipe
+    assert ckpt.train_config.synth.depth_amplitude == (0.2, 0.4) and ckpt.train_config.steps == 2
+    assert len(ckpt.build_model().rgb_merges) == 1  # strict load: the checkpoint is what the config built
 
 
 def test_a_depth_blind_run_is_trained_again_with_the_next_seed(tiny_tree, tmp_path, monkeypatch):
@@ -263,39 +202,8 @@ def test_cpu_bf16_autocasts_the_forward_only_when_asked(tmp_path, bf16, monkeypa
     assert all(v.dtype == torch.float32 for v in result.model.state_dict().values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("warmup", [0.0, 1.0])
-def test_fused_attention_warmup_leaves_the_fused_attention_untrained_while_it_lasts(tmp_path, warmup):
-    from easynet.model import EasyNet
-
-    data = _pairs(tmp_path)
-    cfg = TRAIN_PRESETS["paper"].replace(steps=4, batch_size=2, seed=3, fused_attention_warmup=warmup)
-    torch.manual_seed(cfg.seed)  # train() seeds the same way before it builds the model
-    start = EasyNet(CFG).state_dict()
-    trained = train(CFG, cfg, data, device="cpu", progress=False).model.state_dict()
-    moved = {k for k, v in trained.items() if v.is_floating_point() and not torch.allclose(v, start[k])}
-    se = {k for k in start if k.startswith("fused_se.")}
-    assert se and any(k.startswith("fused_head.") for k in moved) and any(k.startswith("rgb_se.") for k in moved)
-    assert (se & moved) == (set() if warmup == 1.0 else se)
-
-
-def test_fused_attention_warmup_must_be_a_fraction():
-    with pytest.raises(ValueError, match="fused_attention_warmup"):
-        TRAIN_PRESETS["lite"].replace(fused_attention_warmup=1.5)
-
-
-def test_training_with_a_depth_head_adds_its_loss_and_the_checkpoint_loads_strictly(tmp_path):
-    data = _pairs(tmp_path)
-    cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2)
-    out = tmp_path / "head.pt"
-    on = train(CFG.replace(depth_head=True), cfg, data, device="cpu", progress=False, out=out).history
-    off = train(CFG, cfg, data, device="cpu", progress=False).history
-    assert all(h["focal_depth"] > 0 for h in on) and all(h["focal_depth"] == 0 for h in off)
-    model = load_checkpoint(out).build_model()  # strict: the head's weights are in the file and in the model
-    assert model.cfg.depth_head and model.depth_head is not None
-
-
 def test_an_object_framed_model_trains_evaluates_and_predicts_on_source_pixels(tiny_tree, tmp_path):
-    """`train --resize object` records the framing; evaluation and the Predictor frame each scan on its part and
+    """`train --set resize=object` records the framing; evaluation and the Predictor frame each scan on its part and
     map results back onto the uploaded pixels."""
     from easynet.cli import main
     from easynet.pipeline import evaluate_category
@@ -303,7 +211,7 @@ def test_an_object_framed_model_trains_evaluates_and_predicts_on_source_pixels(t
 
     out = tmp_path / "framed.pt"
     args = ["train", "--data", str(tiny_tree), "--category", "toy", "--out", str(out), "--quiet", "--device", "cpu"]
-    assert main([*args, "--image-size", "32", "--steps", "2", "--resize", "object"]) == 0
+    assert main([*args, "--image-size", "32", "--steps", "2", "--set", "resize=object"]) == 0
     ckpt = load_checkpoint(out)
     assert ckpt.model_config.resize == "object"
     report, _, _ = evaluate_category(out, tiny_tree, "toy", device="cpu")

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 from offline_report import replace_block, results_table, write_samples  # noqa: E402
 
 from easynet.atomic import atomic_write_bytes  # noqa: E402
-from easynet.bench import machine  # noqa: E402
+from easynet.runtime import machine  # noqa: E402
 from easynet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
 from easynet.data.synthetic import TUNED, generate  # noqa: E402
@@ -30,7 +30,7 @@ GATES = ("close", "open", "control")
 
 
 def hardware() -> dict:
-    """The machine for the manifest, in its keys (cpu, cores, torch, threads), from easynet.bench.machine()."""
+    """The machine for the manifest, in its keys (cpu, cores, torch, threads), from easynet.runtime.machine()."""
     m = machine()
     return {"cpu": m["cpu"], "cores": m["cores"], "torch": m["torch"], "threads": m["torch_threads"]}
 

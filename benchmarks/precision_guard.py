@@ -1,4 +1,5 @@
-"""The bf16 accuracy guard: a checkpoint's test metrics and its sample verdicts in bf16 against fp32.
+"""The bf16 accuracy guard (benchmark code, not part of the library): a checkpoint's test metrics and its sample
+verdicts in bf16 against fp32.
 
 bf16 is only worth its speed if it does not change what the model finds. For one checkpoint the guard
 evaluates the test split twice (fp32, then the network under bf16 autocast, as the bf16 runner runs it) and
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from easynet.card import ModelCard
 from easynet.checkpoint import load_checkpoint
 from easynet.gate import MODES
 from easynet.pipeline import evaluate_category
@@ -103,10 +105,9 @@ def guard_checkpoint(
         }
     if samples:
         ckpt = load_checkpoint(checkpoint)
+        card = ModelCard.from_checkpoint(ckpt, Path(checkpoint).stem)
         predictors = {
-            p: Predictor(
-                ckpt.build_model(), ckpt.calibration, dev, Path(checkpoint).stem, precision=p, force_precision=True
-            )
+            p: Predictor(ckpt.build_model(), ckpt.calibration, dev, card, precision=p, force_precision=True)
             for p in PRECISIONS
         }
         for name, rgb, depth in samples:

@@ -1,4 +1,5 @@
-"""Benchmarks: network latency / throughput / memory / GMACs per backend, preprocessing and whole requests.
+"""Benchmark code (not part of the library): network latency, throughput, memory and GMACs per backend,
+preprocessing and whole requests; `python benchmarks/bench.py --help` times one row.
 
 The network is timed on random inputs after a warm-up; preprocessing (plane removal on a generated
 800x800 organised point cloud + resizing) is timed separately. Backends are the Predictor's ("eager",
@@ -8,8 +9,6 @@ with both heads (up-sample, concatenate, 1x1 head), the reference that speed-ups
 
 from __future__ import annotations
 
-import os
-import platform
 import tempfile
 import threading
 import time
@@ -20,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from easynet.fastpath import make_runner
+from easynet.backends import make_runner
 from easynet.gate import runner_mode
-from easynet.model import EasyNet, count_parameters
+from easynet.model import EasyNet, count_macs, count_parameters
+from easynet.runtime import machine
 
 PREPROCESS_SIZE = 800  # MVTec 3D-AD scans are about 800x800
 FLOP_COUNT_SIZE = 64  # GMACs are counted at this size and scaled by area (exact for convs; SE layers < 0.1 %)
@@ -81,53 +81,25 @@ class RssPeak:
         self._thread.join()
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, cores, GPU and library versions, for reports."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": gpu,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def count_gmacs(model: EasyNet, backend: str, gate: str, image_size: int) -> float:
-    """Multiply-accumulates per image of the work ``backend`` does for ``gate`` (counted at a small size).
-
-    The onnx graph computes both heads for open/control; the torch paths run one head per image.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Multiply-accumulates per image of the work ``backend`` does for ``gate`` (counted at a small size and scaled
+    by area). The onnx graph computes both heads for open/control; the torch paths run one head per image."""
     small = min(image_size, FLOP_COUNT_SIZE)
-    rgb, depth = torch.zeros(1, 3, small, small), torch.zeros(1, 1, small, small)
     model = model.cpu().eval()
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        if backend == "naive":
-            model(rgb, depth, naive=True)
-        elif backend == "onnx" and gate != "close":
-            model(rgb, depth)
-        else:
-            model.forward_gated(rgb, depth, gate, 0.0)
-    return counter.get_total_flops() / 2e9 * (image_size / small) ** 2
+    if backend == "naive":
+        macs = count_macs(model, small, naive=True)
+    elif backend == "onnx" and gate != "close":
+        macs = count_macs(model, small)
+    else:
+        macs = count_macs(model, small, gate)
+    return macs * (image_size / small) ** 2
 
 
 def time_preprocessing(image_size: int, repeats: int = 3) -> float:
     """Median ms of the Predictor's preprocessing (plane removal + resizing) on an 800x800 scene."""
     from easynet.config import MODEL_PRESETS
     from easynet.data.synthetic import CATEGORIES, generate_sample
-    from easynet.predict import prepare_input
+    from easynet.inputs import prepare_input
 
     sample = generate_sample(next(iter(CATEGORIES)), "good", PREPROCESS_SIZE, np.random.default_rng(0))
     cfg = MODEL_PRESETS["lite"].replace(image_size=image_size)
@@ -254,3 +226,69 @@ def bench_request(checkpoint: str | Path, repeats: int = 5, device: str = "cpu",
     runs = sorted(runs[1:], key=lambda r: r[0])
     total, parts = runs[len(runs) // 2]
     return round(total, 1), {k: round(v, 1) for k, v in parts.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python benchmarks/bench.py`: one benchmark row of a preset or checkpoint, printed and optionally as JSON."""
+    import argparse
+    import json
+    import sys
+
+    from easynet.config import MODEL_PRESETS, PRECISIONS
+    from easynet.runtime import configure_threads, resolve_device, resolve_precision
+
+    parser = argparse.ArgumentParser(description="latency, throughput, memory and GMACs of the network")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite")
+    source.add_argument("--checkpoint")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--backend", choices=("optimized", "eager", "onnx", "compiled", "naive"), default="optimized")
+    parser.add_argument("--gate", choices=("close", "open", "control"), default="control")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this much time has passed")
+    parser.add_argument("--no-preprocess", action="store_true", help="skip timing the 800x800 preprocessing")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--json")
+    a = parser.parse_args(argv)
+    configure_threads()
+    device = resolve_device(a.device)
+    precision, note = resolve_precision(a.precision, device)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    if a.checkpoint:
+        from easynet.checkpoint import load_checkpoint
+
+        model = load_checkpoint(a.checkpoint).build_model()
+    else:
+        model = EasyNet(MODEL_PRESETS[a.preset].replace(**({"image_size": a.image_size} if a.image_size else {})))
+    r = bench_network(
+        model,
+        device,
+        backend=a.backend,
+        precision=precision,
+        gate=a.gate,
+        batch_size=a.batch_size,
+        image_size=a.image_size,
+        warmup=a.warmup,
+        iterations=a.iterations,
+        min_seconds=a.min_seconds,
+        preprocess=not a.no_preprocess,
+    )
+    print(
+        f"{r.backend} {r.precision} on {r.device}, gate {r.gate}, batch {r.batch_size} at {r.image_size}px: "
+        f"p50 {r.latency_p50_ms:.1f} ms, p95 {r.latency_p95_ms:.1f} ms, {r.images_per_s:.1f} images/s, "
+        f"{r.gmac_per_image:.2f} GMAC/image, {r.gflops_achieved:.1f} GFLOP/s, {r.parameters / 1e6:.2f} M parameters, "
+        f"peak RSS {r.peak_rss_mib:.0f} MiB" + (f", CUDA peak {r.cuda_peak_mib:.0f} MiB" if r.cuda_peak_mib else "")
+    )
+    if r.preprocess_ms is not None:
+        print(f"preprocessing (800x800 plane removal + resize): {r.preprocess_ms:.1f} ms")
+    if a.json:
+        Path(a.json).write_text(json.dumps({**r.to_json(), "machine": machine()}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
