@@ -1,5 +1,5 @@
 """The bf16 accuracy guard on every shipped checkpoint: test-split I-AUROC and AUPRO per gate in fp32 and bf16,
-and the verdicts on the shipped samples (easynet.precision_guard). Where the CPU has no native bf16 the rounding
+and the verdicts on the shipped samples (benchmarks/precision_guard.py). Where the CPU has no native bf16 the rounding
 is emulated, so the numbers hold for a CPU that has it; only the speed differs.
 
     python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0     # once

@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 for preset in paper lite; do
   for precision in fp32 bf16; do
     for batch in 1 8 32; do
-      python -m easynet bench --preset "$preset" --device cuda --precision "$precision" --batch-size "$batch" \
+      python benchmarks/bench.py --preset "$preset" --device cuda --precision "$precision" --batch-size "$batch" \
         --gate control --min-seconds 5 --no-preprocess --json "$out/${preset}_${precision}_b${batch}.json" \
         | tail -1
     done
@@ -30,6 +30,6 @@ done
 python -m pytest -q -m gpu tests/test_gpu.py | tee "$out/gpu_tests.log"
 
 python -m easynet synth "$out/data" --categories gasket --size 256 --n-train 40 --seed 0 > /dev/null
-timeout 150 python -m easynet train --data "$out/data" --category gasket --preset paper --train-preset paper \
-  --steps 400 --device cuda --out "$out/paper_gasket.pt" 2>&1 | tail -5 | tee "$out/train.log" || true
+timeout 150 python -m easynet train --data "$out/data" --category gasket --preset paper --steps 400 \
+  --device cuda --out "$out/paper_gasket.pt" 2>&1 | tail -5 | tee "$out/train.log" || true
 echo "results in $out"

@@ -2,7 +2,7 @@
 
 Run from the repository root: `python benchmarks/run_all.py` (5-8 minutes on 2 idle CPU cores; `--quick` runs the
 same code paths at tiny sizes in a minute; `--render` only rewrites the table from results.json). Each network row
-is one `python -m easynet bench` process, so that its peak RSS is its own. bf16 rows are added where the CPU computes
+is one `python benchmarks/bench.py` process, so that its peak RSS is its own. bf16 rows are added where the CPU computes
 bf16 natively, CUDA rows when a GPU is present.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
+BENCH = HERE / "bench.py"  # one row per process
 TABLE_BEGIN, TABLE_END = "<!-- results:begin -->", "<!-- results:end -->"
 TRAINING_PATTERN = "easynet train|train_checkpoints"
 
@@ -62,11 +63,11 @@ def load_situation() -> dict:
 def bench_row(
     preset: str, device: str, batch: int, size: int, backend: str, gate: str, quick: bool, precision: str = "fp32"
 ) -> dict:
-    """One `easynet bench` process; returns its JSON (plus the load at the time)."""
+    """One `benchmarks/bench.py` process; returns its JSON (plus the load at the time)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
         iterations = "2" if quick or preset == "paper" and device == "cpu" else "10"
-        cmd = [sys.executable, "-m", "easynet", "bench", "--preset", preset, "--device", device,
+        cmd = [sys.executable, str(BENCH), "--preset", preset, "--device", device,
                "--batch-size", str(batch), "--image-size", str(size), "--backend", backend,
                "--gate", "control" if gate == "-" else gate, "--iterations", iterations,
                "--warmup", "1" if quick or preset == "paper" else "3", "--no-preprocess",
@@ -217,7 +218,7 @@ def render(results: dict) -> str:
         lines += [
             "",
             "No GPU was available: there are no CUDA rows. The CUDA code path (bf16 autocast, batching, CUDA peak "
-            "memory) is the same script and `easynet bench --device cuda`; here it ran on the CPU only.",
+            "memory) is the same script and `benchmarks/bench.py --device cuda`; here it ran on the CPU only.",
         ]
     return "\n".join(lines)
 

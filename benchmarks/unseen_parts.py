@@ -1,7 +1,7 @@
 """Held-out synthetic parts: the shipped recipe on parts that no recipe, threshold or design choice was tuned on.
 
 The held-out categories (easynet.data.synthetic.HELD_OUT: `hinge`, `cap`, then `terminal_block`, `biscuit`, then
-`hex_nut`, `soap_bar`, then `knob`, `tile` (the judges of object framing, benchmarks/RECIPE.md), each pair added
+`hex_nut`, `soap_bar`, then `knob`, `tile` (the judges of object framing, research/RECIPE.md), each pair added
 once the earlier ones had been looked at) are trained with the one command
 of the shipped checkpoints (`python -m easynet train --preset lite`, no other flags), calibrated on their validation
 split and evaluated once on their test split; the shipped checkpoints of the tuned categories are evaluated on
@@ -25,10 +25,12 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from easynet.atomic import atomic_write_bytes
 
@@ -37,13 +39,10 @@ OUTPUT_JSON = Path(__file__).with_name("unseen_parts.json")
 OUTPUT_MD = Path(__file__).with_name("UNSEEN_PARTS.md")
 GATES = ("close", "open", "control")
 CROSS_FIT_REPEATS = 10
-# Held-out parts that judged one design choice (object framing, benchmarks/RECIPE.md): reported as their own set,
+# Held-out parts that judged one design choice (object framing, research/RECIPE.md): reported as their own set,
 # so that the `held out` means stay over parts that decided nothing.
 FRAMING_JUDGES = ("knob", "tile")
 GROUPS = ("tuned", "held out", "framing judge")
-# The score rule with a margin fitted on validation (an ablation here, not a library rule): the RGB head is used
-# only where its score ratio exceeds the fused head's by more than a factor 1 + m; m = inf is the open gate.
-MARGINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, float("inf"))
 
 
 def train_held_out(data: Path, category: str, out: Path, steps: int | None, seed: int | None = None) -> float:
@@ -67,73 +66,69 @@ def train_held_out(data: Path, category: str, out: Path, steps: int | None, seed
     return time.time() - start
 
 
-def margin_scores(heads: Any, cal: Any, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised image scores, used_fused) under the score rule with ``margin`` (MARGINS)."""
-    from easynet.gate import prefers_fused
-
-    ratio_rgb, ratio_fused = heads.score_rgb / cal.rgb.threshold, heads.score_fused / cal.fused.threshold
-    used = (
-        np.ones(len(ratio_rgb), dtype=bool)
-        if margin == float("inf")
-        else prefers_fused(ratio_rgb, ratio_fused * (1 + margin))
-    )
-    return np.where(used, ratio_fused, ratio_rgb), used
-
-
-def fit_margin(y: np.ndarray, heads: Any, cal: Any) -> float:
-    """The margin with the best I-AUROC on (y, heads); ties go to the smaller margin (the more gating one)."""
-    from easynet.evaluate import _auroc
-
-    return max(MARGINS, key=lambda m: (_auroc(y, margin_scores(heads, cal, m)[0]), -m))
-
-
-def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float | None]:
-    """Validation I-AUROC of close, open, both control rules and the score rule with a fitted margin, each image
-    scored with thresholds (and alpha, or the margin) fitted on the other half of the validation images: 2 folds
-    over source images, CROSS_FIT_REPEATS random splits, mean. In-sample, alpha is fitted on the very images it
-    is judged on. ``margin_fitted`` is the margin fitted on the whole validation set (None: infinite, open)."""
-    from easynet.config import GATE_RULES
+def validation_outputs(checkpoint: Path, data: Path, category: str) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+    """(the checkpoint's calibration, labels, source image of each item, head outputs) of its calibration set:
+    clean validation images and their synthetic anomalies, as `calibrate` builds them."""
+    from easynet.calibrate import calibration_set
+    from easynet.checkpoint import load_checkpoint
     from easynet.data.registry import open_dataset
-    from easynet.evaluate import _auroc, _head_calibration, calibration_set, fit_alpha, gate_scores, run_heads
+    from easynet.evaluate import run_heads
     from easynet.pipeline import loader_options
-    from easynet.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
-    validation = open_dataset(data, category, "validation", format="mvtec3d", **loader_options(predictor.cfg))
-    train_cfg = predictor.checkpoint.train_config
-    items, y, source = calibration_set(predictor.model, validation, train_cfg.synth if train_cfg else None)
-    heads = run_heads(predictor.model, items, predictor.device, None, predictor.calibration)
-    rules = {"close": ("close", None), "open": ("open", None), **{r: ("control", r) for r in GATE_RULES}}
-    totals = {name: [] for name in (*rules, "margin")}
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model().eval()
+    validation = open_dataset(data, category, "validation", format="mvtec3d", **loader_options(ckpt.model_config))
+    synth = ckpt.train_config.synth if ckpt.train_config else None
+    items, y, source = calibration_set(model, validation, synth)
+    heads = run_heads(model, items, torch.device("cpu"), None, ckpt.calibration)
+    return ckpt.calibration, y, source, heads
+
+
+def folds(source: np.ndarray, repeats: int = CROSS_FIT_REPEATS) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per repeat, both (fit, judge) masks of one random split of the source images into halves (seed 0)."""
     rng = np.random.default_rng(0)
-    for _ in range(CROSS_FIT_REPEATS):
+    for _ in range(repeats):
         order = rng.permutation(np.unique(source))
-        folds = (order[: len(order) // 2], order[len(order) // 2 :])
+        halves = (order[: len(order) // 2], order[len(order) // 2 :])
+        yield [(np.isin(source, a), np.isin(source, b)) for a, b in (halves, halves[::-1])]
+
+
+def fold_calibration(cal: Any, y: np.ndarray, heads: Any, fit: np.ndarray) -> Any:
+    """``cal`` with both heads' thresholds and heat-map scales, and alpha, fitted on the images where ``fit``."""
+    from easynet.calibrate import fit_alpha, head_calibration
+
+    cal = dataclasses.replace(cal)
+    cal.rgb = dataclasses.replace(cal.rgb, **head_calibration(y[fit], heads.score_rgb[fit], heads.prob_rgb[fit]))
+    cal.fused = dataclasses.replace(
+        cal.fused, **head_calibration(y[fit], heads.score_fused[fit], heads.prob_fused[fit])
+    )
+    cal.alpha = fit_alpha(y[fit], subset(heads, fit), cal)
+    return cal
+
+
+def cross_fitted(checkpoint: Path, data: Path, category: str) -> dict[str, float]:
+    """Validation I-AUROC of close, open and both control rules, each image scored with thresholds (and alpha)
+    fitted on the other half of the validation images: 2 folds over source images, CROSS_FIT_REPEATS random
+    splits, mean. In-sample, alpha is fitted on the very images it is judged on."""
+    from easynet.config import GATE_RULES
+    from easynet.evaluate import gate_scores
+    from easynet.metrics import image_auroc
+
+    calibration, y, source, heads = validation_outputs(checkpoint, data, category)
+    rules = {"close": ("close", None), "open": ("open", None), **{r: ("control", r) for r in GATE_RULES}}
+    totals: dict[str, list[float]] = {name: [] for name in rules}
+    for repeat in folds(source):
         scores = {name: np.zeros(len(y)) for name in totals}
-        for fit_on, judge in (folds, folds[::-1]):
-            fit, held = np.isin(source, fit_on), np.isin(source, judge)
-            cal = dataclasses.replace(predictor.calibration)
-            cal.rgb = dataclasses.replace(
-                cal.rgb, **_head_calibration(y[fit], heads.score_rgb[fit], heads.prob_rgb[fit])
-            )
-            cal.fused = dataclasses.replace(
-                cal.fused, **_head_calibration(y[fit], heads.score_fused[fit], heads.prob_fused[fit])
-            )
-            cal.alpha = fit_alpha(y[fit], _subset(heads, fit), cal)
+        for fit, held in repeat:
+            cal = fold_calibration(calibration, y, heads, fit)
             for name, (mode, rule) in rules.items():
-                scores[name][held] = gate_scores(_subset(heads, held), cal, mode, rule)[0]
-            margin = fit_margin(y[fit], _subset(heads, fit), cal)
-            scores["margin"][held] = margin_scores(_subset(heads, held), cal, margin)[0]
+                scores[name][held] = gate_scores(subset(heads, held), cal, mode, rule)[0]
         for name in totals:
-            totals[name].append(_auroc(y, scores[name]))
-    margin = fit_margin(y, heads, predictor.calibration)
-    return {
-        **{name: round(float(np.mean(v)), 4) for name, v in totals.items()},
-        "margin_fitted": None if margin == float("inf") else margin,
-    }
+            totals[name].append(image_auroc(y, scores[name]))
+    return {name: round(float(np.mean(v)), 4) for name, v in totals.items()}
 
 
-def _subset(heads: Any, keep: np.ndarray) -> Any:
+def subset(heads: Any, keep: np.ndarray) -> Any:
     """The head outputs of the images where ``keep`` is True."""
     fields = ("prob_rgb", "prob_fused", "score_rgb", "score_fused", "entropy_rgb", "entropy_fused", "valid")
     return dataclasses.replace(
@@ -146,7 +141,8 @@ def measure(checkpoint: Path, data: Path, category: str) -> dict[str, Any]:
     defect kind under each rule, and the validation I-AUROC in-sample and cross-fitted."""
     from easynet.checkpoint import load_checkpoint
     from easynet.config import GATE_RULES
-    from easynet.evaluate import _auroc, gate_scores
+    from easynet.evaluate import gate_scores
+    from easynet.metrics import image_auroc
     from easynet.pipeline import evaluate_category
 
     report, test, heads = evaluate_category(checkpoint, data, category, gates=GATES, device="cpu")
@@ -155,20 +151,15 @@ def measure(checkpoint: Path, data: Path, category: str) -> dict[str, Any]:
     defects = np.array([test[i].defect for i in range(len(test))])
     labels = np.array([test[i].label for i in range(len(test))])
     gates = report.gates
-    validation = cross_fitted(checkpoint, data, category)
-    margin = validation.pop("margin_fitted")
     rules: dict[str, Any] = {}
-    for rule in (*GATE_RULES, "margin"):
-        if rule == "margin":
-            scores, used = margin_scores(heads, calibration, float("inf") if margin is None else margin)
-        else:
-            scores, _, used = gate_scores(heads, calibration, "control", rule)
+    for rule in GATE_RULES:
+        scores, _, used = gate_scores(heads, calibration, "control", rule)
         per = {
-            k: _auroc(labels[(defects == k) | (labels == 0)], scores[(defects == k) | (labels == 0)])
+            k: image_auroc(labels[(defects == k) | (labels == 0)], scores[(defects == k) | (labels == 0)])
             for k in set(defects.tolist()) - {"good"}
         }
         rules[rule] = {
-            "i_auroc": round(_auroc(labels, scores), 4),
+            "i_auroc": round(image_auroc(labels, scores), 4),
             "per_defect": {k: round(v, 4) for k, v in sorted(per.items())},
             "fused_fraction": {k: round(float(used[defects == k].mean()), 3) for k in sorted(set(defects.tolist()))},
         }
@@ -182,8 +173,7 @@ def measure(checkpoint: Path, data: Path, category: str) -> dict[str, Any]:
         "rules": rules,
         "alpha": round(calibration.alpha, 4),
         "validation": {k: v for k, v in calibration.metrics.items() if not k.startswith("position_norm")},
-        "validation_cross_fitted": validation,
-        "margin": margin,
+        "validation_cross_fitted": cross_fitted(checkpoint, data, category),
     }
 
 
@@ -210,7 +200,7 @@ def write_report(rows: list[dict[str, Any]], machine: str, output_md: Path = OUT
         "Written by `benchmarks/unseen_parts.py` (do not edit by hand). `held out` parts were never used to tune",
         "a recipe, threshold or design choice; `tuned` parts are the shipped ones, whose generator and recipe",
         "were developed together; `framing judge` parts are held out too, but decided one design choice (object",
-        "framing, benchmarks/RECIPE.md), so they are averaged apart. Test split: 12 good and 12 images per defect",
+        "framing, research/RECIPE.md), so they are averaged apart. Test split: 12 good and 12 images per defect",
         "kind (stain = colour only, dent = geometry only, cut = both). One command per part: `python -m easynet",
         "train --preset lite` (the shipped recipe). `control` is each checkpoint's own rule; the ablation scores",
         "the same network outputs under both rules: `entropy` (the paper: fused when H_fused > H_rgb + alpha) and",
@@ -252,12 +242,11 @@ def write_report(rows: list[dict[str, Any]], machine: str, output_md: Path = OUT
         "Same networks, same calibration; only the control rule differs. Validation is the calibration set (clean",
         "validation images and synthetic anomalies), scored cross-fitted: thresholds and alpha fitted on half of",
         "the validation images, judged on the other half (2 folds, 10 random splits). Fused fraction: the share of",
-        "test images of each kind (good / stain / dent / cut) that control sent to the fused head. `margin`: the",
-        "score rule with a margin m fitted on validation (the RGB head only where its ratio exceeds the fused",
-        f"head's by more than a factor 1 + m, m from {', '.join(f'{m:g}' for m in MARGINS)}; inf = open); on test",
-        "with the m fitted on the whole validation set (in brackets; ties go to the smaller m).",
+        "test images of each kind (good / stain / dent / cut) that control sent to the fused head. A third rule,",
+        "the score rule with a margin fitted on validation, is research, not the product's: research/gate_margin.py",
+        "and research/results/gate_margin.jsonl.",
         "",
-        "| part | set | validation, cross-fitted: open / entropy / score / margin | test: entropy / score / margin (m) "
+        "| part | set | validation, cross-fitted: open / entropy / score | test: entropy / score "
         "| fused fraction, entropy | fused fraction, score |",
         "|---|---|---|---|---|---|",
     ]
@@ -269,26 +258,19 @@ def write_report(rows: list[dict[str, Any]], machine: str, output_md: Path = OUT
             )
             for rule in ("entropy", "score")
         }
-        margin = "n/a" if "margin" not in rules else f"{r['margin'] if r['margin'] is not None else 'inf'}"
         lines.append(
             f"| {r['category']} | {r['set']} | {f(v['open'])} / {f(v['entropy'])} / {f(v['score'])} "
-            f"/ {f(v.get('margin'))} | {f(rules['entropy']['i_auroc'])} / {f(rules['score']['i_auroc'])} "
-            f"/ {f(rules.get('margin', {}).get('i_auroc'))} ({margin}) | {frac['entropy']} | {frac['score']} |"
+            f"| {f(rules['entropy']['i_auroc'])} / {f(rules['score']['i_auroc'])} "
+            f"| {frac['entropy']} | {frac['score']} |"
         )
     for group in GROUPS:
         sel = [r for r in rows if r["set"] == group]
         if sel:
-            val = {
-                k: np.mean([r["validation_cross_fitted"].get(k, np.nan) for r in sel])
-                for k in ("open", "entropy", "score", "margin")
-            }
-            test = {
-                k: np.mean([r["rules"].get(k, {}).get("i_auroc", np.nan) for r in sel])
-                for k in ("entropy", "score", "margin")
-            }
+            val = {k: np.mean([r["validation_cross_fitted"][k] for r in sel]) for k in ("open", "entropy", "score")}
+            test = {k: np.mean([r["rules"][k]["i_auroc"] for r in sel]) for k in ("entropy", "score")}
             lines.append(
                 f"| **mean, {group}** | | {f(val['open'])} / {f(val['entropy'])} / {f(val['score'])} "
-                f"/ {f(val['margin'])} | {f(test['entropy'])} / {f(test['score'])} / {f(test['margin'])} | | |"
+                f"| {f(test['entropy'])} / {f(test['score'])} | | |"
             )
     lines += ["", "Targets (issue 13): control >= 0.985 mean; dents >= 0.98; control >= max(open, close).", ""]
     atomic_write_bytes(output_md, "\n".join(lines).encode())
@@ -354,9 +336,9 @@ def main() -> int:
         ckpt = Path(a.checkpoints) / f"{category}.pt"
         if ckpt.is_file():
             rows.append({**measure(ckpt, data, category), "set": "tuned"})
-    from easynet.bench import machine as describe
+    from easynet.runtime import machine
 
-    m = describe()
+    m = machine()
     machine = f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), GPU {m['gpu']}"
     atomic_write_bytes(output_json, (json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n").encode())
     write_report(rows, machine, output_md)

@@ -1,17 +1,17 @@
 """How many pixels each part and its synthetic anomalies get in the model input: per category, on training images
 only, the object's share of the input (its depth foreground), the median area of the shipped synthesizer's
 anomalies and the share of anomaly draws that miss the object (they become clean images). Behind the object-size
-entry of benchmarks/RECIPE.md. Needs `python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0`.
+entry of research/RECIPE.md. Needs `python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0`.
 
-    python benchmarks/metric_depth/object_size.py [--image-size 128] [--resize object] [CATEGORY ...]   # JSON lines
+    python research/object_size.py [--image-size 128] [--resize object] [CATEGORY ...]   # results/object_size.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+import runner
 
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
 from easynet.data.registry import Split, open_dataset
@@ -27,7 +27,7 @@ def measure(data: str, category: str, image_size: int, resize: str = "stretch") 
     model_cfg = MODEL_PRESETS["lite"].replace(image_size=image_size, resize=resize)
     cfg = fit_metric_scale(data, category, model_cfg, "mvtec3d")
     synth_cfg = TRAIN_PRESETS["lite"].synth
-    synthesizer = AnomalySynthesizer(synth_cfg, cfg.metric_scale)
+    synthesizer = AnomalySynthesizer(synth_cfg)
     train = open_dataset(data, category, Split.TRAIN, **loader_options(cfg))
     rng = np.random.default_rng(0)
     share, areas, missed = [], [], 0
@@ -54,12 +54,13 @@ def measure(data: str, category: str, image_size: int, resize: str = "stretch") 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("categories", nargs="*", help="default: the tuned and the held-out parts")
-    p.add_argument("--data", default="data/synthetic")
+    p.add_argument("--data", default=runner.DATA)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--resize", default="stretch", help="ModelConfig.resize (object: the framed input)")
+    runner.add_out(p)
     a = p.parse_args()
     for category in a.categories or [*TUNED, *HELD_OUT]:
-        print(json.dumps(measure(a.data, category, a.image_size, a.resize)), flush=True)
+        runner.record(measure(a.data, category, a.image_size, a.resize), a.out)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ For one checkpoint, computes the RGB head's maps on the validation split (clean 
 synthetic anomalies, exactly as `calibrate` builds them) and on the test split once, then reports the I-AUROC of
 each rule on both. The rule is chosen on the validation column; the test column is reported, never used.
 
-    python benchmarks/score_rules.py --checkpoint CKPT --data ../shared/data/mvtec3d-tire-rgb --category tire
+    python research/score_rules.py --checkpoint CKPT --data ../shared/data/mvtec3d-tire-rgb --category tire
 
-Writes benchmarks/score_rules.json (one entry per checkpoint).
+Writes research/results/score_rules.json (one entry per checkpoint).
 """
 
 from __future__ import annotations
@@ -16,11 +16,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import runner
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = Path(__file__).with_name("score_rules.json")
+from easynet.atomic import atomic_write_bytes
+from easynet.config import TRAIN_PRESETS
+from easynet.data.registry import Split, open_dataset
+from easynet.evaluate import run_heads
+from easynet.metrics import image_auroc
+from easynet.pipeline import loader_options
+from easynet.scoring import valid_masks
+
+OUTPUT = runner.RESULTS / "score_rules.json"
 FILTERS = (1, 5, 11, 21, 31, 41)  # mean-filter sides at 256 px (21 is the shipped rule)
 TOP_FRACTIONS = (0.001, 0.01)  # mean of the top fraction of valid pixels
 
@@ -57,15 +65,6 @@ def clean_hot_spot(maps: torch.Tensor, valid: torch.Tensor | None, size: int, ra
 
 
 def main() -> int:
-    from easynet.checkpoint import load_checkpoint
-    from easynet.data.registry import open_dataset
-    from easynet.data.types import Split
-    from easynet.evaluate import CALIBRATION_SEED, CALIBRATION_VARIANTS, run_heads
-    from easynet.metrics import image_auroc
-    from easynet.pipeline import loader_options
-    from easynet.predict import valid_masks
-    from easynet.synth import AnomalySynthesizer, placement_region
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True)
@@ -80,27 +79,11 @@ def main() -> int:
     if not Path(a.data).is_dir():
         print(f"{a.data} is absent: nothing to measure")
         return 0
-    ckpt = load_checkpoint(a.checkpoint)
-    model, cfg = ckpt.build_model().eval(), ckpt.model_config
-    device = torch.device("cpu")
-    validation = open_dataset(a.data, a.category, Split.VALIDATION, **loader_options(cfg))
-    from easynet.config import TRAIN_PRESETS
-
-    synth_cfg = TRAIN_PRESETS[a.validation_synth].synth if a.validation_synth else ckpt.train_config.synth
-    synthesizer = AnomalySynthesizer(synth_cfg, cfg.metric_scale)
-    items, labels = [], []
-    for i in range(len(validation)):  # the calibration set of evaluate.calibrate
-        s = validation[i]
-        items.append(s)
-        labels.append(0)
-        region = placement_region(s, synth_cfg)
-        for v in range(CALIBRATION_VARIANTS):
-            syn = synthesizer(s.rgb, None, region, np.random.default_rng((CALIBRATION_SEED, i, v)), force=True)
-            syn.frame = s.frame
-            if syn.label:
-                items.append(syn)
-                labels.append(1)
+    synth = TRAIN_PRESETS[a.validation_synth].synth if a.validation_synth else None
+    ckpt, model, items, labels, _ = runner.calibration_items(a.checkpoint, a.data, a.category, synth)
+    cfg = ckpt.model_config
     test = open_dataset(a.data, a.category, Split.TEST, **loader_options(cfg))
+    device = torch.device("cpu")
     test_items = [test[i] for i in range(len(test))]
     test_labels = [int(s.label) for s in test_items]
     result, hot_spot = {}, {}
@@ -132,7 +115,7 @@ def main() -> int:
         "best_on_validation": best,
         "clean_validation_hot_spot": hot_spot,
     }
-    OUTPUT.write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_bytes(OUTPUT, (json.dumps(data, indent=1) + "\n").encode())
     return 0
 
 

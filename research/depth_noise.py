@@ -4,35 +4,30 @@ reconstruction error on clean images (median over images of the mean |reconstruc
 the synthetic depth-only anomalies' amplitude (median over them of the mean |anomalous - clean input| inside the
 anomaly), and their ratio. Validation only, never test. Needs `python -m easynet synth data/synthetic ...` first.
 
-    python benchmarks/metric_depth/depth_noise.py foam_block=checkpoints/foam_block.pt cap=runs/unseen/cap.pt
+    python research/depth_noise.py foam_block=checkpoints/foam_block.pt cap=runs/unseen/cap.pt --out depth_noise.jsonl
 
-Prints one JSON line per checkpoint; benchmarks/metric_depth/depth_noise.jsonl holds the runs of RECIPE.md.
+One JSON line per checkpoint; results/depth_noise.jsonl holds the runs of RECIPE.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
+import runner
 import torch
 
-from easynet.checkpoint import load_checkpoint
-from easynet.data.registry import Split, open_dataset
-from easynet.evaluate import batch_inputs, calibration_set
-from easynet.pipeline import loader_options
+from easynet.evaluate import batch_inputs
+
+CPU = torch.device("cpu")
 
 
 def measure(category: str, path: str, data: str) -> dict:
-    ckpt = load_checkpoint(path)
-    model = ckpt.build_model().eval()
-    validation = open_dataset(data, category, Split.VALIDATION, **loader_options(ckpt.model_config))
-    items, y, source = calibration_set(model, validation, ckpt.train_config.synth)
+    _, model, items, y, source = runner.calibration_items(path, data, category)
     recs = []
     with torch.inference_mode():
         for start in range(0, len(items), 8):
-            rgb, depth = batch_inputs(model.cfg, items[start : start + 8], torch.device("cpu"))
+            rgb, depth = batch_inputs(model.cfg, items[start : start + 8], CPU)
             recs.append(model(rgb, depth).rec_depth[:, 0].numpy())
     rec = np.concatenate(recs)
     clean_of = {int(s): i for i, (s, label) in enumerate(zip(source, y)) if label == 0}
@@ -47,7 +42,7 @@ def measure(category: str, path: str, data: str) -> dict:
     n, a = float(np.median(noise)), float(np.median(amplitude)) if amplitude else float("nan")
     return {
         "category": category,
-        "checkpoint": "/".join(Path(path).parts[-2:]),
+        "checkpoint": runner.short_name(path),
         "clean_reconstruction_error": round(n, 4),
         "depth_only_amplitude": round(a, 4),
         "ratio": round(a / n, 2),
@@ -58,12 +53,12 @@ def measure(category: str, path: str, data: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="CATEGORY=CKPT")
-    p.add_argument("--data", default="data/synthetic")
+    p.add_argument("runs", nargs="+", metavar="CATEGORY=CHECKPOINT")
+    p.add_argument("--data", default=runner.DATA)
+    runner.add_out(p)
     a = p.parse_args()
-    for item in a.runs:
-        category, path = item.split("=", 1)
-        print(json.dumps(measure(category, path, a.data)), flush=True)
+    for category, path in runner.runs(a.runs):
+        runner.record(measure(category, path, a.data), a.out)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,16 @@ how well the square framed from the RGB image alone (no depth given, `easynet/da
 square framed from the depth foreground (IoU of the two squares). Needs
 `python -m easynet synth data/synthetic --size 256 --n-train 100 --seed 0`.
 
-    python benchmarks/metric_depth/framing_checks.py [CATEGORY ...]   # one JSON line per category
+    python research/framing_checks.py [CATEGORY ...]   # one JSON line per category (results/framing_checks.jsonl)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+import runner
 
 from easynet.config import MODEL_PRESETS
 from easynet.data.foreground import rgb_foreground
@@ -68,11 +68,12 @@ def measure(data: Path, category: str, size: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("categories", nargs="*", default=[*TUNED, *HELD_OUT])
-    p.add_argument("--data", default="data/synthetic")
+    p.add_argument("--data", default=runner.DATA)
+    runner.add_out(p)
     a = p.parse_args()
     size = MODEL_PRESETS["lite"].image_size
     for category in a.categories:
-        print(json.dumps(measure(Path(a.data), category, size)), flush=True)
+        runner.record(measure(Path(a.data), category, size), a.out)
 
 
 if __name__ == "__main__":
