@@ -36,6 +36,7 @@ ZIP_CONTENTS = "RGB images and depth files"
 OVERLAY_MAX_SIDE = 512  # overlays in the report are at most this many pixels on their longer side
 COLUMNS = (
     "name",
+    "model",
     "verdict",
     "reason",
     "score",
@@ -170,7 +171,7 @@ def inspect_items(
             row.update({"verdict": "error", "reason": str(err), "overlay": None})
             yield row, None
             continue
-        row.update(p.verdict.to_json())
+        row.update({"model": p.model, **p.verdict.to_json()})
         target = Path(out) / "overlays" / f"{item.name}.png"
         write_png(target, overlay_picture(image, p.heatmap_original, row))
         row["overlay"] = str(target)

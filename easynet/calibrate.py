@@ -53,7 +53,7 @@ PIXEL_LOW_QUANTILE = 99.5
 NORM_EPS = (0.01, 0.02, 0.05)
 NORM_MIN_GAIN = 0.005
 NORM_MIN_IMAGES = 20
-REFERENCE_IMAGES = 200  # clean training images (evenly spaced) the typical-part reference is fitted on
+REFERENCE_IMAGES = 100  # training images (evenly spaced) the typical-part reference is fitted on, with theirs
 
 Progress = Callable[[int, int], None]
 
@@ -181,7 +181,7 @@ def calibrate(
     raw = run_heads(model, items, device, progress)
     cal = Calibration(rule=CALIBRATION_RULE)
     if train is not None and len(train) > 1:
-        cal.reference = fit_typical_reference(model, train, raw, y == 0, device)
+        cal.reference = fit_typical_reference(model, train, synth, raw, device)
     metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum())}
     heads = raw
     for head, maps in (("rgb", raw.prob_rgb), ("fused", raw.prob_fused)):
@@ -259,11 +259,25 @@ def fit_alpha(labels: np.ndarray, heads: HeadOutputs, cal: Calibration) -> float
 
 
 def fit_typical_reference(
-    model: EasyNet, train: Sequence[Any], validation: HeadOutputs, clean: np.ndarray, device: torch.device
+    model: EasyNet,
+    train: Sequence[Any],
+    synth: SynthConfig | None,
+    validation: HeadOutputs,
+    device: torch.device,
 ) -> TypicalReference:
-    """The typical-part reference: Gaussians on the pooled features of up to REFERENCE_IMAGES clean training images
-    (evenly spaced), the limit from the clean validation images' distances (``validation`` outputs, ``clean`` mask)."""
+    """The typical-part reference (easynet.typical): Gaussians on the pooled features of up to REFERENCE_IMAGES
+    training images (evenly spaced) and their synthetic anomalies, limits from ``validation`` (the outputs of the
+    calibration set: validation images and theirs)."""
     picks = np.unique(np.linspace(0, len(train) - 1, min(len(train), REFERENCE_IMAGES)).round().astype(int))
-    seen = run_heads(model, [train[int(i)] for i in picks], device)
-    val_depth = None if validation.pooled_depth is None else validation.pooled_depth[clean]
-    return fit_reference(seen.pooled_rgb, seen.pooled_depth, validation.pooled_rgb[clean], val_depth)
+    items, _, _ = calibration_set(model, [train[int(i)] for i in picks], synth)
+    seen = run_heads(model, items, device)
+    return fit_reference(seen.pooled_rgb, seen.pooled_depth, validation.pooled_rgb, validation.pooled_depth)
+
+
+def typical_reference(
+    model: EasyNet, train: Sequence[Any], validation: Sequence[Any], device: torch.device, synth: SynthConfig | None
+) -> TypicalReference:
+    """The typical-part reference alone (thresholds and the rest of a calibration untouched), for a checkpoint
+    calibrated before references existed."""
+    items, _, _ = calibration_set(model, validation, synth)
+    return fit_typical_reference(model, train, synth, run_heads(model, items, device), device)

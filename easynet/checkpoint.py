@@ -122,9 +122,7 @@ class Calibration:
             "fused": self.fused.summary(),
             "rule": self.rule,
             "metrics": self.metrics,
-            "reference": None
-            if self.reference is None
-            else {"limit": self.reference.limit, "rule": self.reference.rule},
+            "reference": None if self.reference is None else self.reference.summary(),
         }
 
 

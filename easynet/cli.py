@@ -22,6 +22,7 @@ GATES = ("close", "open", "control")
 FORMATS = ("mvtec3d", "eyecandies", "pairs")
 # exit status of `predict`: the worst verdict (a line system reads it without parsing JSON)
 EXIT_CODES = {"OK": 0, "NG": 3, "UNSURE": 4}
+ASSETS_ENV = "EASYNET_ASSETS"  # the folder holding checkpoints/ (for `--checkpoint auto`); default: the current one
 
 
 def _write_json(path: str | Path, data: Any) -> None:
@@ -80,16 +81,11 @@ def _print_calibration_notes(metrics: dict) -> None:
 def cmd_calibrate(a: argparse.Namespace) -> int:
     from easynet.pipeline import recalibrate_checkpoint
 
-    r = recalibrate_checkpoint(
-        a.checkpoint,
-        a.data,
-        a.category,
-        a.out,
-        data_format=a.format,
-        device=a.device,
-        half=a.half,
-        gate_rule=a.gate_rule,
-    )
+    options = {"data_format": a.format, "device": a.device, "half": a.half, "gate_rule": a.gate_rule}
+    r = recalibrate_checkpoint(a.checkpoint, a.data, a.category, a.out, reference_only=a.reference_only, **options)
+    if a.reference_only:
+        print(f"added the typical-part reference to {r['checkpoint']}; its thresholds are unchanged")
+        return 0
     rule = f"; control gate rule {r['gate_rule']}" if "gate_rule" in r else ""
     print(
         f"calibrated {r['checkpoint']} on {r['n_images']} validation images ({r['n_synthetic']} synthetic "
@@ -151,16 +147,23 @@ def cmd_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
     from easynet.data.io import read_rgb
-    from easynet.predict import Predictor
+    from easynet.predict import Predictor, auto_predictor
     from easynet.visualize import colorize, depth_preview, overlay, to_uint8, write_png
 
-    predictor = Predictor.from_checkpoint(a.checkpoint, a.device, precision=a.precision)
+    if a.checkpoint == "auto" or Path(a.checkpoint).is_dir():  # the model each part is most typical for
+        folder = Path(os.environ.get(ASSETS_ENV, ".")) / "checkpoints" if a.checkpoint == "auto" else a.checkpoint
+        predictor = auto_predictor(folder, device=a.device, precision=a.precision)
+    else:
+        predictor = Predictor.from_checkpoint(a.checkpoint, a.device, precision=a.precision)
     if predictor.precision_note:
         print(f"note: {predictor.precision_note}", file=sys.stderr)
     if Path(a.rgb).is_dir() or a.rgb.lower().endswith(".zip"):
         return _predict_batch(predictor, a)
     p = predictor.predict(a.rgb, a.depth, gate=a.gate, sensitivity=a.sensitivity)
     verdict = p.verdict
+    if p.candidates:
+        others = ", ".join(f"{name} {t:.2f}" for name, t in sorted(p.candidates.items(), key=lambda kv: kv[1]))
+        print(f"model: {p.model}, chosen automatically (typicality per model: {others})")
     print(f"{verdict.label}: score {p.score:.4f} (threshold {p.threshold:.4f}, gate {p.gate} -> {p.used} head)")
     if verdict.reason:
         print(f"{'why' if verdict.label == 'UNSURE' else 'note'}: {verdict.reason}")
@@ -354,6 +357,11 @@ def _add_calibrate(sub: Any) -> None:
     c.add_argument("--out", help="write here instead of over the checkpoint")
     c.add_argument("--half", action="store_true", help="store the weights as float16 (shipped checkpoints)")
     c.add_argument("--gate-rule", choices=("entropy", "score"), help="switch how control picks a head")
+    c.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only add the typical-part reference (checkpoints made before it existed); thresholds stay as they are",
+    )
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -372,7 +380,11 @@ def _add_predict(sub: Any) -> None:
         "predict",
         help="score one RGB (+ depth) image, or every image of a folder or zip; exit status 0 OK, 3 NG, 4 UNSURE",
     )
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a checkpoint; a folder of them, or auto (checkpoints/), picks per image the model the part fits best",
+    )
     p.add_argument(
         "--rgb",
         required=True,

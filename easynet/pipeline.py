@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from easynet.calibrate import calibrate
+from easynet.calibrate import calibrate, typical_reference
 from easynet.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, start_config
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS, ModelConfig, TrainConfig
 from easynet.data.geometry import DEPTH_SCALE_IMAGES, fit_depth_scale
@@ -237,10 +237,12 @@ def recalibrate_checkpoint(
     device: str = "auto",
     half: bool = False,
     gate_rule: str | None = None,
+    reference_only: bool = False,
 ) -> dict[str, Any]:
-    """Re-fit a checkpoint's calibration (alpha, thresholds, heat-map scale) on a category's validation split,
-    e.g. after the calibration rule changed or for a new production line; weights are untouched. ``gate_rule``
-    switches how its control gate picks a head (config.GATE_RULES).
+    """Re-fit a checkpoint's calibration (alpha, thresholds, heat-map scale, the typical-part reference) on a
+    category's validation split, e.g. after the calibration rule changed or for a new production line; weights are
+    untouched. ``gate_rule`` switches how its control gate picks a head (config.GATE_RULES); ``reference_only``
+    fits the typical-part reference and leaves the rest of the calibration as it is.
 
     Writes ``out`` (default: the checkpoint itself, atomically) and returns the new calibration metrics.
     """
@@ -258,9 +260,13 @@ def recalibrate_checkpoint(
     train_cfg = ckpt.train_config
     synth = train_cfg.synth if train_cfg is not None else None
     position_norm = train_cfg is None or train_cfg.position_norm
-    ckpt.calibration = calibrate(model, validation, dev, synth, position_norm=position_norm, train=train_set)
+    if reference_only:
+        ckpt.calibration.reference = typical_reference(model, train_set, validation, dev, synth)
+    else:
+        ckpt.calibration = calibrate(model, validation, dev, synth, position_norm=position_norm, train=train_set)
     command = f"easynet calibrate --checkpoint {Path(checkpoint).name} --data {Path(data).name}"
     command += f" --category {category}" if category else ""
+    command += " --reference-only" if reference_only else ""
     ckpt.provenance = {**ckpt.provenance, "n_validation": len(validation), "recalibrated": command}
     save_checkpoint(ckpt, out or checkpoint, half=half)
     return {"checkpoint": str(out or checkpoint), "alpha": ckpt.calibration.alpha, **ckpt.calibration.metrics}

@@ -19,6 +19,7 @@ from easynet.backends import make_runner
 from easynet.card import ModelCard
 from easynet.checkpoint import Calibration, load_checkpoint
 from easynet.config import ModelConfig
+from easynet.data.io import read_depth, read_rgb
 from easynet.data.types import DepthMap
 from easynet.errors import InputError, NonFiniteError
 from easynet.gate import BOTH_HEADS, MODES, runner_mode, use_fused
@@ -194,4 +195,48 @@ class Predictor:
         return score_map, score
 
 
-__all__ = ["ModelCard", "Prediction", "Predictor", "Verdict"]
+class AutoPredictor:
+    """Several Predictors behind one front door: each image is scored by every model that carries a typical-part
+    reference, and the prediction of the model the part is most typical for is returned (its ``candidates`` hold
+    every model's typicality, so the choice can be shown and undone)."""
+
+    def __init__(self, predictors: Sequence[Predictor]) -> None:
+        self.predictors = [p for p in predictors if p.calibration.reference is not None]
+        if not self.predictors:
+            raise InputError(
+                "automatic model choice needs checkpoints with a typical-part reference; add one with "
+                "`easynet calibrate --reference-only`, or choose a model by name"
+            )
+        self.card = ModelCard("auto", None, None, "rgbd", 0, "score")
+        self.precision_note = None
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def predict(
+        self,
+        rgb: str | Path | np.ndarray,
+        depth: str | Path | np.ndarray | DepthMap | None = None,
+        gate: str = "control",
+        sensitivity: float = 1.0,
+    ) -> Prediction:
+        """The prediction of the best-fitting model (the files are read once for all models)."""
+        image = read_rgb(rgb) if isinstance(rgb, (str, Path)) else rgb
+        depth = read_depth(depth) if isinstance(depth, (str, Path)) else depth
+        results = [p.predict(image, depth, gate=gate, sensitivity=sensitivity) for p in self.predictors]
+        candidates = {r.model: round(float(r.typicality), 4) for r in results}
+        best = min(results, key=lambda r: r.typicality)
+        best.candidates = candidates
+        return best
+
+
+def auto_predictor(folder: str | Path, **options: Any) -> AutoPredictor:
+    """An AutoPredictor over every checkpoint in ``folder`` (``options`` go to Predictor.from_checkpoint)."""
+    paths = sorted(Path(folder).glob("*.pt"))
+    if not paths:
+        raise InputError(f"no checkpoints in {Path(folder).name}/ to choose from; give a checkpoint file")
+    return AutoPredictor([Predictor.from_checkpoint(p, **options) for p in paths])
+
+
+__all__ = ["AutoPredictor", "ModelCard", "Prediction", "Predictor", "Verdict", "auto_predictor"]

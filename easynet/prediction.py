@@ -74,6 +74,8 @@ class Prediction:
     gate_rule: str = "entropy"  # how control picks a head (ModelConfig.gate_rule)
     # under the "score" rule in control: each head's image score / its threshold, {"rgb": .., "fused": ..}
     head_scores: dict[str, float] | None = None
+    # the model was chosen automatically: every candidate model's typicality for this image ({model: typicality})
+    candidates: dict[str, float] | None = None
 
     @property
     def threshold(self) -> float:
@@ -102,10 +104,17 @@ class Prediction:
         facts["typicality"] = self.typicality
         what = self.category or "the part this model was trained on"
         if self.typicality is not None and self.typicality > 1:
-            reason = (
-                f"this part does not look like {what} ({self.typicality:.1f}x the typical-part limit): "
-                "verdict not trusted"
-            )
+            if self.candidates:
+                reason = (
+                    f"this part does not look like the part of any model (closest: {self.model}, "
+                    f"{self.typicality:.1f}x its typical-part limit): another part or a very large defect; "
+                    "verdict not trusted"
+                )
+            else:
+                reason = (
+                    f"this part does not look like {what} ({self.typicality:.1f}x the typical-part limit): another "
+                    "part or a very large defect; verdict not trusted"
+                )
             return Verdict("UNSURE", reason, **facts)
         if self.model_has_depth and self.inputs.depth is None:
             if self.is_anomalous:
@@ -192,6 +201,7 @@ class Prediction:
             "entropy_rule_head": self.entropy_rule_head,
             "has_depth": self.inputs.depth is not None,
             "typicality": self.typicality,
+            "candidates": self.candidates,
             "image_size": int(self.anomaly_map.shape[0]),
             "timings_ms": {k: round(v * 1000, 2) for k, v in self.timings.items()},
         }

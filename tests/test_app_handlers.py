@@ -24,6 +24,7 @@ JSON_FIELDS = {
     "category",
     "sensitivity",
     "typicality",
+    "candidates",
     "score",
     "normalized_score",
     "is_anomalous",

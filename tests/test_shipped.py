@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -55,9 +54,6 @@ def test_shipped_checkpoints_were_trained_with_the_lite_presets():
         steps = ckpt.train_config.steps
         assert steps == TRAIN_PRESETS["lite"].steps, category
         recorded = ckpt.train_config
-        if ckpt.model_config.depth_encoding != "metric":  # millimetre amplitudes apply to metric depth only (they
-            # were the default, unused by these `height` models, when they were trained)
-            recorded = recorded.replace(synth=dataclasses.replace(recorded.synth, depth_amplitude_mm=None))
         preset = TRAIN_PRESETS["lite"]
         restarts = len(ckpt.provenance.get("depth_blind_seeds", []))  # a depth-blind run retrains with seed + 1
         assert restarts <= preset.depth_restarts and recorded.seed == preset.seed + restarts, category
@@ -109,6 +105,25 @@ def test_defective_samples_score_above_the_good_one(shipped):
     assert relative["good"] < 1.0, relative  # the good part passes
     for kind in ("stain", "dent", "cut"):
         assert relative[kind] > relative["good"], (category, relative)
+
+
+def test_a_part_of_another_category_is_unsure_and_auto_picks_every_samples_model():
+    """Every sample under every other category's model: the amber verdict (not OK, not NG); `auto` picks the
+    sample's own model for all of them (research/TYPICAL.md)."""
+    from easynet.predict import AutoPredictor
+
+    predictors = {c: Predictor.from_checkpoint(CHECKPOINTS / f"{c}.pt", device="cpu") for c in CATEGORIES}
+    auto = AutoPredictor(list(predictors.values()))
+    for owner in CATEGORIES:
+        for kind, (rgb, xyz) in samples_of(owner).items():
+            for category, predictor in predictors.items():
+                verdict = predictor.predict(rgb, xyz).verdict
+                if category != owner:
+                    assert verdict.label == "UNSURE" and f"does not look like {category}" in verdict.reason
+                elif kind in ("good", "stain", "dent"):  # a part of its own kind is typical
+                    assert verdict.typicality < 1 and verdict.label != "UNSURE", (owner, kind)
+            chosen = auto.predict(rgb, xyz)
+            assert chosen.model == owner and set(chosen.candidates) == set(CATEGORIES), (owner, kind)
 
 
 def test_cli_predict_on_a_fresh_clone_needs_no_other_step(tmp_path, capsys):
