@@ -20,11 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 from offline_report import replace_block, results_table, write_samples  # noqa: E402
 
 from easynet.atomic import atomic_write_bytes  # noqa: E402
-from easynet.runtime import machine  # noqa: E402
 from easynet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from easynet.config import MODEL_PRESETS, TRAIN_PRESETS  # noqa: E402
 from easynet.data.synthetic import TUNED, generate  # noqa: E402
 from easynet.pipeline import evaluate_category, recalibrate_checkpoint, train_category  # noqa: E402
+from easynet.runtime import machine  # noqa: E402
 
 GATES = ("close", "open", "control")
 
