@@ -51,7 +51,9 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
     """The whole app; every tab's handlers act on `services` (the app's own by default)."""
     services = services or default_services()
     with gr.Blocks(title=TITLE, delete_cache=(CACHE_SWEEP_S, CACHE_MAX_AGE_S)) as demo:
-        browser_session = gr.BrowserState(None, storage_key=sessions.BROWSER_STORAGE_KEY)
+        browser_session = gr.BrowserState(
+            None, storage_key=sessions.BROWSER_STORAGE_KEY, secret=sessions.browser_secret()
+        )
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect") as inspect_tab_:
@@ -64,21 +66,23 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
                 pickers.append(annotate.build(services))
             with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
                 init, job_id, status_outputs, job_timer = finetune.build(services)
-        extras = [None] * len(pickers) + [[finetune.SCRATCH]]
+        extras = [(None, True)] * len(pickers) + [([finetune.SCRATCH], False)]
         pickers.append(init)
         seen = gr.State("")
 
         def refresh(signature: str, *values: Any) -> tuple:
-            """New or removed checkpoints reach every model dropdown; nothing is sent when none changed."""
+            """New or removed models reach every model dropdown; nothing is sent when none changed."""
             now = "|".join(label for label, _ in models.choices())
             if now == signature:
                 return (signature, *[gr.skip() for _ in values])
-            return (now, *[ui.refreshed(v, extra) for v, extra in zip(values, extras)])
+            return (now, *[ui.refreshed(v, extra, auto) for v, (extra, auto) in zip(values, extras)])
 
-        # no polling timer: the model lists are refreshed when a tab is opened (a fine-tuned model appears then)
+        # the model lists are refreshed when a tab is opened and when a fine-tuning job's status arrives (a finished
+        # model appears in every picker at once); no timer polls while nothing runs
         hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
         for i, tab in enumerate((inspect_tab_, batch_tab_, compare_tab, annotate_tab, finetune_tab)):
             tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}", **hidden)
+        job_timer.tick(refresh, [seen, *pickers], [seen, *pickers], api_name="refresh_models_job", **hidden)
         # the browser's session token first, so that the job shown after a reload is this browser's
         demo.load(
             sessions.adopt,

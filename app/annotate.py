@@ -20,6 +20,7 @@ MARK_ALPHA = 0.6  # ...at this opacity
 MIN_MARK_DIFF = 60  # a marked pixel differs from the photo by at least this (sum over R, G, B) ...
 CHANGED = 24  # ...and the editor's picture counts as painted where it differs from the photo by more than this
 LABELS = ("OK", "NG")
+BRUSH_SIZE = 6  # px: a thin stroke by default (Gradio's automatic size made three drags a 6,782 px blob)
 
 
 def predicted_mask(image: np.ndarray, depth: Any, model: str | None, services: Services | None = None) -> np.ndarray:
@@ -272,7 +273,7 @@ def build(services: Services) -> gr.Dropdown:
                 height=480,
                 elem_id="annotate-editor",
                 sources=(),
-                brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
+                brush=gr.Brush(default_size=BRUSH_SIZE, colors=["#ff0000"], color_mode="fixed"),
             )
             with gr.Row():
                 entries = gr.Dropdown(

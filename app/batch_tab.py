@@ -17,8 +17,9 @@ from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
 from easynet.predict import ModelCard
 
-HEADERS = ["name", "verdict", "reason", "score", "threshold", "score / threshold", "head", "typicality"]
-DATATYPES = ["str", "str", "str", "number", "number", "number", "str", "number"]
+HEADERS = ["name", "model", "verdict", "reason", "score", "threshold", "score / threshold", "head", "typicality"]
+DATATYPES = ["str", "str", "str", "str", "number", "number", "number", "str", "number"]
+COLUMN_WIDTHS = ["11%", "10%", "8%", "31%", "8%", "8%", "8%", "7%", "9%"]
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tiff", ".tif", ".npy", ".zip"]
 UPDATE_EVERY_S = 1.0  # the table and gallery are re-sent at most this often while a batch runs
 _cancel: set[str] = set()  # sessions whose running batch should stop after the current image
@@ -33,6 +34,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [
             r["name"],
+            r.get("model", ""),
             r["verdict"],
             r.get("reason") or "",
             r.get("score"),
@@ -45,12 +47,10 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-def gallery_items(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [
-        (r["overlay"], f"{r['name']} · {r['verdict']} {r['score']:.3f}/{r['threshold']:.3f}")
-        for r in rows
-        if r.get("overlay")
-    ]
+def gallery_items(rows: list[dict[str, Any]]) -> list[str]:
+    """The overlay pictures; each carries its name, verdict and score in its own band (a gallery caption would
+    cover the colour bar at the bottom)."""
+    return [r["overlay"] for r in rows if r.get("overlay")]
 
 
 def summary_html(
@@ -195,6 +195,8 @@ def build(services: Services) -> gr.Dropdown:
                 label="Results (click a column header to sort)",
                 elem_id="batch-table",
                 max_height=360,
+                wrap=True,  # the reason column wraps instead of running past the page
+                column_widths=COLUMN_WIDTHS,
             )
             gallery = gr.Gallery(label="Overlays", columns=6, height=300, object_fit="contain", elem_id="batch-gallery")
             with gr.Accordion("Report JSON", open=False):

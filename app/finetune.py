@@ -4,6 +4,7 @@ Every handler acts for the current session only (app/sessions.py): its jobs, its
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -12,8 +13,10 @@ import gradio as gr
 from app import figures, jobs, models, workspace
 from app.services import Services, bind, default_services
 from app.ui import friendly, model_dropdown, upload_path
+from easynet.card import quality_text
 from easynet.errors import InputError
 from easynet.pipeline import synthetic_categories
+from easynet.results import headline
 
 SYNTHETIC = synthetic_categories()
 
@@ -30,15 +33,31 @@ def _fmt_eta(seconds: float | None) -> str:
 
 
 def job_markdown(job: jobs.Job, services: Services | None = None) -> str:
+    services = services or default_services()
     total = job.total or job.steps
-    text = f"**Job {job.id}** · {job.category} · **{job.state}** · step {job.step}/{total}"
-    if job.state == "running":
+    state = "cancelling" if job.state == "running" and services.runner().cancelling(job) else job.state
+    text = f"**Job {job.id}** · {job.category} · **{state}** · step {job.step}/{total}"
+    if state == "running":
         text += f" · ETA {_fmt_eta(job.eta)}"
+    if state == "cancelling":
+        text += " · stops after the current step"
     if job.loss:
         text += f" · loss {job.loss[-1]['total']:.4f}"
     if job.state == "done":
-        quality = models.quality_text(job.metrics) or "no validation metric recorded"
-        text += f"\n\nSaved as model **{job.model}** ({quality}); it is now in every model dropdown."
+        quality = quality_text(job.metrics) or "no validation metric recorded"
+        text += f"\n\nSaved as model **{job.model}** ({quality})"
+        parent = headline(job.parent_metrics)
+        if parent is not None:
+            text += f"; the model it started from scores {parent:.3f} on the same validation images"
+        if job.worse:
+            text += (
+                ".\n\n⚠ **The fine-tuned model is worse than the model it started from.** It is listed, marked as "
+                "worse, and never chosen as its category's default; keep using the one it started from."
+            )
+        else:
+            text += "; it is now in every model dropdown and its category's default."
+    if job.resumable:
+        text += "\n\nThe server restarted while this job ran; **Resume** continues it from its last saved step."
     if job.error:
         text += f"\n\nError: {job.error}"
     queued = (services or default_services()).runner().queue()
@@ -74,7 +93,9 @@ def start(
             raise InputError(f"choose a synthetic category ({', '.join(SYNTHETIC)})")
         spec = {"category": synthetic, "synthetic": True}
     elif source == "annotated":
-        spec = {"category": workspace.safe_name(annotated, "category"), "data": files.annotations_root()}
+        category = workspace.safe_name(annotated, "category")
+        files.check_annotated_for_training(category)  # before a job is queued: a refusal holds no slot
+        spec = {"category": category, "data": files.annotations_root()}
     elif source == "zip":
         if upload_path(upload) is None:
             raise InputError("upload a zip of one category in the MVTec 3D-AD layout")
@@ -82,16 +103,28 @@ def start(
         spec = {"category": category, "data": root, "cleanup": [files.upload_folder(root) or root]}
     else:
         raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
-    job = services.runner().submit(steps=int(steps or 0), init_from=init_path, **spec)
-    return job.id, job.status(), job_markdown(job, services)
+    job = services.runner().submit(steps=_steps(steps), init_from=init_path, **spec)
+    return job.id, job.status() | {"token": job.token}, job_markdown(job, services)
+
+
+def _steps(steps: Any) -> int:
+    """The step count a caller sent (a number; NaN, text or nothing are one sentence)."""
+    try:
+        value = float(steps)
+    except (TypeError, ValueError):
+        raise InputError(f"steps must be a whole number of training steps, got {steps!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise InputError(f"steps must be a whole number of training steps, got {steps!r}")
+    return int(value)
 
 
 @friendly
-def status(job_id: str | None, *, services: Services | None = None) -> tuple:
-    """The /finetune_status endpoint (also the timer tick): state, step, total, loss, checkpoint when done."""
+def status(job_id: str | None, token: str | None = None, *, services: Services | None = None) -> tuple:
+    """The /finetune_status endpoint (also the timer tick): state, step, total, loss, checkpoint when done. A REST
+    caller without a browser session names its job with the token /finetune_start returned."""
     services = services or default_services()
     try:
-        job = services.runner().get(job_id or None)
+        job = services.runner().get(job_id or None, token=token or None)
     except InputError as err:
         if job_id:
             raise
@@ -108,11 +141,20 @@ def status_on_load(job_id: str | None, *, services: Services | None = None) -> t
 
 
 @friendly
-def cancel(job_id: str | None, *, services: Services | None = None) -> tuple:
-    """The /finetune_cancel endpoint: a queued job is dropped, a running one stops after its current step."""
+def cancel(job_id: str | None, token: str | None = None, *, services: Services | None = None) -> tuple:
+    """The /finetune_cancel endpoint: a queued job is dropped, a running one stops after its current step (it reads
+    "cancelling" at once)."""
     services = services or default_services()
-    job = services.runner().cancel(job_id or None)
+    job = services.runner().cancel(job_id or None, token=token or None)
     return job.status(), job_markdown(job, services)
+
+
+@friendly
+def resume(job_id: str | None, token: str | None = None, *, services: Services | None = None) -> tuple:
+    """The /finetune_resume endpoint: an interrupted job continues from its last saved step."""
+    services = services or default_services()
+    job = services.runner().resume(job_id or None, token=token or None)
+    return job.id, job.status(), job_markdown(job, services)
 
 
 def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.components.Component], gr.Timer]:
@@ -133,12 +175,14 @@ def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.componen
             upload = gr.File(
                 label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)", file_types=[".zip"]
             )
-            init = model_dropdown(label="Start from", extra=[SCRATCH])
+            init = model_dropdown(label="Start from", extra=[SCRATCH], auto=False)
             steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.max_steps(), label="Steps")
             with gr.Row():
-                start_btn = gr.Button("Start", variant="primary")
-                cancel_btn = gr.Button("Cancel", variant="stop")
+                start_btn = gr.Button("Start", variant="primary", elem_id="finetune-start")
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="finetune-cancel")
+                resume_btn = gr.Button("Resume", elem_id="finetune-resume")
             job_id = gr.Textbox(label="Job", info="the job shown here; empty = the running or newest job")
+            token = gr.Textbox(visible=False)  # REST callers name a job by its token; the page's session owns it
         with gr.Column(scale=2):
             text = gr.Markdown("No job yet.")
             curve = gr.Plot(label="Loss")
@@ -160,13 +204,16 @@ def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.componen
     outputs = [state, text, curve, queue, metrics]
     timer.tick(
         bind(status, services),
-        job_id,
+        [job_id, token],
         outputs,
         api_name="finetune_status",
         concurrency_limit=None,
         show_progress="hidden",
     ).then(polling_, None, timer, api_name="finetune_poll", **hidden)
-    cancel_btn.click(bind(cancel, services), job_id, [state, text], api_name="finetune_cancel")
+    cancel_btn.click(bind(cancel, services), [job_id, token], [state, text], api_name="finetune_cancel")
+    resume_btn.click(bind(resume, services), [job_id, token], [job_id, state, text], api_name="finetune_resume").then(
+        polling_, None, timer, api_name="finetune_poll_resume", **hidden
+    )
     source.change(
         lambda: gr.update(choices=services.workspace.annotated_categories()),
         None,

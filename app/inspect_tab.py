@@ -202,10 +202,8 @@ def sample_gallery(services: Services | None = None) -> list[tuple[str, str]]:
 
 
 def model_for_sample(category: str | None, current: str | None) -> str | None:
-    """The shipped or fine-tuned model of a clicked sample's category, else the current choice."""
-    found = [m for m in models.list_models() if category and m.category == category]
-    shipped = [m for m in found if m.source == "shipped"] or found
-    return shipped[0].name if shipped else current
+    """The default model of a clicked sample's category (models.for_category), else the current choice."""
+    return models.for_category(category) or current
 
 
 def pick_sample(

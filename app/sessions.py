@@ -97,6 +97,25 @@ def as_owner(name: str) -> Iterator[None]:
         _override.reset(token)
 
 
+def client() -> str | None:
+    """The address of the current request's client (None without a web request): quotas count per address too, so
+    a client that mints new sessions gets no more fine-tuning slots."""
+    request = _request()
+    host = getattr(getattr(request, "client", None), "host", None)
+    return str(host) if host else None
+
+
+SECRET_KEY = "browser_session_secret"
+
+
+def browser_secret() -> str:
+    """The key that encrypts the session token kept in browsers (gr.BrowserState): created once and kept in the
+    workspace database, so a restarted server recognises returning browsers."""
+    from app import workspace
+
+    return workspace.store().setting_once(SECRET_KEY, lambda: secrets.token_hex(32))
+
+
 def adopt(token: str | None) -> str:
     """Page load: bind this page's Gradio session to the browser's stored token (a new one on a first visit)
     and return the token for gr.BrowserState to keep."""

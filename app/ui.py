@@ -185,14 +185,17 @@ def model_dropdown(
     extra: list[tuple[str, str]] | None = None,
     elem_id: str | None = None,
     value: str | None = None,
+    auto: bool = True,
 ) -> gr.Dropdown:
-    """A model picker listing the registry (shipped + fine-tuned checkpoints); `value` (if listed) is chosen."""
-    choices = (extra or []) + models.choices()
+    """A model picker listing the registry (shipped + fine-tuned checkpoints, and with ``auto`` the entry that picks
+    the model per image); `value` (if listed) is chosen, else the first real model."""
+    choices = (extra or []) + models.choices(auto=auto)
     # allow_custom_value: API callers may name a model fine-tuned after the page was built (checked by models.find)
     names = [c[1] for c in choices]
+    first = next((n for n in names if n != models.AUTO), None)
     return gr.Dropdown(
         choices=choices,
-        value=value if value in names else (names[0] if names else None),
+        value=value if value in names else first,
         label=label,
         info="category, preset, validation I-AUROC (on how many images) and where it comes from",
         allow_custom_value=True,
@@ -200,8 +203,9 @@ def model_dropdown(
     )
 
 
-def refreshed(value: str | None, extra: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def refreshed(value: str | None, extra: list[tuple[str, str]] | None = None, auto: bool = True) -> dict[str, Any]:
     """An update with the current model list that keeps the selection when it still exists."""
-    choices = (extra or []) + models.choices()
+    choices = (extra or []) + models.choices(auto=auto)
     names = [c[1] for c in choices]
-    return gr.update(choices=choices, value=value if value in names else (names[0] if names else None))
+    first = next((n for n in names if n != models.AUTO), None)
+    return gr.update(choices=choices, value=value if value in names else first)

@@ -9,9 +9,12 @@ and is the folder of the LOCAL owner (the CLI, scripts).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import secrets
 import shutil
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -26,6 +29,7 @@ from easynet.data.io import check_same_size, read_rgb
 from easynet.errors import InputError
 from easynet.inputs import read_xyz
 from easynet.pipeline import synthetic_dataset
+from easynet.store import Store, dumps
 from easynet.visualize import write_png
 
 WORKSPACE_ENV = "EASYNET_WORKSPACE"
@@ -49,6 +53,66 @@ def root() -> Path:
     path = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_stores: dict[Path, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def store(folder: Path | None = None) -> Store:
+    """The workspace's database (easynet.store): sessions, jobs, models, annotations, reviews, audit trail (of
+    ``folder``, default the workspace). A workspace of the earlier layout (JSON job files, unindexed folders) is
+    imported on first use."""
+    path = Path(folder).resolve() if folder is not None else root()
+    with _stores_lock:
+        if path not in _stores:
+            _stores[path] = Store(path)
+            import_legacy(_stores[path], path)
+        return _stores[path]
+
+
+LEGACY_KEY = "legacy_layout_imported"
+
+
+def import_legacy(db: Store, folder: Path) -> None:
+    """Index what an earlier version left as loose files: jobs/<id>.json, sessions/<owner>/annotations/... and
+    sessions/<owner>/models/*.pt (once per workspace; the files stay where they are)."""
+    if db.setting(LEGACY_KEY):
+        return
+    with db.transaction() as conn:
+        for path in sorted((folder / "jobs").glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+                row = (data["id"], data.get("owner", sessions.LOCAL), None, secrets.token_hex(16), data["state"],
+                       float(data.get("created", 0)), data.get("finished"), json.dumps(data))  # fmt: skip
+            except (ValueError, KeyError, TypeError, OSError):
+                continue
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (id, owner, client, token, state, created, finished, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        owners = [(sessions.LOCAL, folder)] + [(p.name, p) for p in sorted((folder / SESSIONS).glob("*")) if p.is_dir()]
+        for owner, base in owners:
+            for rgb in sorted((base / "annotations").glob("*/*/*/rgb/*.png")):
+                category, split, defect = rgb.parts[-5], rgb.parts[-4], rgb.parts[-3]
+                files = {
+                    k: str(v.relative_to(base / "annotations")) for k, v in _files(rgb.parents[1], rgb.stem).items()
+                }
+                conn.execute(
+                    "INSERT OR IGNORE INTO annotations (owner, category, entry, split, defect, files, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (owner, category, f"{split}/{defect}/{rgb.stem}", split, defect, dumps(files), rgb.stat().st_mtime),
+                )
+            if owner == sessions.LOCAL:
+                continue  # <workspace>/models is the operator's shared folder, listed from disk
+            for path in sorted((base / "models").glob("*.pt")):
+                conn.execute(
+                    "INSERT OR IGNORE INTO models (name, version, owner, category, path, parent, created, active, "
+                    "facts) VALUES (?, 1, ?, ?, ?, NULL, ?, 1, '{}')",
+                    (path.stem, owner, path.stem.split("_ft_")[0], str(path), path.stat().st_mtime),
+                )
+        conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (LEGACY_KEY, "1"))
 
 
 def assets_root() -> Path:
@@ -179,7 +243,13 @@ def annotations_root() -> Path:
 
 
 def annotated_categories() -> list[str]:
-    return sorted(p.name for p in annotations_root().iterdir() if p.is_dir())
+    """The current session's annotated categories (the index in the workspace database)."""
+    rows = store().query("SELECT DISTINCT category FROM annotations WHERE owner = ? ORDER BY category", (_owner(),))
+    return [r["category"] for r in rows]
+
+
+def _owner() -> str:
+    return sessions.owner()
 
 
 def _entry_folder(category: str, entry: str) -> tuple[Path, str]:
@@ -190,27 +260,47 @@ def _entry_folder(category: str, entry: str) -> tuple[Path, str]:
     return annotations_root() / safe_name(category, "category") / parts[0] / safe_name(parts[1], "defect"), parts[2]
 
 
-def entry_files(category: str, entry: str) -> dict[str, Path | None]:
-    folder, stem = _entry_folder(category, entry)
-    files = {
+def _files(folder: Path, stem: str) -> dict[str, Path]:
+    return {
         "rgb": folder / "rgb" / f"{stem}.png",
         "xyz": folder / "xyz" / f"{stem}.tiff",
         "gt": folder / "gt" / f"{stem}.png",
     }
-    if not files["rgb"].is_file():
+
+
+def entry_files(category: str, entry: str) -> dict[str, Path | None]:
+    folder, stem = _entry_folder(category, entry)
+    files = _files(folder, stem)
+    row = store().query(
+        "SELECT 1 FROM annotations WHERE owner = ? AND category = ? AND entry = ?", (_owner(), category, entry)
+    )
+    if not row or not files["rgb"].is_file():
         raise InputError(f"annotation {category}/{entry} does not exist (deleted?)")
     return {k: (p if p.is_file() else None) for k, p in files.items()}
 
 
 def list_annotations(category: str | None = None) -> list[str]:
-    """'category:split/defect/NNN' for every saved entry (or the entries of one category)."""
-    out = []
-    for cat in [category] if category else annotated_categories():
-        base = annotations_root() / safe_name(cat, "category")
-        for rgb in sorted(base.glob("*/*/rgb/*.png")):
-            split, defect = rgb.parts[-4], rgb.parts[-3]
-            out.append(f"{cat}:{split}/{defect}/{rgb.stem}")
-    return out
+    """'category:split/defect/NNN' for every saved entry of this session (or the entries of one category)."""
+    sql, args = "SELECT category, entry FROM annotations WHERE owner = ?", [_owner()]
+    if category:
+        sql, args = sql + " AND category = ?", [*args, safe_name(category, "category")]
+    return [f"{r['category']}:{r['entry']}" for r in store().query(sql + " ORDER BY category, entry", args)]
+
+
+def check_annotated_for_training(category: str) -> None:
+    """Refuses, before a job is queued, an annotated category with too few good images to fine-tune on."""
+    rows = store().query(
+        "SELECT split, COUNT(*) AS n FROM annotations WHERE owner = ? AND category = ? AND defect = ? GROUP BY split",
+        (_owner(), category, GOOD),
+    )
+    counts = {r["split"]: r["n"] for r in rows}
+    n_train, n_val = counts.get("train", 0), counts.get("validation", 0)
+    if n_train < MIN_TRAIN_IMAGES or n_val < MIN_VALIDATION_IMAGES:
+        what = "has no annotated images" if not rows else f"holds {n_train} good training and {n_val} validation images"
+        raise InputError(
+            f"the annotated category {category!r} {what}; fine-tuning needs at least {MIN_TRAIN_IMAGES} OK images "
+            f"saved to train and {MIN_VALIDATION_IMAGES} to validation"
+        )
 
 
 def save_annotation(
@@ -223,10 +313,11 @@ def save_annotation(
     ok_split: str = "train",
     replace: str | None = None,
 ) -> str:
-    """Write one labelled image into the workspace data set; returns its entry id 'split/defect/NNN'.
+    """Write one labelled image into the workspace data set and its index; returns its entry id 'split/defect/NNN'.
 
     OK -> <ok_split>/good (gt of zeros under test), NG -> test/<defect> with gt 0/255. ``replace`` (an entry id)
-    is deleted after the new files are written, which is how relabelling works.
+    is deleted after the new files are written, which is how relabelling works. The entry number is taken in the
+    database's write transaction, so two saves at once never share one.
     """
     category = safe_name(category, "category")
     if label not in ("OK", "NG"):
@@ -250,26 +341,53 @@ def save_annotation(
                 f"{gt.shape[1]}x{gt.shape[0]}; paint on the image shown in the editor"
             )
         gt = np.where(mask, 255, 0).astype(np.uint8)
-    folder = annotations_root() / category / split / kind
-    numbers = [int(p.stem) for p in (folder / "rgb").glob("*.png") if p.stem.isdigit()]
-    stem = f"{max(numbers, default=-1) + 1:03d}"
-    if xyz is not None:
-        buffer = io.BytesIO()
-        tifffile.imwrite(buffer, xyz, photometric="rgb")
-        atomic_write_bytes(folder / "xyz" / f"{stem}.tiff", buffer.getvalue())
-    if split == "test":
-        write_png(folder / "gt" / f"{stem}.png", gt)
-    write_png(folder / "rgb" / f"{stem}.png", image)  # last: an entry exists once its rgb exists
-    entry = f"{split}/{kind}/{stem}"
+    folder, owner = annotations_root() / category / split / kind, _owner()
+    with store().transaction() as db:  # take the next number: files on disk and entries indexed
+        taken = {int(p.stem) for p in (folder / "rgb").glob("*.png") if p.stem.isdigit()}
+        prefix = f"{split}/{kind}/"
+        rows = db.execute(
+            "SELECT entry FROM annotations WHERE owner = ? AND category = ? AND entry LIKE ?",
+            (owner, category, prefix + "%"),
+        ).fetchall()
+        taken |= {int(r["entry"].rsplit("/", 1)[1]) for r in rows}
+        stem = f"{max(taken, default=-1) + 1:03d}"
+        entry = prefix + stem
+        files = {k: str(v.relative_to(annotations_root())) for k, v in _files(folder, stem).items()}
+        db.execute(
+            "INSERT INTO annotations (owner, category, entry, split, defect, files, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (owner, category, entry, split, kind, dumps(files), time.time()),
+        )
+    try:
+        if xyz is not None:
+            buffer = io.BytesIO()
+            tifffile.imwrite(buffer, xyz, photometric="rgb")
+            atomic_write_bytes(folder / "xyz" / f"{stem}.tiff", buffer.getvalue())
+        if split == "test":
+            write_png(folder / "gt" / f"{stem}.png", gt)
+        write_png(folder / "rgb" / f"{stem}.png", image)  # last: an entry's files are complete once its rgb exists
+    except BaseException:
+        _unindex(category, entry)
+        for path in _files(folder, stem).values():
+            path.unlink(missing_ok=True)
+        raise
     if replace and replace != entry:
         delete_annotation(category, replace)
     return entry
+
+
+def _unindex(category: str, entry: str) -> None:
+    with store().transaction() as db:
+        db.execute(
+            "DELETE FROM annotations WHERE owner = ? AND category = ? AND entry = ?", (_owner(), category, entry)
+        )
 
 
 def delete_annotation(category: str, entry: str) -> None:
     for path in entry_files(category, entry).values():
         if path is not None:
             path.unlink(missing_ok=True)
+    _unindex(category, entry)
 
 
 def zip_annotations() -> Path:

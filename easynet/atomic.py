@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the target's folder, then ``os.replace``, so a reader (or a process
-killed mid-write) sees the old file or the new one, never half of one."""
+killed mid-write) sees the old file or the new one, never half of one. Files get the mode a plain ``open`` would
+give them (0644 under the usual umask), not mkstemp's private 0600."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it) and put back at once
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file: 0644 under the usual umask 022
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> Path:
@@ -18,6 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], durable: b
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files: reports must be readable as any other file
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             if durable:

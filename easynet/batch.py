@@ -149,7 +149,7 @@ def overlay_picture(image: np.ndarray, heat: np.ndarray, row: dict[str, Any]) ->
         image = cv2.resize(
             image, (round(image.shape[1] * factor), round(image.shape[0] * factor)), interpolation=cv2.INTER_AREA
         )
-    text = f"{row['verdict']}  {row['score']:.4f} / {row['threshold']:.4f}"
+    text = f"{row['name']}  {row['verdict']}  {row['score']:.4f} / {row['threshold']:.4f}"
     return _banner(with_colour_bar(overlay(image, heat)), text, VERDICT_RGB[row["verdict"]])
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from easynet.config import MODEL_PRESETS, PRECISIONS, apply_overrides, config_to_dict
 from easynet.errors import EasyNetError, InputError
-from easynet.results import EvalReport
+from easynet.results import EvalReport, headline
 
 GATES = ("close", "open", "control")
 FORMATS = ("mvtec3d", "eyecandies", "pairs")
@@ -51,6 +51,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     )
     if a.init or a.resume:  # the checkpoint's architecture: only what was asked must agree with it
         model_cfg = {**{k: v for k, v in base.items() if v is not None}, **asked}
+    explicit = {k for k, v in fixed.items() if v is not None} | {item.partition("=")[0].strip() for item in a.set}
     summary = train_category(
         a.data,
         a.category,
@@ -64,10 +65,18 @@ def cmd_train(a: argparse.Namespace) -> int:
         init_from=a.init,
         progress=not a.quiet,
         ship=a.ship,
+        explicit=explicit,
     )
     if summary.checkpoint is not None:  # None on the other ranks of a torchrun job: rank 0 reports
         print(f"saved {summary.checkpoint} after {summary.steps} steps; alpha {summary.alpha:.4f}")
         _print_calibration_notes(summary.validation or {})
+        if summary.worse_than_parent():
+            print(
+                f"note: this fine-tuned model is worse on validation than {Path(a.init).name} "
+                f"({headline(summary.validation):.3f} against {headline(summary.parent_validation):.3f}); keep the "
+                "parent",
+                file=sys.stderr,
+            )
     return 0
 
 

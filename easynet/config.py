@@ -22,6 +22,7 @@ SCORE_RULES = ("calibrated", "official")
 # calibrated image score (score / its threshold) is higher, i.e. the head more alarmed by this image
 GATE_RULES = ("entropy", "score")
 PRECISIONS = ("auto", "fp32", "bf16")  # inference precision (runtime.resolve_precision)
+SCHEDULES = ("step", "cosine")  # learning-rate schedules after the warm-up (train.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,10 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 8
     lr: float = 2e-4
-    milestones: tuple[float, float] = (0.8, 0.9)  # LR x gamma at these fractions of training
+    milestones: tuple[float, float] = (0.8, 0.9)  # LR x gamma at these fractions of training ("step" schedule)
     gamma: float = 0.2
+    schedule: str = "step"  # SCHEDULES: "step" (the milestones above, the paper) or "cosine" (decay to 0)
+    warmup_steps: int = 0  # linear LR warm-up from 0 over this many steps (fine-tuning a trained model uses it)
     seed: int = 66
     weight_ssim: float = 1.0
     weight_l2_rgb: float = 1.0
@@ -211,6 +214,10 @@ class TrainConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         if self.depth_restarts < 0:
             raise ValueError(f"depth_restarts must be 0 or more, got {self.depth_restarts}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from easynet.evaluate import evaluate
 from easynet.gate import MODES
 from easynet.results import EvalReport, TrainSummary
 from easynet.runtime import configure_threads, resolve_device
-from easynet.train import Callback, train
+from easynet.train import Callback, learning_rate, train
 
 Progress = Callable[[int, int], None]
 SYNTHETIC_README = "README.txt"  # written last into a generated synthetic category: its presence means complete
@@ -116,6 +116,19 @@ def start_checkpoint(
     return ckpt, cfg.replace(gate_rule=rule) if rule else cfg
 
 
+FINETUNE_WARMUP = 0.1  # a fine-tune warms its learning rate up over this share of its steps
+
+
+def finetune_recipe(parent: Checkpoint, cfg: TrainConfig, explicit: Collection[str] = ()) -> TrainConfig:
+    """The recipe for fine-tuning a trained model: its own synthetic anomalies, the learning rate its training ended
+    at (a fresh Adam at the starting rate throws a trained model far off) and a linear warm-up over FINETUNE_WARMUP of
+    the steps. Fields in ``explicit`` (asked for by name) are kept as given."""
+    base = parent.train_config or cfg
+    ended = learning_rate(base, max(base.steps - 1, 0), base.steps)
+    changes = {"lr": ended, "warmup_steps": max(1, int(FINETUNE_WARMUP * cfg.steps)), "synth": base.synth}
+    return cfg.replace(**{k: v for k, v in changes.items() if k not in explicit})
+
+
 def train_category(
     data: str | Path,
     category: str | None,
@@ -131,12 +144,15 @@ def train_category(
     callback: Callback | None = None,
     progress: bool = True,
     ship: bool = False,
+    explicit: Collection[str] = (),
 ) -> TrainSummary:
     """Train on a category's good images, calibrate on its validation split, save one checkpoint.
 
     ``model_cfg`` is the architecture of a fresh run (default: the preset's). With ``init_from`` (fine-tuning) or
     ``resume`` the model is the checkpoint's, loaded once here; ``model_cfg`` may then be a config or a dict of the
-    fields asked for, and one that differs from the checkpoint's is refused, never silently replaced. A run stopped
+    fields asked for, and one that differs from the checkpoint's is refused, never silently replaced; a fine-tune
+    trains with ``finetune_recipe`` (training fields in ``explicit`` are kept as given) and its summary holds the
+    parent's figures on the same validation data (``parent_validation``), so a worse model is known. A run stopped
     by its callback (a cancelled job) ends at once: no calibration and no finished checkpoint (the summary's
     checkpoint is None; a periodic snapshot at ``out`` stays resumable).
 
@@ -146,6 +162,10 @@ def train_category(
     train_cfg = train_cfg or default_train_config(preset)
     fmt = data_format or detect_format(data)
     start, start_cfg = start_checkpoint(resume or init_from, model_cfg)
+    if resume is not None and start.train_config is not None:  # a run continues with its own recipe
+        train_cfg = start.train_config.replace(checkpoint_every=train_cfg.checkpoint_every)
+    elif init_from is not None:
+        train_cfg = finetune_recipe(start, train_cfg, explicit)
     if start_cfg is not None:
         model_cfg = start_cfg
     elif isinstance(model_cfg, dict):
@@ -167,7 +187,7 @@ def train_category(
         "command": " ".join(Path(a).name if "/" in a else a for a in sys.argv),
         "n_train": len(train_set),
         "initialised_from": Path(init_from).name if init_from else None,
-        "parent": Path(init_from or resume).name if start is not None else None,
+        "parent": Path(init_from).name if init_from else (start.provenance.get("parent") if start else None),
     }
     # a fresh run whose fused head ends depth-blind on validation is repeated with the next seed (at most
     # train_cfg.depth_restarts times); resuming or fine-tuning continues the weights given, once
@@ -212,6 +232,13 @@ def train_category(
             print(f"seed {run_cfg.seed}: {ckpt.calibration.metrics['depth_note']}; training again", file=sys.stderr)
     if blind_seeds:
         provenance["depth_blind_seeds"] = blind_seeds  # runs replaced by a restart (TrainConfig.depth_restarts)
+    parent_validation = None
+    if init_from is not None:  # the parent on the same validation data: is the fine-tuned model worse?
+        parent = (load_checkpoint(init_from) if resume is not None else start).build_model().to(dev).eval()
+        parent_validation = calibrate(
+            parent, validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm
+        ).metrics
+        provenance["parent_validation"] = parent_validation
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
     if ship:
         ckpt.provenance.pop("train_state", None)
@@ -224,6 +251,40 @@ def train_category(
         alpha=ckpt.calibration.alpha,
         validation=ckpt.calibration.metrics,
         history=result.history,
+        parent_validation=parent_validation,
+    )
+
+
+def train_job(
+    data: str | Path,
+    category: str,
+    out: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    init_from: str | Path | None = None,
+    callback: Callback | None = None,
+    seed: int | None = None,
+    resume: str | Path | None = None,
+    snapshot_every: int = 0,
+) -> TrainSummary:
+    """What the app's Fine-tune tab runs: from a checkpoint (its architecture, ``finetune_recipe``), or from scratch
+    with the `lite` preset on RGB-D data and the `base` preset on RGB-only data (e.g. real photographs). With
+    ``snapshot_every`` the run saves a resumable snapshot at ``out`` that often; ``resume`` continues one."""
+    rgb_only = not init_from and not open_dataset(data, category, Split.TRAIN, image_size=16).has_depth
+    preset = "base" if rgb_only else "lite"
+    changes = {"steps": steps, "batch_size": batch_size, "checkpoint_every": snapshot_every}
+    cfg = default_train_config(preset).replace(**changes | ({} if seed is None else {"seed": seed}))
+    return train_category(
+        data,
+        category,
+        out,
+        preset=preset,
+        init_from=init_from,
+        resume=resume,
+        train_cfg=cfg,
+        callback=callback,
+        progress=False,
     )
 
 

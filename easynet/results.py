@@ -5,6 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+WORSE_TOLERANCE = 0.01  # validation I-AUROC a fine-tune may lose to its parent before it counts as worse
+HEADLINE = ("i_auroc_control", "i_auroc_close")  # the validation figure compared (RGB-only models have close only)
+
+
+def headline(metrics: dict[str, Any] | None) -> float | None:
+    """The validation figure a model is compared by: control's I-AUROC, else close's (RGB-only models)."""
+    for key in HEADLINE:
+        value = (metrics or {}).get(key)
+        if isinstance(value, (int, float)) and value == value:
+            return float(value)
+    return None
+
+
+def worse_than(child: dict[str, Any] | None, parent: dict[str, Any] | None, tolerance: float = WORSE_TOLERANCE):
+    """Whether ``child``'s headline figure is below ``parent``'s by more than ``tolerance`` (None: one lacks it)."""
+    a, b = headline(child), headline(parent)
+    return None if a is None or b is None else a < b - tolerance
+
 
 @dataclass
 class TrainSummary:
@@ -22,6 +40,13 @@ class TrainSummary:
     """The calibration metrics on the validation split (`Calibration.metrics`); None without calibration."""
     history: list[dict[str, float]]
     """One dict of loss terms per logged step."""
+    parent_validation: dict[str, Any] | None = None
+    """A fine-tune's parent measured on the same validation data (its `Calibration.metrics`); None otherwise."""
+
+    def worse_than_parent(self, tolerance: float = WORSE_TOLERANCE) -> bool | None:
+        """Whether the fine-tuned model's headline validation I-AUROC is below its parent's by more than
+        ``tolerance`` (the noise of a validation set this size); None when there is nothing to compare."""
+        return worse_than(self.validation, self.parent_validation, tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with the field names as keys."""

@@ -1,13 +1,12 @@
-"""Training: a plain PyTorch loop (Adam, LR x0.2 at 80 % and 90 %), with a callback so the app can follow
-and stop it, periodic checkpoints, resume, AMP on CUDA (and opt-in bf16 on CPU) and DistributedDataParallel under
-torchrun."""
+"""Training: a plain PyTorch loop (Adam; an optional LR warm-up, then x0.2 at 80 % and 90 % or a cosine decay), with
+a callback so the app can follow and stop it, periodic checkpoints, resume, AMP on CUDA (and opt-in bf16 on CPU)
+and DistributedDataParallel under torchrun."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
-import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +150,20 @@ def _set_epoch(epoch: int, data: TrainingSet, sampler: Any) -> None:
         sampler.set_epoch(epoch)
 
 
-def _optimise(loss: torch.Tensor, optimizer: Any, scheduler: Any, scaler: torch.amp.GradScaler, step: int) -> None:
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total``: a linear warm-up over
+    ``cfg.warmup_steps``, then ``cfg.schedule``: "step" multiplies by ``cfg.gamma`` at each milestone fraction,
+    "cosine" decays to 0 at the end."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    if cfg.schedule == "cosine":
+        done = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+    passed = sum(step >= max(1, int(f * total)) for f in cfg.milestones)
+    return cfg.lr * cfg.gamma**passed
+
+
+def _optimise(loss: torch.Tensor, optimizer: Any, lr: float, scaler: torch.amp.GradScaler, step: int) -> None:
     """One optimizer and schedule step on ``loss``; a non-finite loss stops training before the optimizer
     spreads NaN into the weights."""
     if not bool(torch.isfinite(loss)):
@@ -159,11 +171,12 @@ def _optimise(loss: torch.Tensor, optimizer: Any, scheduler: Any, scaler: torch.
             f"training diverged at step {step + 1}: the loss became {float(loss)}; the run stops before its "
             "weights turn non-finite; lower the learning rate or check the training images"
         )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    scheduler.step()
 
 
 def train(
@@ -206,7 +219,7 @@ def train(
     data = TrainingSet(samples, cfg, model_cfg.has_depth, model_cfg.metric_scale)
     loader, sampler = _loader(data, cfg, world, dev)
     total = cfg.epochs * max(1, len(loader)) if cfg.epochs > 0 else cfg.steps
-    optimizer, scheduler = _optimizer_and_schedule(model, cfg, total, train_state)
+    optimizer = _optimizer(model, cfg, train_state)
     criterion = EasyNetLoss(cfg)
     amp, amp_dtype = _autocast(cfg, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
@@ -222,7 +235,8 @@ def train(
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
                 pred = net(batch["aug_rgb"], batch.get("aug_depth"))
             terms = criterion(pred, batch["rgb"], batch.get("depth"), batch["mask"], batch["mask_rgb"])
-            _optimise(terms.total, optimizer, scheduler, scaler, step)
+            lr = learning_rate(cfg, step, total)
+            _optimise(terms.total, optimizer, lr, scaler, step)
             step += 1
             losses = terms.as_floats()
             history.append({"step": step, **losses})
@@ -230,13 +244,13 @@ def train(
             bar.set_postfix(loss=f"{losses['total']:.4f}")
             elapsed = time.time() - t0
             eta = elapsed / (step - start_step) * (total - step)
-            event = TrainEvent(step, total, losses, scheduler.get_last_lr()[0], elapsed, eta)
+            event = TrainEvent(step, total, losses, lr, elapsed, eta)
             if callback is not None and callback(event) is False:
                 stopped = True
             if world > 1:  # every rank must leave the loop together, or the others hang in all-reduce
                 stopped = _any_rank(stopped, dev)
             if out is not None and rank == 0 and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(_snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance), out)
+                save_checkpoint(_snapshot(model, model_cfg, cfg, optimizer, step, provenance), out)
             if cfg.select_every and step % cfg.select_every == 0 and step < total:
                 keeper.consider(model, step)
             if stopped or step >= total:
@@ -252,7 +266,7 @@ def train(
     model.eval()
     if world > 1:
         provenance = {**(provenance or {}), "world_size": world, "global_batch_size": cfg.batch_size * world}
-    ckpt = _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance)
+    ckpt = _snapshot(model, model_cfg, cfg, optimizer, step, provenance)
     if out is not None and rank == 0:
         save_checkpoint(ckpt, out)
     if world > 1:
@@ -321,23 +335,12 @@ def _loader(data: TrainingSet, cfg: TrainConfig, world: int, dev: torch.device) 
     return loader, sampler
 
 
-def _optimizer_and_schedule(
-    model: EasyNet, cfg: TrainConfig, total: int, train_state: dict[str, Any] | None
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
-    """Adam and its step schedule (LR x gamma at the milestone fractions of ``total``), restored when resuming."""
+def _optimizer(model: EasyNet, cfg: TrainConfig, train_state: dict[str, Any] | None) -> torch.optim.Optimizer:
+    """Adam, with its state restored when resuming (the learning rate follows the step: ``learning_rate``)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    milestones = [max(1, int(f * total)) for f in cfg.milestones]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
-        if "scheduler" in train_state:
-            scheduler.load_state_dict(_scheduler_from_plain(train_state["scheduler"]))
-        else:  # checkpoints written before the schedule was saved: replay it
-            with warnings.catch_warnings():  # replaying before any optimizer.step() is intended here
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(int(train_state["step"])):
-                    scheduler.step()
-    return optimizer, scheduler
+    return optimizer
 
 
 class _BestKeeper:
@@ -376,21 +379,8 @@ def _any_rank(flag: bool, dev: torch.device) -> bool:
     return bool(t.item())
 
 
-def _scheduler_to_plain(state: dict[str, Any]) -> dict[str, Any]:
-    """MultiStepLR's state with its milestone Counter as a plain dict (checkpoints load with weights_only)."""
-    return {**state, "milestones": {int(k): int(v) for k, v in state["milestones"].items()}}
-
-
-def _scheduler_from_plain(state: dict[str, Any]) -> dict[str, Any]:
-    return {**state, "milestones": Counter(state["milestones"])}
-
-
-def _snapshot(model, model_cfg, cfg, optimizer, scheduler, step, provenance) -> Checkpoint:
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": _scheduler_to_plain(scheduler.state_dict()),
-    }
+def _snapshot(model, model_cfg, cfg, optimizer, step, provenance) -> Checkpoint:
+    state = {"step": step, "optimizer": optimizer.state_dict()}
     prov = {**(provenance or {}), "steps": step, "train_state": state}
     weights = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
     return Checkpoint(model_cfg, weights, Calibration(), cfg, prov)

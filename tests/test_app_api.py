@@ -57,6 +57,18 @@ def test_predict_endpoint_in_each_gate(server, gate):
     assert Path(heat).is_file()
 
 
+def test_rgb_only_to_an_rgbd_model_is_never_ok_over_the_api(server):
+    client, assets = server
+    from gradio_client import handle_file
+
+    data = _json_output(
+        client.predict(handle_file(str(assets.rgb)), None, assets.model, "control", api_name="/predict")
+    )
+    assert not data["has_depth"] and data["summary"]["verdict"] in ("UNSURE", "NG")
+    if data["summary"]["verdict"] == "UNSURE":
+        assert "geometric defects cannot be seen" in data["summary"]["reason"]
+
+
 def test_compare_endpoint(server):
     client, assets = server
     from gradio_client import handle_file

@@ -3,7 +3,6 @@ server passes it to gradio_client, and a normal prediction still works afterward
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -197,10 +196,10 @@ def test_crashed_cancelled_and_restarted_jobs_in_the_ui(assets, tmp_path, monkey
         assert done.state == "done" and Path(done.checkpoint).is_file()  # the worker moved on
         assert inspect_tab.predict(str(assets.rgb), None, done.model, "close")[8]["gate"] == "close"
 
-        del jobs._runners[folder]  # "restart": a new runner reads the job files
+        del jobs._runners[folder]  # "restart": a new runner reads the workspace database
         rows = {row[0]: row[2] for row in finetune.queue_rows()}
         assert rows == {crashed.id: "failed", long.id: "cancelled", queued.id: "done"}
-        assert json.loads((folder / f"{crashed.id}.json").read_text())["error"].startswith("RuntimeError")
+        assert jobs.runner().get(crashed.id).error.startswith("RuntimeError")
     finally:
         jobs._runners.pop(folder, None)
 

@@ -19,6 +19,8 @@ import tifffile
 from easynet.errors import InputError
 from easynet.results import TrainSummary
 
+REPO = Path(__file__).resolve().parents[1]
+
 JSON_FIELDS = {
     "model",
     "category",
@@ -108,8 +110,36 @@ def test_rgb_alone_is_accepted_and_errors_are_one_sentence(assets):
 
     out = inspect_tab.predict(str(assets.rgb), None, assets.model, "control")
     assert out[8]["has_depth"] is False and out[8]["used"] == "rgb"
+    # an RGB-D model given no depth never says OK: amber UNSURE, or NG when the RGB head already sees a defect
+    verdict = out[8]["summary"]
+    assert verdict["verdict"] in ("UNSURE", "NG") and f"verdict-{verdict['verdict'].lower()}" in out[0]
+    if verdict["verdict"] == "UNSURE":
+        assert "geometric defects cannot be seen" in out[0]
     with pytest.raises(gr.Error, match="upload an RGB image"):
         inspect_tab.predict(None, None, assets.model, "control")
+
+
+@pytest.mark.skipif(not (REPO / "checkpoints" / "gasket.pt").is_file(), reason="no shipped checkpoints")
+def test_a_dent_seen_only_in_depth_is_unsure_without_depth_and_the_sensitivity_rejudges_without_the_network(
+    assets, monkeypatch
+):
+    from app import inspect_tab
+
+    rgb, xyz = REPO / "samples/gasket/dent_00_rgb.png", REPO / "samples/gasket/dent_00_xyz.tiff"
+    alone = inspect_tab.predict(str(rgb), None, "gasket", "control")
+    assert alone[8]["summary"]["verdict"] == "UNSURE" and "verdict-unsure" in alone[0]  # never a false OK
+    with_depth = inspect_tab.predict(str(rgb), str(xyz), "gasket", "control")
+    assert with_depth[8]["summary"]["verdict"] == "NG"
+    state = with_depth[-1]
+    from easynet.predict import Predictor
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the sensitivity slider ran the network")
+
+    monkeypatch.setattr(Predictor, "predict_gates", no_network)
+    lenient = inspect_tab.rerender(state, "gasket", "control", 0.25, "anomaly")
+    assert lenient[8]["threshold"] == pytest.approx(with_depth[8]["threshold"] * 4)
+    assert lenient[8]["score"] == with_depth[8]["score"] and lenient[8]["sensitivity"] == 0.25
 
 
 def test_compare_gives_three_heat_maps_and_the_choice(assets):
@@ -241,19 +271,23 @@ def test_jobs_queue_cancel_crash_and_restart(assets, tmp_path):
     done = runner.wait(third.id)
     assert done.state == "done" and Path(done.checkpoint).is_file() and done.model == f"toy_ft_{third.id}"
     assert done.metrics == {"i_auroc_control": 0.5} and done.loss[-1]["step"] == 3
-    on_disk = json.loads((tmp_path / "jobs" / f"{third.id}.json").read_text())
-    assert on_disk["state"] == "done" and on_disk["checkpoint"] == done.checkpoint
+    row = runner.store.query("SELECT state, data FROM jobs WHERE id = ?", (third.id,))[0]
+    on_disk = json.loads(row["data"])
+    assert row["state"] == on_disk["state"] == "done" and on_disk["checkpoint"] == done.checkpoint
+    listed = runner.store.query("SELECT name, version, active FROM models WHERE owner = ?", (done.owner,))
+    assert [tuple(r) for r in listed] == [(done.model, 1, 1)]  # registered with the job's final state
 
     crashed = runner.wait(runner.submit("crash", "data", steps=2).id)
     assert crashed.state == "failed" and crashed.error == "RuntimeError: the GPU caught fire"
     assert runner.wait(runner.submit("toy", "data", steps=2).id).state == "done"  # the runner survives
     assert inspect_tab.predict(str(assets.rgb), None, assets.model, "close")[8]["gate"] == "close"  # app too
 
-    record = json.loads((tmp_path / "jobs" / f"{first.id}.json").read_text())
-    (tmp_path / "jobs" / "0099.json").write_text(json.dumps({**record, "id": "0099", "state": "running"}))
+    running = jobs.Job("0099", "toy", "data", 50, state="running", work=str(tmp_path / "jobs" / "0099.work"))
+    runner._save(running)  # as if the server had stopped while it ran
     restarted = jobs.JobRunner(tmp_path / "jobs", train_fn=fake_train)
-    assert restarted.get("0099").state == "failed" and restarted.get("0099").error == jobs.RESTART_ERROR
-    assert restarted.get(crashed.id).state == "failed"
+    assert restarted.get("0099").state == "interrupted" and restarted.get("0099").error == jobs.RESTART_ERROR
+    assert not restarted.get("0099").resumable  # no snapshot was saved
+    assert restarted.get(crashed.id).state == "failed" and restarted.get(done.id).model == done.model
 
 
 def test_finetune_status_without_jobs_is_a_sentence(assets, tmp_path, monkeypatch):

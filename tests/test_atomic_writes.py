@@ -1,4 +1,4 @@
-"""Atomic writes: a process SIGKILLed while saving checkpoints and job files leaves an old or new file, never half."""
+"""Atomic writes: a process SIGKILLed while saving checkpoints and job states leaves an old or new one, never half."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from easynet.checkpoint import load_checkpoint
+from easynet.store import DB_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 4
@@ -57,7 +60,8 @@ def test_killed_writer_leaves_old_or_new_files(tmp_path):
         ckpt = load_checkpoint(tmp_path / "model.pt")  # always a whole file under the final name
         i = ckpt.provenance["i"]
         assert (ckpt.state_dict["w"] == float(i)).all() and i >= last
-        record = json.loads((tmp_path / "jobs" / "0001.json").read_text())
+        rows = sqlite3.connect(tmp_path / DB_NAME).execute("SELECT data FROM jobs WHERE id = '0001'").fetchall()
+        record = json.loads(rows[0][0])  # the database holds the last committed state of the job, whole
         assert record["id"] == "0001" and len(record["loss"]) == record["step"] % 500 + 1
         last = i
     assert last > 0  # the writer did get through saves
@@ -80,3 +84,22 @@ def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
     assert atomic_write_bytes(target, b"new", durable=False) == target and target.read_bytes() == b"new"
+
+
+def test_written_files_get_the_mode_of_a_plain_open_not_mkstemps_0600(tmp_path):
+    import stat
+
+    from easynet.atomic import FILE_MODE, atomic_write_bytes
+    from easynet.visualize import write_png
+
+    umask = os.umask(0)
+    os.umask(umask)
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")  # what open() gives a new file under this umask
+    for path in (
+        atomic_write_bytes(tmp_path / "report.csv", b"x"),
+        write_png(tmp_path / "o.png", np.zeros((2, 2), np.uint8)),
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == FILE_MODE
+    if umask == 0o022:  # the usual default: readable by a web server or a colleague
+        assert FILE_MODE == 0o644

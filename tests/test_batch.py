@@ -97,6 +97,21 @@ def test_batch_of_n_images_gives_n_rows_and_a_zip_with_n_overlays(tiny_tree, tin
     assert report["done"] == report["total"] == 5 and not report["cancelled"]
 
 
+def test_an_rgb_only_image_for_an_rgbd_model_is_unsure_in_the_report(tiny_tree, tiny_checkpoint, tmp_path):
+    from easynet.batch import collect, run_batch
+    from easynet.predict import Predictor
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(tiny_tree / "toy/test/good/rgb/000.png", folder / "alone.png")  # no depth file beside it
+    rows, archive = run_batch(Predictor.from_checkpoint(tiny_checkpoint, "cpu"), collect([folder]), tmp_path / "out")
+    (row,) = rows
+    assert row["depth"] == "" and row["verdict"] in ("UNSURE", "NG")  # never OK without depth
+    with zipfile.ZipFile(archive) as zf:
+        (line,) = list(csv.DictReader(io.StringIO(zf.read("report.csv").decode())))
+    assert line["verdict"] == row["verdict"] and line["reason"] == (row["reason"] or "")
+
+
 def test_progress_returning_false_stops_and_still_reports(tiny_tree, tiny_checkpoint, tmp_path):
     from easynet.batch import collect, run_batch
     from easynet.predict import Predictor
@@ -162,7 +177,7 @@ def test_batch_tab_streams_rows_cancels_and_zips(assets, tiny_tree, tmp_path):
     *_, last = batch_tab.run(files, assets.model, "control", 1.0, _Request())
     table, gallery, summary, archive, report = last
     assert len(table) == 4 and len(gallery) == 4 and "4 / 4 images done" in summary
-    assert sorted(row[0] for row in table) == list("abcd") and all(row[1] in ("OK", "NG", "UNSURE") for row in table)
+    assert sorted(row[0] for row in table) == list("abcd") and all(row[2] in ("OK", "NG", "UNSURE") for row in table)
     with zipfile.ZipFile(archive) as zf:
         assert len([n for n in zf.namelist() if n.startswith("overlays/")]) == 4
     assert report["done"] == 4 and len(report["rows"]) == 4

@@ -45,7 +45,8 @@ def check_train_summary(summary, path):
     assert summary.checkpoint == str(path) and summary.steps == 1 and summary.stopped is False
     assert isinstance(summary.alpha, float) and isinstance(summary.validation, dict)
     assert isinstance(summary.history, list) and all(isinstance(h, dict) for h in summary.history)
-    assert set(summary.to_dict()) == {"checkpoint", "steps", "stopped", "alpha", "validation", "history"}
+    keys = {"checkpoint", "steps", "stopped", "alpha", "validation", "history", "parent_validation"}
+    assert set(summary.to_dict()) == keys and summary.parent_validation is None  # not a fine-tune
 
 
 def test_evaluate_category_returns_a_typed_report_with_the_json_shape(tiny_tree, tiny_checkpoint):

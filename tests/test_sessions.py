@@ -288,3 +288,35 @@ def test_login_switched_on_by_the_operator_gives_one_team_workspace(monkeypatch)
         assert sessions.owner() == sessions.TEAM
     finally:
         LocalContext.request.set(None)
+
+
+def test_a_fine_tune_worse_than_its_parent_is_marked_and_never_the_default(assets, runner_with):
+    """The job compares the fine-tuned model with the one it started from on the same validation data: a worse one
+    is listed, marked in every picker and never chosen as its category's default; a better one becomes it."""
+    from app import finetune, models, sessions
+
+    toy = assets.workspace / "models" / "toy.pt"
+
+    def train(job, callback):
+        out = Path(job.work) / "checkpoint.pt"
+        shutil.copy(toy, out)
+        callback(_Event(1, job.steps))
+        fine_tuned = 0.70 if job.steps == 3 else 0.95  # 3 steps: made worse on purpose
+        return TrainSummary(
+            str(out), job.steps, False, 0.0, {"i_auroc_control": fine_tuned}, [], {"i_auroc_control": 0.90}
+        )
+
+    runner = runner_with(train)
+    with sessions.as_owner("dora"):
+        better = runner.wait(finetune.start("synthetic", "tablet", None, None, "toy", 4)[0])
+        worse = runner.wait(finetune.start("synthetic", "tablet", None, None, "toy", 3)[0])
+        assert better.worse is False and worse.worse is True
+        listed = {m.name: m for m in models.list_models()}
+        assert listed[worse.model].worse and "WORSE than its parent" in listed[worse.model].label
+        assert "parent toy 0.900" in listed[worse.model].label and not listed[better.model].worse
+        assert models.for_category("toy") == better.model  # the worse one is never the default
+        status, text, *_ = finetune.status(worse.id)
+        assert status["worse_than_parent"] and status["parent_validation"] == 0.90
+        assert "worse than the model it started from" in text
+    with sessions.as_owner("erin"):
+        assert models.for_category("toy") == "toy"  # another session keeps the shared model

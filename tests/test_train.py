@@ -46,18 +46,30 @@ def test_callback_stops_and_resume_continues(tmp_path):
     assert [h["step"] for h in resumed.history] == [4, 5, 6]
 
 
-def test_resume_restores_the_saved_learning_rate_schedule(tmp_path):
+def test_resume_continues_the_learning_rate_schedule(tmp_path):
     data = _pairs(tmp_path)
     cfg = TRAIN_PRESETS["official"].replace(steps=10, batch_size=2, lr=1e-3)  # LR x0.2 after steps 8 and 9
     whole, lrs = [], []
     train(CFG, cfg, data, device="cpu", callback=lambda e: whole.append(e.lr), progress=False)
     out = tmp_path / "m.pt"
     train(CFG, cfg, data, device="cpu", out=out, callback=lambda e: e.step < 5, progress=False)
-    saved = load_checkpoint(out).provenance["train_state"]["scheduler"]  # plain data under weights_only
-    assert saved["last_epoch"] == 5 and saved["milestones"] == {8: 1, 9: 1}
+    assert load_checkpoint(out).provenance["train_state"]["step"] == 5  # plain data under weights_only
     start = load_checkpoint(out)
     train(CFG, cfg, data, device="cpu", start=start, resume=True, callback=lambda e: lrs.append(e.lr), progress=False)
     assert lrs == pytest.approx(whole[5:]) and lrs[-1] == pytest.approx(1e-3 * 0.2**2)
+
+
+def test_learning_rate_by_hand():
+    from easynet.train import learning_rate
+
+    step = TRAIN_PRESETS["official"].replace(lr=1.0, steps=10)  # x0.2 from step 8, again from step 9
+    assert [learning_rate(step, s, 10) for s in (0, 7, 8, 9)] == pytest.approx([1.0, 1.0, 0.2, 0.04])
+    warm = step.replace(warmup_steps=3)  # 1/4, 2/4, 3/4 of the rate, then the schedule
+    assert [learning_rate(warm, s, 10) for s in (0, 1, 2, 3, 8)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 0.2])
+    cosine = step.replace(schedule="cosine", warmup_steps=2)  # half-way through the rest: half the rate
+    assert learning_rate(cosine, 2, 10) == pytest.approx(1.0) and learning_rate(cosine, 6, 10) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        step.replace(schedule="linear")
 
 
 def test_training_items_are_reproducible_and_change_per_epoch(tmp_path):
@@ -179,8 +191,14 @@ def test_restarts_never_apply_to_fine_tuning(tiny_tree, tiny_checkpoint, tmp_pat
 
     monkeypatch.setattr(pipeline, "calibrate", calibrate)
     cfg = TRAIN_PRESETS["lite"].replace(steps=1, batch_size=2, depth_restarts=3)
-    pipeline.train_category(tiny_tree, "toy", tmp_path / "f.pt", train_cfg=cfg, init_from=tiny_checkpoint, device="cpu")
-    assert len(calls) == 1
+    summary = pipeline.train_category(
+        tiny_tree, "toy", tmp_path / "f.pt", train_cfg=cfg, init_from=tiny_checkpoint, device="cpu"
+    )
+    assert len(calls) == 2  # the fine-tuned run once (no restart) and its parent's figures on the same data
+    assert (
+        summary.parent_validation is not None
+        and "depth_blind_seeds" not in load_checkpoint(tmp_path / "f.pt").provenance
+    )
 
 
 @pytest.mark.parametrize("bf16", [False, True])
