@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import annotate, batch_tab, compare, finetune, inspect_tab, models, sessions, ui
+from app import annotate, batch_tab, compare, finetune, inspect_tab, jobs, models, sessions, ui, workspace
 from app.services import Services, bind, default_services
 
 TITLE = "EasyNet-3D"
@@ -44,7 +44,24 @@ def launch_settings() -> dict[str, Any]:
     auth = sessions.auth_pairs()
     if auth:  # everyone logged in shares one team workspace
         settings["auth"] = auth
+    # the pictures and reports a session gets are written under <workspace>/sessions; Gradio serves exactly that
+    # folder (wherever the workspace lives, e.g. /data/workspace on a Space), nothing wider
+    settings["allowed_paths"] = [str(workspace.sub(workspace.SESSIONS))]
     return settings
+
+
+def warm_imports() -> None:
+    """Import, once and before serving, what a fine-tuning job and a status plot import in their own threads (two
+    threads importing scikit-learn and plotly's narwhals at the same instant deadlocked a first job)."""
+    import narwhals.stable.v1  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+    import sklearn.covariance
+    import sklearn.metrics  # noqa: F401
+
+    import easynet.pipeline  # noqa: F401
+
+
+warm_imports()
 
 
 def build_demo(services: Services | None = None) -> gr.Blocks:
@@ -85,11 +102,11 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
         job_timer.tick(refresh, [seen, *pickers], [seen, *pickers], api_name="refresh_models_job", **hidden)
         # the browser's session token first, so that the job shown after a reload is this browser's
         demo.load(
-            sessions.adopt,
+            ui.friendly(sessions.adopt),
             browser_session,
             browser_session,
-            api_name="session",
-            api_visibility="private",
+            api_name="session",  # an API client keeps its session across calls and restarts with its own token
+            api_visibility="undocumented",
             show_progress="hidden",
         ).then(
             bind(finetune.status_on_load, services),
@@ -104,4 +121,5 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
+    workspace.Sweeper(lambda: jobs.runner().active_owners()).start()  # old session folders, on a timer
     demo.launch(**launch_settings())

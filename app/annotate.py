@@ -8,7 +8,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app import ui, workspace
+from app import limits, ui, workspace
 from app.inspect_tab import DEPTH_TYPES
 from app.services import Services, bind, default_services
 from app.ui import friendly, image_upload, model_dropdown, upload_path
@@ -100,13 +100,16 @@ def prefill(rgb: Any, depth: Any, model: str | None, *, services: Services | Non
     path = upload_path(rgb)
     if path is None:
         return None, "Upload an RGB image to annotate.", None
-    image = read_rgb(path)
-    try:
-        mask = predicted_mask(image, depth, model, services)
-        used = "RGB + depth" if upload_path(depth) else "RGB only (uploading the depth pre-fills again)"
-        note = f"Pre-filled from the model on {used}: {int(mask.sum())} px predicted defective. Correct it, then save."
-    except InputError as err:
-        mask, note = None, f"No prediction ({err}); paint the defect yourself."
+    with limits.admitted(path, upload_path(depth)):
+        image = read_rgb(path)
+        try:
+            mask = predicted_mask(image, depth, model, services)
+            used = "RGB + depth" if upload_path(depth) else "RGB only (uploading the depth pre-fills again)"
+            note = (
+                f"Pre-filled from the model on {used}: {int(mask.sum())} px predicted defective. Correct it, then save."
+            )
+        except InputError as err:
+            mask, note = None, f"No prediction ({err}); paint the defect yourself."
     return editor_value(image, mask), note, None
 
 
@@ -275,6 +278,7 @@ def build(services: Services) -> gr.Dropdown:
                 sources=(),
                 brush=gr.Brush(default_size=BRUSH_SIZE, colors=["#ff0000"], color_mode="fixed"),
             )
+            editor.preprocess = limits.checked_editor(editor.preprocess)  # the pixel limit, from the header
             with gr.Row():
                 entries = gr.Dropdown(
                     services.workspace.list_annotations(),

@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import html
+import logging
+import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from app import limits
 from app.services import Services, bind, default_services
-from app.ui import GATE_HELP, GATES, error, model_dropdown, upload_path
+from app.ui import GATE_HELP, GATES, INTERNAL_ERROR, error, model_dropdown, release_memory, upload_path
 from easynet.batch import collect, inspect_items, write_report
 from easynet.errors import EasyNetError, InputError
 from easynet.predict import ModelCard
@@ -21,13 +26,17 @@ HEADERS = ["name", "model", "verdict", "reason", "score", "threshold", "score / 
 DATATYPES = ["str", "str", "str", "str", "number", "number", "number", "str", "number"]
 COLUMN_WIDTHS = ["11%", "10%", "8%", "31%", "8%", "8%", "8%", "7%", "9%"]
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tiff", ".tif", ".npy", ".zip"]
-UPDATE_EVERY_S = 1.0  # the table and gallery are re-sent at most this often while a batch runs
+UPDATE_EVERY_S = 1.0
+KEEP_BATCHES = 10  # a session keeps its newest reports; older ones are deleted when a batch ends
+log = logging.getLogger(__name__)  # the table and gallery are re-sent at most this often while a batch runs
 _cancel: set[str] = set()  # sessions whose running batch should stop after the current image
 _cancel_lock = threading.Lock()
 
 
 def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "no-session"
+    """The cancel key of a request: its Gradio session; a call without one gets a key of its own (no other caller
+    can cancel it)."""
+    return getattr(request, "session_hash", None) or f"call-{secrets.token_hex(8)}"
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -96,6 +105,7 @@ def run(
     """
     services = services or default_services()
     session = _session(request)
+    scratch = batches = None
     with _cancel_lock:
         _cancel.discard(session)
     try:
@@ -104,15 +114,20 @@ def run(
         ]
         if not paths:
             raise InputError("upload RGB images (with their depth files) or a zip of them first")
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{session[:8]}-{time.monotonic_ns() % 10**6}"
-        out = services.workspace.own("batches") / stamp  # the session's folder: swept with it after its TTL
-        items = collect(paths, scratch=out / "unpacked")
+        files = services.workspace
+        batches = files.own("batches")  # in the session's folder: swept with it after its TTL
+        limits.check_disk(batches.parent, files.root(), sum(Path(p).stat().st_size for p in paths))
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**9:09d}"
+        out = batches / stamp
+        scratch = out / "unpacked"  # the extracted zips: deleted when the request ends, however it ends
+        items = collect(paths, scratch=scratch)
         predictor = services.predictors.get(model)
         info = predictor.card
         rows: list[dict[str, Any]] = []
         last = 0.0
         progress((0, len(items)), desc="inspecting", unit="images")
-        for row, _ in inspect_items(predictor, items, out, gate, float(sensitivity)):
+        admit = lambda item: limits.admitted(item.rgb, item.depth)  # noqa: E731
+        for row, _ in inspect_items(predictor, items, out, gate, float(sensitivity), admit):
             rows.append(row)
             progress((len(rows), len(items)), desc="inspecting", unit="images")
             with _cancel_lock:
@@ -149,9 +164,28 @@ def run(
         )
     except EasyNetError as err:
         raise error(str(err)) from None
+    except gr.Error:
+        raise
+    except Exception as err:  # a bug must not reach the user as a traceback
+        log.exception("the batch handler failed")
+        raise error(INTERNAL_ERROR.format(name=type(err).__name__)) from None
     finally:
         with _cancel_lock:
             _cancel.discard(session)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        keep_recent(batches)
+        release_memory()
+
+
+def keep_recent(batches: Path | None, keep: int = KEEP_BATCHES) -> None:
+    """Delete a session's batch reports beyond its newest ``keep`` (their folders and zips)."""
+    if batches is None or not batches.is_dir():
+        return
+    folders = sorted((p for p in batches.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for old in folders[:-keep] if len(folders) > keep else []:
+        shutil.rmtree(old, ignore_errors=True)
+        old.with_suffix(".zip").unlink(missing_ok=True)
 
 
 def cancel(request: gr.Request = None) -> str:

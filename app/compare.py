@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import figures, models, ui, workspace
+from app import figures, limits, models, ui, workspace
 from app.inspect_tab import DEPTH_TYPES, model_for_sample
 from app.services import Services, bind, default_services
 from app.ui import GATES, friendly, image_upload, model_dropdown, upload_path
@@ -28,10 +28,11 @@ def compare_sample(rgb: Any, depth: Any, model: str | None, *, services: Service
     rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
-    image = read_rgb(rgb_path)
     predictor = (services or default_services()).predictors.get(model)
     card = predictor.card
-    results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
+    with limits.admitted(rgb_path, upload_path(depth)):
+        image = read_rgb(rgb_path)
+        results = predictor.predict_gates(image, upload_path(depth), GATES)  # the input is prepared once
     verdicts = {g: p.verdict for g, p in results.items()}
     pictures = [figures.heat_picture(image, results[g].heatmap_original, 256) for g in GATES]
     lines = ["| gate | head used | score | threshold | score / threshold | verdict |", "|---|---|---|---|---|---|"]
@@ -84,7 +85,10 @@ def dataset_for(
             raise InputError("choose a synthetic category")
         return files.ensure_synthetic(synthetic), synthetic
     if source == "annotated":
-        return files.annotations_root(), workspace.safe_name(annotated, "category")
+        category = workspace.safe_name(annotated, "category")
+        if category not in files.annotated_categories():
+            raise InputError(f"your annotated set has no category {category!r}; annotate images of it first")
+        return files.annotations_root(), category
     if source == "folder":
         return files.allowed_folder(folder), workspace.safe_name(folder_category, "category")
     raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -113,7 +117,7 @@ def evaluate(
         progress((done, total), desc="scoring test images")
 
     result, _, _ = evaluate_category(info.path, root, category, gates=GATES, progress=step)
-    report = result.to_dict()  # the `easynet evaluate --json` shape, shown as the report JSON
+    report = result.to_dict() | {"checkpoint": info.name}  # the `evaluate --json` shape, the model by its name
     header, rows = figures.metric_rows(report)
     note = f"**{info.name}** on **{category}** ({report.get('n_images', '?')} test images from {source})"
     if info.category and info.category != category:

@@ -178,12 +178,26 @@ def metric_bars(report: dict[str, Any]) -> go.Figure:
     return fig
 
 
+DISPLAY_MAX_SIDE = 1024  # pictures sent to the browser are at most this many pixels on their long side
+
+
+def fit_display(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """``image`` shrunk (INTER_AREA) so that its long side is at most ``max_side``; small ones are returned as they
+    are. A 6000 px upload is drawn at 1024 px: the browser shows no more, and the server keeps its memory."""
+    factor = max_side / max(image.shape[:2])
+    if factor >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def heat_picture(rgb: np.ndarray, heat: np.ndarray, min_side: int = 256) -> np.ndarray:
-    """A heat map on the verdict scale blended over the RGB at the RGB's size (enlarged to at least `min_side`
-    pixels), with the colour bar below it."""
+    """A heat map on the verdict scale blended over the RGB at the RGB's size (at most DISPLAY_MAX_SIDE, enlarged to
+    at least `min_side` pixels), with the colour bar below it."""
     from easynet.visualize import overlay, with_colour_bar
 
-    picture = overlay(rgb, heat)
+    rgb = fit_display(rgb)
+    picture = overlay(rgb, fit_display(heat) if heat.shape[:2] != rgb.shape[:2] else heat)
     factor = int(np.ceil(min_side / max(1, min(picture.shape[:2]))))
     if factor > 1:
         picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)

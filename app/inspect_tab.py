@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app import figures, models, ui
+from app import figures, limits, models, ui
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
 from easynet.data.io import read_depth, read_rgb
@@ -39,9 +39,10 @@ def run(
     rgb_path = upload_path(rgb)
     if rgb_path is None:
         raise InputError("upload an RGB image (or click a sample) first")
-    image = read_rgb(rgb_path)
     predictor = (services or default_services()).predictors.get(model)
-    p = predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity))
+    with limits.admitted(rgb_path, upload_path(depth)):  # memory for this image, or wait, or a sentence
+        image = read_rgb(rgb_path)
+        p = predictor.predict(image, upload_path(depth), gate=gate, sensitivity=float(sensitivity))
     return p, image, predictor.card
 
 
@@ -206,11 +207,9 @@ def model_for_sample(category: str | None, current: str | None) -> str | None:
     return models.for_category(category) or current
 
 
-def pick_sample(
-    index: int, current: str | None, *, services: Services | None = None
-) -> tuple[str, str | None, str | None]:
-    """The /pick_sample endpoint: sample number `index` (gallery order) -> (rgb, depth, the model of its
-    category, else `current`)."""
+def _sample(index: int, current: str | None, services: Services | None) -> tuple[str, str | None, str | None]:
+    """Sample number `index` (gallery order) -> (rgb path, depth path, the model of its category, else
+    `current`)."""
     pairs = (services or default_services()).workspace.sample_pairs()
     if not 0 <= int(index) < len(pairs):
         raise InputError(f"there is no sample {index}; choose 0 to {len(pairs) - 1}")
@@ -218,8 +217,18 @@ def pick_sample(
     return rgb, depth, model_for_sample(Path(rgb).parent.name, current)
 
 
+def pick_sample(
+    index: int, current: str | None, *, services: Services | None = None
+) -> tuple[str, str | None, str | None]:
+    """The /pick_sample endpoint: sample number `index` -> (its RGB file, its depth file, the model of its category,
+    else `current`), the files named inside samples/ (never a server path)."""
+    rgb, depth, model = _sample(index, current, services)
+    name = lambda path: None if path is None else "/".join(Path(path).parts[-2:])  # noqa: E731
+    return name(rgb), name(depth), model
+
+
 def on_gallery_select(current: str | None, evt: gr.SelectData, *, services: Services | None = None) -> tuple:
-    return pick_sample(evt.index, current, services=services)
+    return _sample(evt.index, current, services)
 
 
 def build(services: Services) -> gr.Dropdown:

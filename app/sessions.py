@@ -21,11 +21,14 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+from easynet.errors import InputError
 
 LOCAL = "local"
 TEAM = "team"
@@ -116,16 +119,46 @@ def browser_secret() -> str:
     return workspace.store().setting_once(SECRET_KEY, lambda: secrets.token_hex(32))
 
 
+NEW_SESSIONS_PER_HOUR_ENV = "EASYNET_NEW_SESSIONS_PER_HOUR"
+NEW_SESSIONS_PER_HOUR = 60  # new browser sessions one client address may open per hour
+
+
 def adopt(token: str | None) -> str:
-    """Page load: bind this page's Gradio session to the browser's stored token (a new one on a first visit)
-    and return the token for gr.BrowserState to keep."""
+    """Page load (and the /session call of an API client that keeps its own token): bind this Gradio session to
+    the browser's stored token (a new one on a first visit) and return the token for gr.BrowserState to keep.
+
+    Sessions are recorded in the workspace database with their client address; one address may open at most
+    EASYNET_NEW_SESSIONS_PER_HOUR new ones an hour (a returning token is never refused), so flooding this endpoint
+    neither fills the database nor pushes real browsers out of the alias table."""
+    from app import workspace
+    from easynet.settings import env_int
+
     request = _request()
     if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
         token = secrets.token_hex(16)
+    owner, now, address = _digest(token), time.time(), client()
+    limit = env_int(NEW_SESSIONS_PER_HOUR_ENV, NEW_SESSIONS_PER_HOUR)
+    with workspace.store().transaction() as db:
+        known = db.execute("SELECT 1 FROM sessions WHERE owner = ?", (owner,)).fetchone()
+        if known:
+            db.execute("UPDATE sessions SET last_seen = ? WHERE owner = ?", (now, owner))
+        else:
+            recent = db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE client IS ? AND created > ?", (address, now - 3600)
+            ).fetchone()[0]
+            if address is not None and recent >= limit:
+                raise InputError(
+                    f"too many new sessions from your address ({recent} in the last hour, the limit); reuse "
+                    "your session token or try again later"
+                )
+            db.execute(
+                "INSERT INTO sessions (owner, client, created, last_seen) VALUES (?, ?, ?, ?)",
+                (owner, address, now, now),
+            )
     session = getattr(request, "session_hash", None)
     if session and not getattr(request, "username", None):
         with _lock:
-            _aliases[session] = _digest(token)
+            _aliases[session] = owner
             _aliases.move_to_end(session)
             while len(_aliases) > MAX_ALIASES:
                 _aliases.popitem(last=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -32,6 +34,7 @@ from easynet.pipeline import synthetic_dataset
 from easynet.store import Store, dumps
 from easynet.visualize import write_png
 
+log = logging.getLogger(__name__)
 WORKSPACE_ENV = "EASYNET_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
 SESSIONS = "sessions"
@@ -162,9 +165,21 @@ def session_ttl_s() -> float:
         raise InputError(f"{SESSION_TTL_ENV} must be a number of hours, got {value!r}") from None
 
 
+def _newest(path: Path) -> float:
+    """The newest modification time under ``path`` (files vanishing during the walk are skipped)."""
+    newest = 0.0
+    for item in [path, *path.rglob("*")]:
+        try:
+            newest = max(newest, item.stat().st_mtime)
+        except OSError:  # deleted while we looked: another sweep, a finished job
+            continue
+    return newest
+
+
 def sweep_sessions(busy: set[str], max_age_s: float | None = None, now: float | None = None) -> list[str]:
     """Delete the folders of sessions untouched for max_age_s (default EASYNET_SESSION_TTL_HOURS), except the
-    owners in `busy` (active jobs) and TEAM; returns the owners removed."""
+    owners in `busy` (active or resumable jobs) and TEAM, with their rows in the database (the audit trail stays);
+    returns the owners removed. Files vanishing during the sweep are skipped, never an error."""
     base = root() / SESSIONS
     max_age_s = session_ttl_s() if max_age_s is None else max_age_s
     now = time.time() if now is None else now
@@ -172,11 +187,42 @@ def sweep_sessions(busy: set[str], max_age_s: float | None = None, now: float | 
     for path in sorted(base.iterdir()) if base.is_dir() else []:
         if not path.is_dir() or path.name in busy or path.name == sessions.TEAM:
             continue
-        newest = max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
-        if now - max(newest, path.stat().st_mtime) > max_age_s:
+        if now - _newest(path) > max_age_s:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
+    if removed:
+        marks = ", ".join("?" * len(removed))
+        with store().transaction() as db:
+            for table in ("annotations", "models", "reviews", "sessions"):
+                db.execute(f"DELETE FROM {table} WHERE owner IN ({marks})", removed)
+            db.execute(f"DELETE FROM jobs WHERE owner IN ({marks}) AND state NOT IN ('queued', 'running')", removed)
     return removed
+
+
+SWEEP_EVERY_S = 600.0
+
+
+class Sweeper:
+    """Sweeps old session folders on a timer (a daemon thread), not only when a fine-tuning job ends."""
+
+    def __init__(self, busy: Any, every_s: float = SWEEP_EVERY_S) -> None:
+        self.busy, self.every_s = busy, every_s
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="easynet-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                sweep_sessions(self.busy())
+            except Exception:  # the next tick tries again; the server goes on
+                log.warning("sweeping old session folders failed", exc_info=True)
 
 
 def safe_name(name: str | None, what: str) -> str:

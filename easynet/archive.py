@@ -1,9 +1,11 @@
 """Safe extraction of uploaded zips: the one extractor that batch inspection and the app's fine-tuning use.
 
 Refused before anything is written: a file that is not a zip, more than EASYNET_MAX_ZIP_ENTRIES entries (counted
-from the end-of-central-directory record, before the directory is parsed), absolute paths, '..', links, more than
-EASYNET_MAX_ZIP_BYTES declared, and whatever the caller's `check_names` refuses. While writing, the bytes really
-written are counted too (a zip may lie about its sizes); on any failure what was written is removed.
+by walking the central directory itself and stopping at the limit, whatever the end record claims, before the
+stdlib parses the directory), absolute paths, '..', links, more than EASYNET_MAX_ZIP_BYTES declared, and whatever
+the caller's `check_names` refuses. While writing, the bytes really written are counted too (a zip may lie about its
+sizes); on any failure what was written is removed. A `Budget` shared by several zips of one request bounds their
+entries and bytes together.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import re
 import shutil
 import stat
+import struct
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from easynet.errors import InputError
@@ -21,8 +25,11 @@ from easynet.settings import env_int
 MAX_BYTES_ENV = "EASYNET_MAX_ZIP_BYTES"
 MAX_BYTES = 2 * 1024**3
 MAX_ENTRIES_ENV = "EASYNET_MAX_ZIP_ENTRIES"
-MAX_ENTRIES = 10_000  # files and folders in one zip
+MAX_ENTRIES = 10_000  # files and folders in one zip (and in all the zips of one request)
 CHUNK_BYTES = 1 << 20
+END_SIGNATURE, CENTRAL_SIGNATURE = b"PK\x05\x06", b"PK\x01\x02"
+END_SIZE, CENTRAL_SIZE = 22, 46
+END_SEARCH = END_SIZE + 0xFFFF  # the end record sits within the last 22 bytes + the longest comment
 
 
 def max_bytes() -> int:
@@ -35,14 +42,46 @@ def max_entries() -> int:
     return env_int(MAX_ENTRIES_ENV, MAX_ENTRIES, "a number of entries")
 
 
-def declared_entries(path: Path) -> int | None:
-    """The entry count in a zip's end-of-central-directory record, read before the directory is parsed."""
+@dataclass
+class Budget:
+    """What the zips of one request may still unpack together (entries and bytes); each extraction spends it."""
+
+    entries: int
+    bytes: int
+
+    @classmethod
+    def default(cls) -> Budget:
+        return cls(max_entries(), max_bytes())
+
+
+def central_directory_entries(path: Path, stop_after: int) -> int | None:
+    """The number of entries in a zip's central directory, walked header by header from the offset its end record
+    gives, stopping once ``stop_after`` is passed (so a directory of millions costs nothing). None when there is no
+    plain end record (zip64 or damaged: the stdlib decides then)."""
     try:
         with open(path, "rb") as f:
-            record = zipfile._EndRecData(f)  # the stdlib's own reader of that record
-    except (OSError, AttributeError):
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - END_SEARCH))
+            tail = f.read()
+            at = tail.rfind(END_SIGNATURE)
+            if at < 0 or len(tail) - at < END_SIZE:
+                return None
+            offset = struct.unpack("<I", tail[at + 16 : at + 20])[0]
+            if offset == 0xFFFFFFFF or offset >= size:
+                return None
+            f.seek(offset)
+            count = 0
+            while count <= stop_after:
+                header = f.read(CENTRAL_SIZE)
+                if len(header) < CENTRAL_SIZE or header[:4] != CENTRAL_SIGNATURE:
+                    break
+                name, extra, comment = struct.unpack("<HHH", header[28:34])
+                f.seek(name + extra + comment, 1)
+                count += 1
+            return count
+    except OSError:
         return None
-    return int(record[zipfile._ECD_ENTRIES_TOTAL]) if record else None
 
 
 def extract_zip(
@@ -51,6 +90,7 @@ def extract_zip(
     expected: str,
     too_many: str,
     check_names: Callable[[list[str]], None] | None = None,
+    budget: Budget | None = None,
 ) -> Path:
     """Unpack the zip at `path` into the new folder `out` and return `out`.
 
@@ -61,33 +101,27 @@ def extract_zip(
             and "... holds no files; expected {expected}".
         too_many: the advice after the entry-count refusal ("zip one category of images").
         check_names: called with the member file names before anything is written; raises to refuse the zip.
+        budget: what this request's zips may still unpack together (spent here); default: one zip's limits.
     """
     path, out = Path(path), Path(out)
+    budget = budget or Budget.default()
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path.name} is not a zip file; expected a .zip of {expected}")
-    entry_limit = max_entries()
-    entries = declared_entries(path)
-    if entries is not None and entries > entry_limit:
-        raise InputError(
-            f"{path.name} holds {entries} entries, more than the limit of {entry_limit} "
-            f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}"
-        )
+    counted = central_directory_entries(path, budget.entries)
+    if counted is not None and counted > budget.entries:
+        raise InputError(_too_many(path.name, budget, too_many))
     with zipfile.ZipFile(path) as zf:
-        if len(zf.infolist()) > entry_limit:  # a directory that disagrees with its end record
-            raise InputError(
-                f"{path.name} holds {len(zf.infolist())} entries, more than the limit of {entry_limit} "
-                f"(set {MAX_ENTRIES_ENV} to raise it); {too_many}"
-            )
+        if len(zf.infolist()) > budget.entries:  # zip64 or a directory that the walk could not read
+            raise InputError(_too_many(path.name, budget, too_many))
         members = [m for m in zf.infolist() if not m.is_dir()]
         if not members:
             raise InputError(f"{path.name} holds no files; expected {expected}")
         for m in members:
             _check_member(path.name, m)
-        byte_limit = max_bytes()
         total = sum(m.file_size for m in members)
-        if total > byte_limit:
+        if total > budget.bytes:
             raise InputError(
-                f"{path.name} unpacks to {total} bytes, more than the limit of {byte_limit} bytes "
+                f"{path.name} unpacks to {total} bytes, more than the {_left(budget)} of {budget.bytes} bytes "
                 f"(set {MAX_BYTES_ENV} to raise it)"
             )
         if check_names is not None:
@@ -95,11 +129,24 @@ def extract_zip(
         if out.exists():
             raise FileExistsError(f"{out} exists; extract_zip writes into a new folder")
         try:
-            _write(zf, members, out, byte_limit, path.name)
+            written = _write(zf, members, out, budget.bytes, path.name)
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
             raise
+    budget.entries -= len(zf.infolist())
+    budget.bytes -= written
     return out
+
+
+def _left(budget: Budget) -> str:
+    return "limit" if budget.bytes == max_bytes() else "space left for this request's zips"
+
+
+def _too_many(name: str, budget: Budget, advice: str) -> str:
+    limit = f"the limit of {budget.entries}" if budget.entries == max_entries() else (
+        f"the {budget.entries} left for this request's zips"
+    )  # fmt: skip
+    return f"{name} holds more entries than {limit} (set {MAX_ENTRIES_ENV} to raise it); {advice}"
 
 
 def _check_member(zip_name: str, m: zipfile.ZipInfo) -> None:
@@ -116,8 +163,8 @@ def _check_member(zip_name: str, m: zipfile.ZipInfo) -> None:
         raise InputError(f"{zip_name} holds a symbolic link ({m.filename}); links are not accepted")
 
 
-def _write(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit: int, zip_name: str) -> None:
-    """Write the members under `out`, counting the bytes really written against `limit`."""
+def _write(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit: int, zip_name: str) -> int:
+    """Write the members under `out`, counting the bytes really written against `limit`; returns that count."""
     out.mkdir(parents=True)
     base = out.resolve()
     written = 0
@@ -127,12 +174,21 @@ def _write(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, limit
             raise InputError(
                 f"{zip_name} holds a path that leaves its folder ({m.filename}); zips must use plain relative paths"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(m) as src, open(target, "wb") as dst:
-            while chunk := src.read(CHUNK_BYTES):
-                written += len(chunk)
-                if written > limit:
-                    raise InputError(
-                        f"{zip_name} unpacks to more than the limit of {limit} bytes (set {MAX_BYTES_ENV} to raise it)"
-                    )
-                dst.write(chunk)
+        try:
+            if target.is_dir():
+                raise IsADirectoryError(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as dst:
+                while chunk := src.read(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > limit:
+                        raise InputError(
+                            f"{zip_name} unpacks to more than the limit of {limit} bytes (set {MAX_BYTES_ENV} to "
+                            "raise it)"
+                        )
+                    dst.write(chunk)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError):
+            raise InputError(
+                f"{zip_name} holds {m.filename} where a file and a folder share one name; zip each name once"
+            ) from None
+    return written

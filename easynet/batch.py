@@ -14,6 +14,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from easynet.archive import extract_zip
+from easynet.archive import Budget, extract_zip
 from easynet.atomic import atomic_write_bytes
 from easynet.errors import EasyNetError, InputError
 from easynet.visualize import overlay, with_colour_bar, write_png
@@ -79,7 +80,9 @@ def _is_depth(path: Path) -> bool:
 
 
 def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> list[BatchItem]:
-    """The images to inspect among files, folders (searched recursively) and zips (unpacked under `scratch`)."""
+    """The images to inspect among files, folders (searched recursively) and zips (unpacked under `scratch`; all the
+    zips of one call share one entry and byte budget, easynet.archive.Budget)."""
+    budget = Budget.default()
     files: list[Path] = []
     loose: set[Path] = set()
     for i, raw in enumerate(paths):
@@ -94,6 +97,7 @@ def collect(paths: Iterable[str | Path], scratch: str | Path | None = None) -> l
                 Path(scratch) / f"zip{i:03d}_{path.stem}",
                 expected=ZIP_CONTENTS,
                 too_many=f"a batch takes at most {MAX_FILES} files",
+                budget=budget,
             )
             files += sorted(p for p in folder.rglob("*") if p.is_file())
         elif path.is_file():
@@ -154,19 +158,26 @@ def overlay_picture(image: np.ndarray, heat: np.ndarray, row: dict[str, Any]) ->
 
 
 def inspect_items(
-    predictor: Any, items: list[BatchItem], out: str | Path, gate: str = "control", sensitivity: float = 1.0
+    predictor: Any,
+    items: list[BatchItem],
+    out: str | Path,
+    gate: str = "control",
+    sensitivity: float = 1.0,
+    admit: Callable[[BatchItem], AbstractContextManager] | None = None,
 ) -> Iterator[tuple[dict[str, Any], Any]]:
     """Predict each item, write its overlay to out/overlays/NAME.png, and yield (its row, its Prediction) in order.
 
     An unreadable file gives a row with verdict "error" and the reason (and no Prediction); the batch goes on.
+    ``admit(item)``, when given, is a context the item's reading and prediction run in (the app's memory budget).
     """
     from easynet.data.io import read_rgb
 
     for item in items:
         row: dict[str, Any] = {"name": item.name, "rgb": item.rgb.name, "depth": item.depth.name if item.depth else ""}
         try:
-            image = read_rgb(item.rgb)
-            p = predictor.predict(image, item.depth, gate=gate, sensitivity=sensitivity)
+            with admit(item) if admit is not None else nullcontext():
+                image = read_rgb(item.rgb)
+                p = predictor.predict(image, item.depth, gate=gate, sensitivity=sensitivity)
         except EasyNetError as err:
             row.update({"verdict": "error", "reason": str(err), "overlay": None})
             yield row, None

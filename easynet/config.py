@@ -194,8 +194,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     num_workers: int = 0
     amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a gradient scaler)
-    # bf16 autocast for CPU training (opt-in): faster only where the CPU computes bf16 natively (avx512_bf16 / AMX,
-    # runtime.native_bf16); elsewhere oneDNN emulates it and it is slower (benchmarks/train_speed.py)
+    # bf16 autocast for CPU training where the CPU computes bf16 natively (avx512_bf16 / AMX, runtime.native_bf16);
+    # elsewhere oneDNN would emulate it, slower, so such CPUs train in fp32 (benchmarks/train_speed.py)
     cpu_bf16: bool = False
     checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
     epochs: int = 0  # when > 0, training length in passes over the training set (overrides steps)

@@ -11,7 +11,7 @@ import numpy as np
 from easynet.config import ModelConfig
 from easynet.data.foreground import rgb_foreground
 from easynet.data.geometry import frame_depth, pseudo_xyz, remove_table, zero_background
-from easynet.data.io import check_depth, check_same_size, read_depth, read_rgb
+from easynet.data.io import check_depth, check_same_size, depth_shape, read_depth, read_rgb
 from easynet.data.preprocess import Frame
 from easynet.data.types import DepthMap
 from easynet.errors import InputError
@@ -45,11 +45,13 @@ def prepare_input(
     if depth is None:
         framed_from = None
         if cfg.resize == "object" and cfg.has_depth:  # trained on depth-framed parts: frame the RGB object instead
-            found = rgb_foreground(image.astype(np.float32) / 255.0)
+            found = rgb_foreground(image)
             if found is not None:
                 frame, framed_from = Frame.fit(image.shape[:2], cfg.image_size, "object", found), "rgb"
                 rgb_in = frame.image(image)
         return ModelInput(rgb_in, None, None, image.shape[:2], frame=frame, framed_from=framed_from)
+    if isinstance(depth, (str, Path)):  # from the header: a depth file of another size is refused undecoded
+        check_same_size(image, depth_shape(depth))
     dmap = _to_depthmap(depth)
     check_same_size(image, dmap)
     geometry = remove_table(dmap)

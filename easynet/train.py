@@ -23,7 +23,7 @@ from easynet.config import ModelConfig, TrainConfig
 from easynet.errors import InputError, NonFiniteError
 from easynet.losses import EasyNetLoss
 from easynet.model import EasyNet
-from easynet.runtime import resolve_device
+from easynet.runtime import native_bf16, resolve_device
 from easynet.synth import AnomalySynthesizer, placement_region
 
 CACHE_LIMIT_BYTES = 4 << 30  # decoded training images are kept in memory up to this size
@@ -275,10 +275,11 @@ def train(
 
 
 def _autocast(cfg: TrainConfig, dev: torch.device) -> tuple[bool, torch.dtype]:
-    """(autocast on?, its dtype): on the CPU bf16 when ``cfg.cpu_bf16`` asks for it; on CUDA with ``cfg.amp``, bf16
-    where the GPU supports it, else fp16 (with a gradient scaler)."""
+    """(autocast on?, its dtype): on the CPU bf16 when ``cfg.cpu_bf16`` asks for it and the CPU computes bf16
+    natively (elsewhere it is emulated and slower, so fp32); on CUDA with ``cfg.amp``, bf16 where the GPU supports
+    it, else fp16 (with a gradient scaler)."""
     if dev.type == "cpu":
-        return cfg.cpu_bf16, torch.bfloat16
+        return cfg.cpu_bf16 and native_bf16(dev), torch.bfloat16
     amp = cfg.amp and dev.type == "cuda"
     return amp, torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
 

@@ -45,7 +45,8 @@ def test_inspect_tab_built_alone_uses_the_services_it_was_given(assets, monkeypa
     assert set(services.predictors.calls) == {assets.model}
     again = handlers["predict_gate"](out[-1], assets.model, "close", 1.0, "anomaly")
     assert again[8]["used"] == "rgb"
-    assert handlers["pick_sample"](0, assets.model)[:2] == (str(assets.rgb), str(assets.depth))
+    named = tuple("/".join(p.parts[-2:]) for p in (assets.rgb, assets.depth))
+    assert handlers["pick_sample"](0, assets.model)[:2] == named  # file names inside samples/, no server path
     with pytest.raises(gr.Error, match="choose 0 to 0"):  # the injected workspace's one sample
         handlers["pick_sample"](1, assets.model)
 

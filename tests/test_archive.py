@@ -54,15 +54,60 @@ def test_links_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_entry_count_is_read_from_the_end_record(tmp_path, monkeypatch):
+def test_entries_are_counted_in_the_central_directory_and_the_walk_stops_at_the_limit(tmp_path, monkeypatch):
     monkeypatch.setenv(archive.MAX_ENTRIES_ENV, "3")
-    path = _zip(tmp_path / "many.zip", {f"{i}.png": b"" for i in range(4)})
-    assert archive.declared_entries(path) == 4
+    path = _zip(tmp_path / "many.zip", {f"{i}.png": b"" for i in range(40)})
+    assert archive.central_directory_entries(path, stop_after=100) == 40
+    assert archive.central_directory_entries(path, stop_after=3) == 4  # stops one past the limit
     with pytest.raises(InputError) as error:
         _extract(path, tmp_path / "out")
     assert str(error.value) == (
-        "many.zip holds 4 entries, more than the limit of 3 (set EASYNET_MAX_ZIP_ENTRIES to raise it); zip fewer things"
+        "many.zip holds more entries than the limit of 3 (set EASYNET_MAX_ZIP_ENTRIES to raise it); zip fewer things"
     )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_end_record_that_claims_one_entry_over_a_large_directory_is_refused_without_parsing_it(
+    tmp_path, monkeypatch
+):
+    """The end record lies (1 entry); the stdlib would parse the whole directory first. The walk reads the truth."""
+    import struct
+
+    monkeypatch.setenv(archive.MAX_ENTRIES_ENV, "50")
+    path = _zip(tmp_path / "liar.zip", {f"{i:06d}.png": b"" for i in range(5000)})
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8 : end + 12] = struct.pack("<HH", 1, 1)  # entries on this disk, entries in all
+    path.write_bytes(bytes(data))
+    parsed = []
+    monkeypatch.setattr(archive.zipfile, "ZipFile", lambda *a, **k: parsed.append(a) or pytest.fail("parsed"))
+    with pytest.raises(InputError, match=r"^liar.zip holds more entries than the limit of 50 "):
+        _extract(path, tmp_path / "out")
+    assert parsed == [] and not (tmp_path / "out").exists()
+
+
+def test_a_budget_bounds_the_zips_of_one_request_together(tmp_path, monkeypatch):
+    monkeypatch.setenv(archive.MAX_BYTES_ENV, "20")
+    budget = archive.Budget.default()
+    first = _zip(tmp_path / "a.zip", {"a.bin": b"x" * 12})
+    second = _zip(tmp_path / "b.zip", {"b.bin": b"y" * 12})
+    _extract(first, tmp_path / "a", budget=budget)  # 12 of 20 bytes spent
+    assert budget.bytes == 8 and budget.entries == archive.MAX_ENTRIES - 1
+    with pytest.raises(InputError) as error:
+        _extract(second, tmp_path / "b", budget=budget)
+    assert str(error.value) == (
+        "b.zip unpacks to 12 bytes, more than the space left for this request's zips of 8 bytes "
+        "(set EASYNET_MAX_ZIP_BYTES to raise it)"
+    )
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_file_and_a_folder_of_one_name_are_one_sentence(tmp_path):
+    with zipfile.ZipFile(tmp_path / "z.zip", "w") as zf:
+        zf.writestr("a", b"file")
+        zf.writestr("a/b.png", b"in a folder")
+    with pytest.raises(InputError, match=r"^z.zip holds a/b.png where a file and a folder share one name"):
+        _extract(tmp_path / "z.zip", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -110,6 +155,6 @@ def test_batch_zips_get_the_entry_limit_too(tmp_path, monkeypatch):
 
     monkeypatch.setenv(archive.MAX_ENTRIES_ENV, "2")
     path = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(3)})
-    with pytest.raises(InputError, match=r"^many.zip holds 3 entries, more than the limit of 2 "):
+    with pytest.raises(InputError, match=r"^many.zip holds more entries than the limit of 2 "):
         collect([path], scratch=tmp_path / "s")
     assert not (tmp_path / "s").exists()  # refused before anything was written

@@ -295,7 +295,7 @@ def test_zip_of_30000_entries_is_refused_from_its_directory_record(tmp_path, mon
         for name, data in members.items():
             zf.writestr(name, data)
     assert _refused(workspace.extract_dataset_zip, tmp_path / "many.zip") == (
-        "many.zip holds 30003 entries, more than the limit of 10000 (set EASYNET_MAX_ZIP_ENTRIES to raise it); "
+        "many.zip holds more entries than the limit of 10000 (set EASYNET_MAX_ZIP_ENTRIES to raise it); "
         "zip one category of images"
     )
     assert not list((tmp_path / "ws").rglob("uploads/*"))  # nothing was extracted

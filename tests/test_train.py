@@ -201,8 +201,11 @@ def test_restarts_never_apply_to_fine_tuning(tiny_tree, tiny_checkpoint, tmp_pat
     )
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_cpu_bf16_autocasts_the_forward_only_when_asked(tmp_path, bf16, monkeypatch):
+@pytest.mark.parametrize("bf16, native", [(False, True), (True, True), (True, False)])
+def test_cpu_bf16_autocasts_the_forward_only_when_asked_and_native(tmp_path, bf16, native, monkeypatch):
+    import easynet.train as training
+
+    monkeypatch.setattr(training, "native_bf16", lambda device: native)  # what the CPU computes natively
     data = _pairs(tmp_path)
     seen = []
     original = torch.nn.Conv2d.forward
@@ -215,7 +218,7 @@ def test_cpu_bf16_autocasts_the_forward_only_when_asked(tmp_path, bf16, monkeypa
     monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
     cfg = TRAIN_PRESETS["paper"].replace(steps=2, batch_size=2, cpu_bf16=bf16)
     result = train(CFG, cfg, data, device="cpu", progress=False)
-    assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert set(seen) == {torch.bfloat16 if bf16 and native else torch.float32}  # emulated bf16 would be slower
     assert all(np.isfinite(h["total"]) for h in result.history)
     assert all(v.dtype == torch.float32 for v in result.model.state_dict().values() if v.is_floating_point())
 

@@ -298,12 +298,34 @@ def read_mask(path: str | Path) -> np.ndarray:
     return array > 0
 
 
-def check_same_size(rgb: np.ndarray, depth: DepthMap | np.ndarray) -> None:
-    """Raises InputError unless the RGB image and the depth map have the same height and width."""
-    dh, dw = depth.z.shape[:2] if isinstance(depth, DepthMap) else depth.shape[:2]
-    rh, rw = rgb.shape[:2]
+def check_same_size(rgb: np.ndarray | tuple[int, int], depth: DepthMap | np.ndarray | tuple[int, int]) -> None:
+    """Raises InputError unless the RGB image and the depth map (arrays, or (H, W) read from headers) have the same
+    height and width."""
+    depth = depth.z if isinstance(depth, DepthMap) else depth
+    dh, dw = depth if isinstance(depth, tuple) else depth.shape[:2]
+    rh, rw = rgb if isinstance(rgb, tuple) else rgb.shape[:2]
     if (rh, rw) != (dh, dw):
         raise InputError(f"RGB is {rw}x{rh} but depth is {dw}x{dh}; they must be pixel-aligned and of the same size")
+
+
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an RGB image file read from its header only (no decoding)."""
+    path = Path(path)
+    _check_file(path, RGB_EXTENSIONS, "image")
+    try:
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+            planar = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4
+            return (int(shape[1]), int(shape[2])) if planar else (int(shape[0]), int(shape[1]))
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception:  # header readers raise many types for corrupt files (the same sentences as the readers')
+        kind = "TIFF" if path.suffix.lower() in TIFF_EXTENSIONS else "image"
+        raise InputError(
+            f"image file {path.name} is not a readable {kind}: it is truncated, corrupt or not a "
+            f"{path.suffix.lstrip('.').upper()} at all"
+        ) from None
 
 
 def depth_shape(path: str | Path) -> tuple[int, int]:
@@ -322,8 +344,9 @@ def depth_shape(path: str | Path) -> tuple[int, int]:
             return int(shape[0]), int(shape[1])
         with Image.open(path) as image:
             return image.height, image.width
-    except Exception:  # header readers raise many types for corrupt files
+    except Exception:  # header readers raise many types for corrupt files (the same sentences as the readers')
+        kind = {".npy": ".npy array"}.get(suffix, "TIFF" if suffix in TIFF_EXTENSIONS else "image")
         raise InputError(
-            f"depth file {path.name} is not readable: it is truncated, corrupt or not a "
+            f"depth file {path.name} is not a readable {kind}: it is truncated, corrupt or not a "
             f"{path.suffix.lstrip('.').upper()} at all"
         ) from None
