@@ -283,6 +283,7 @@ def build(services: Services) -> gr.Dropdown:
                 entries = gr.Dropdown(
                     services.workspace.list_annotations(),
                     value=None,
+                    allow_custom_value=True,  # API callers name an entry of theirs (checked by entry_files)
                     label="Saved entries",
                     scale=3,
                     elem_id="annotate-entries",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,3 +64,54 @@ def load_demo():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.demo
+
+
+class Server:
+    """`python app.py` in its own process on a free port (its own workspace and environment): a real server that
+    a test can stop and start again (a restart) or kill."""
+
+    def __init__(self, workspace: Path, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.env = {**os.environ, **(env or {}), "EASYNET_WORKSPACE": str(workspace), "PYTHONPATH": str(REPO)}
+        self.env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port)}
+        self.cwd, self.proc = cwd, None
+
+    def start(self, timeout: float = 120) -> Server:
+        import subprocess
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], cwd=self.cwd, env=self.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}")
+            try:
+                urllib.request.urlopen(self.url + "gradio_api/info", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("the server did not answer in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def rss_mib(self) -> float:
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20

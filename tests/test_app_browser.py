@@ -181,3 +181,44 @@ def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server
     assert predicted.any()  # else the test could not tell a kept pre-fill from a lost one
     assert (gt & predicted).sum() == predicted.sum()  # the pre-fill on screen is saved...
     assert (gt & ~predicted).sum() > 0  # ...together with the stroke painted over it
+
+
+def test_a_reloaded_page_after_a_server_restart_shows_the_sessions_annotation(tiny_tree, tiny_checkpoint, tmp_path):
+    """The session token lives in the browser, encrypted with a secret the workspace keeps: a restarted server
+    recognises the returning browser and lists what it saved."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from app_helpers import Server
+
+    (tmp_path / "ws" / "models").mkdir(parents=True)
+    (tmp_path / "ws" / "models" / "toy.pt").write_bytes(tiny_checkpoint.read_bytes())
+    server = Server(tmp_path / "ws", cwd=tmp_path).start()  # no shipped checkpoints here: the toy model only
+    rgb = tiny_tree / "toy/test/good/rgb/000.png"
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            context = browser.new_context(viewport={"width": 1366, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                page.goto(server.url)
+                page.get_by_role("tab", name="Annotate").click()
+                page.locator("#annotate-category input, #annotate-category textarea").first.fill("kept_part")
+                _upload(page, "#annotate-rgb", rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
+                page.get_by_label("OK", exact=True).first.check()
+                page.locator("#annotate-save").click()
+                page.locator("#annotate-status").get_by_text("Saved").wait_for()
+                server.stop()
+                server.start()
+                page.reload()
+                page.get_by_role("tab", name="Annotate").click()
+                entries = page.locator("#annotate-entries input").first
+                entries.click()  # the list fills with this session's entries when it is opened
+                page.get_by_text("kept_part:train/good/000").first.wait_for()
+            except Exception:
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT.with_name("browser-restart-failure.png")), full_page=True)
+                raise
+            finally:
+                browser.close()
+    finally:
+        server.stop()
