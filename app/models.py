@@ -29,7 +29,7 @@ from easynet.store import dumps, loads
 MAX_MODELS_ENV = "EASYNET_MAX_MODELS"
 DEFAULT_MAX_MODELS = 8  # `auto` keeps every listed model loaded
 PRECISION_ENV = "EASYNET_PRECISION"  # auto (default), fp32 or bf16: the server's inference precision
-BACKEND_ENV = "EASYNET_BACKEND"  # optimized (default), eager, onnx or compiled: the server's inference backend
+BACKEND_ENV = "EASYNET_BACKEND"  # auto (default: the fastest that agrees), optimized, eager, onnx or compiled
 AUTO = "auto"  # the picker entry that lets each image choose the model it fits best (easynet.predict.AutoPredictor)
 AUTO_LABEL = "auto: the model each part fits best"
 log = logging.getLogger(__name__)
@@ -280,13 +280,15 @@ class PredictorCache:
                 return self._items[key]
             predictor = Predictor.from_checkpoint(
                 info.path,
-                backend=os.environ.get(BACKEND_ENV) or "optimized",
+                backend=os.environ.get(BACKEND_ENV) or "auto",
                 precision=os.environ.get(PRECISION_ENV) or "auto",
                 name=info.name,
                 version=info.version,
             )
             if predictor.precision_note:
                 log.warning("%s", predictor.precision_note)
+            if predictor.backend_note:
+                log.warning("%s: %s", info.name, predictor.backend_note)  # once per model load
             self._items[key] = predictor
             while len(self._items) > max(1, self.size):
                 self._items.popitem(last=False)

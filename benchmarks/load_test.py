@@ -198,15 +198,15 @@ def start_finetune(client: Any, archive: Path) -> str:
         "zip", None, None, handle_file(str(archive)), "", FINETUNE_STEPS, api_name="/finetune_start"
     )
     deadline = time.time() + 300
-    while client.predict(job_id, api_name="/finetune_status")[0]["state"] == "queued" and time.time() < deadline:
+    while client.predict(job_id, "", api_name="/finetune_status")[0]["state"] == "queued" and time.time() < deadline:
         time.sleep(0.5)
     return job_id
 
 
 def stop_finetune(client: Any, job_id: str) -> dict:
-    job = client.predict(job_id, api_name="/finetune_status")[0]
-    client.predict(job_id, api_name="/finetune_cancel")
-    while client.predict(job_id, api_name="/finetune_status")[0]["state"] in ("queued", "running"):
+    job = client.predict(job_id, "", api_name="/finetune_status")[0]
+    client.predict(job_id, "", api_name="/finetune_cancel")
+    while client.predict(job_id, "", api_name="/finetune_status")[0]["state"] in ("queued", "running"):
         time.sleep(0.5)
     return {"id": job_id, "state": job["state"], "step": job["step"]}
 

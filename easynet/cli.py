@@ -234,6 +234,13 @@ def cmd_info(a: argparse.Namespace) -> int:
     info = {"parameters": count_parameters(model), "gmac": count_macs(model, a.image_size), "image_size": a.image_size}
     print(f"parameters: {info['parameters'] / 1e6:.1f} M ({info['parameters']:,})")
     print(f"GMACs at {a.image_size}x{a.image_size}: {info['gmac']:.2f}")
+    if a.checkpoint:  # what the app's default backend picks for this model on this machine
+        from easynet.backends import choose
+        from easynet.runtime import configure_threads, resolve_device
+
+        configure_threads()
+        info["backend"] = choose(model, resolve_device("cpu")).note
+        print(info["backend"])
     print("config: " + json.dumps(config_to_dict(cfg)))
     if a.json:
         _write_json(a.json, {**info, "config": config_to_dict(cfg), **extra})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from easynet.backends import make_runner
+from easynet.backends import AUTO, choose, make_runner
 from easynet.card import ModelCard
 from easynet.checkpoint import Calibration, load_checkpoint
 from easynet.config import ModelConfig
@@ -56,9 +56,14 @@ class Predictor:
         self.precision, self.precision_note = resolve_precision(precision, device)
         if force_precision:
             self.precision, self.precision_note = precision, None
-        if backend == "onnx":
+        self.backend_note: str | None = None  # what `auto` chose and why (logged once, shown by `easynet info`)
+        if backend == AUTO:
+            choice = choose(self.model, device, self.precision)
+            self.backend, self.runner, self.backend_note = choice.backend, choice.runner, choice.note
+        else:
+            self.runner = make_runner(self.model, device, backend, self.precision)
+        if self.backend == "onnx":
             self.precision = "fp32"
-        self.runner = make_runner(self.model, device, backend, self.precision)
 
     @property
     def name(self) -> str:
@@ -76,7 +81,8 @@ class Predictor:
         version: int | None = None,
     ) -> Predictor:
         """Load a checkpoint; ``backend`` is "optimized" (BN folded, channels-last; default), "eager" (the model as
-        trained), "compiled" or "onnx" (easynet.backends); ``precision`` is "auto", "fp32" or "bf16"."""
+        trained), "compiled", "onnx" or "auto" (the fastest that agrees, timed here; easynet.backends); ``precision``
+        is "auto", "fp32" or "bf16"."""
         configure_threads()
         ckpt = load_checkpoint(path)
         card = ModelCard.from_checkpoint(ckpt, name or Path(path).stem, version)
