@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import annotate, batch_tab, compare, finetune, inspect_tab, jobs, models, sessions, ui, workspace
+from app import annotate, batch_tab, compare, finetune, inspect_tab, jobs, models, review_tab, sessions, ui, workspace
 from app.services import Services, bind, default_services
 
 TITLE = "EasyNet-3D"
@@ -21,8 +21,8 @@ INTRO = (
     "# EasyNet-3D · RGB-D industrial anomaly detection\n"
     "Reconstruct the image, compare, and let the entropy gate decide whether depth helps "
     "([EasyNet, ACM MM 2023](https://arxiv.org/abs/2307.13925)). "
-    "**Inspect** one part, **Batch** many, **Compare** the gate modes, **Annotate** your own images, "
-    "**Fine-tune** a model."
+    "**Inspect** one part, **Batch** many, **Review** the verdicts (they become labels, the threshold and the next "
+    "model), **Compare** the gate modes, **Annotate** your own images, **Fine-tune** a model."
 )
 MAX_UPLOAD_ENV = "EASYNET_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 500  # per uploaded file; data set zips are the largest uploads
@@ -47,6 +47,7 @@ def launch_settings() -> dict[str, Any]:
     # the pictures and reports a session gets are written under <workspace>/sessions; Gradio serves exactly that
     # folder (wherever the workspace lives, e.g. /data/workspace on a Space), nothing wider
     settings["allowed_paths"] = [str(workspace.sub(workspace.SESSIONS))]
+    settings["head"] = review_tab.KEYS_JS  # o / n decide the open review
     return settings
 
 
@@ -77,14 +78,16 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
                 pickers = [inspect_tab.build(services)]
             with gr.Tab("Batch", id="batch") as batch_tab_:
                 pickers.append(batch_tab.build(services))
+            with gr.Tab("Review", id="review") as review_tab_:
+                review_model = review_tab.build(services)
             with gr.Tab("Compare", id="compare") as compare_tab:
                 pickers += compare.build(services)
             with gr.Tab("Annotate", id="annotate") as annotate_tab:
                 pickers.append(annotate.build(services))
             with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
                 init, job_id, status_outputs, job_timer = finetune.build(services)
-        extras = [(None, True)] * len(pickers) + [([finetune.SCRATCH], False)]
-        pickers.append(init)
+        extras = [(None, True)] * len(pickers) + [(None, False), ([finetune.SCRATCH], False)]
+        pickers += [review_model, init]
         seen = gr.State("")
 
         def refresh(signature: str, *values: Any) -> tuple:
@@ -97,7 +100,7 @@ def build_demo(services: Services | None = None) -> gr.Blocks:
         # the model lists are refreshed when a tab is opened and when a fine-tuning job's status arrives (a finished
         # model appears in every picker at once); no timer polls while nothing runs
         hidden = {"api_visibility": "undocumented", "show_progress": "hidden"}
-        for i, tab in enumerate((inspect_tab_, batch_tab_, compare_tab, annotate_tab, finetune_tab)):
+        for i, tab in enumerate((inspect_tab_, batch_tab_, compare_tab, annotate_tab, finetune_tab, review_tab_)):
             tab.select(refresh, [seen, *pickers], [seen, *pickers], api_name=f"refresh_models_{i}", **hidden)
         job_timer.tick(refresh, [seen, *pickers], [seen, *pickers], api_name="refresh_models_job", **hidden)
         # the browser's session token first, so that the job shown after a reload is this browser's

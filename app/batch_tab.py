@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import gradio as gr
 
-from app import limits
+from app import limits, reviews
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, INTERNAL_ERROR, error, model_dropdown, release_memory, upload_path
 from easynet.batch import collect, inspect_items, write_report
@@ -127,7 +128,10 @@ def run(
         last = 0.0
         progress((0, len(items)), desc="inspecting", unit="images")
         admit = lambda item: limits.admitted(item.rgb, item.depth)  # noqa: E731
-        for row, _ in inspect_items(predictor, items, out, gate, float(sensitivity), admit):
+        for row, p, item in inspect_items(predictor, items, out, gate, float(sensitivity), admit):
+            if p is not None:  # every inspected image joins the review queue, this batch named
+                picture = cv2.imread(row["overlay"])[..., ::-1]
+                row["review_id"] = reviews.record(p, item.rgb, item.depth, picture, batch=stamp, name=item.name)
             rows.append(row)
             progress((len(rows), len(items)), desc="inspecting", unit="images")
             with _cancel_lock:

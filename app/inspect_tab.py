@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app import figures, limits, models, ui
+from app import figures, limits, models, reviews, ui
 from app.services import Services, bind, default_services
 from app.ui import GATE_HELP, GATES, STATE_TTL_S, compact_state, friendly, image_upload, model_dropdown, upload_path
 from easynet.data.io import read_depth, read_rgb
@@ -24,6 +24,7 @@ OUTPUT_HEIGHT = 220
 SAMPLE_COLUMNS = 8  # 16 shipped samples = two rows, all visible without scrolling on a 1366x768 screen
 SAMPLE_HEIGHT = 330  # px: exactly the two rows
 DISPLAY_MIN_SIDE = 256  # model-size pictures are enlarged (nearest neighbour) to at least this for display
+REVIEW_SIDE = 512  # the heat picture kept with each image in the review queue
 
 
 def run(
@@ -152,9 +153,27 @@ def predict(
     services: Services | None = None,
 ) -> tuple:
     """The /predict endpoint: outputs + a state holding the inputs and the prediction, so that a sensitivity change
-    re-renders without the network and a gate change without a re-upload."""
+    re-renders without the network and a gate change without a re-upload. The image joins the session's review
+    queue; its JSON carries the review id (post the person's verdict with /review_decide)."""
+    return _predict(rgb, depth, model, gate, sensitivity, colour_by, services=services, queue=True)
+
+
+def _predict(
+    rgb: Any,
+    depth: Any,
+    model: str | None,
+    gate: str,
+    sensitivity: float,
+    colour_by: str,
+    *,
+    services: Services | None,
+    queue: bool,
+) -> tuple:
     p, image, card = run(rgb, depth, model, gate, sensitivity, services=services)
     out, heat = render(p, image, colour_by, card)
+    if queue:  # an inspection, not a re-render of one
+        review = reviews.record(p, upload_path(rgb), upload_path(depth), figures.fit_display(out[1], REVIEW_SIDE))
+        out = (*out[:-1], out[-1] | {"review_id": review})
     state = compact_state(upload_path(rgb), upload_path(depth), image, p.inputs.xyz, p.inputs.foreground_full, heat)
     state |= {"prediction": p.light(), "card": card, "model": model, "gate": gate}
     return (*out, state)
@@ -175,7 +194,9 @@ def rerender(
     if not state:
         return tuple(gr.skip() for _ in range(10))
     if state.get("prediction") is None or state.get("model") != model or state.get("gate") != gate:
-        return predict(state["rgb"], state["depth"], model, gate, sensitivity, colour_by, services=services)
+        return _predict(
+            state["rgb"], state["depth"], model, gate, sensitivity, colour_by, services=services, queue=False
+        )
     p = state["prediction"].with_sensitivity(float(sensitivity))
     image, step, heat = read_rgb(state["rgb"]), state["step"], p.heatmap_original
     thin = heat[::step, ::step]

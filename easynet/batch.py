@@ -165,9 +165,8 @@ def inspect_items(
     sensitivity: float = 1.0,
     admit: Callable[[BatchItem], AbstractContextManager] | None = None,
 ) -> Iterator[tuple[dict[str, Any], Any]]:
-    """Predict each item, write its overlay to out/overlays/NAME.png, and yield (its row, its Prediction) in order.
-
-    An unreadable file gives a row with verdict "error" and the reason (and no Prediction); the batch goes on.
+    """Predict each item, write its overlay to out/overlays/NAME.png, and yield (its row, its Prediction, the item) in
+    order. An unreadable file gives a row with verdict "error" and the reason (and no Prediction); the batch goes on.
     ``admit(item)``, when given, is a context the item's reading and prediction run in (the app's memory budget).
     """
     from easynet.data.io import read_rgb
@@ -180,13 +179,13 @@ def inspect_items(
                 p = predictor.predict(image, item.depth, gate=gate, sensitivity=sensitivity)
         except EasyNetError as err:
             row.update({"verdict": "error", "reason": str(err), "overlay": None})
-            yield row, None
+            yield row, None, item
             continue
         row.update({"model": p.model, **p.verdict.to_json()})
         target = Path(out) / "overlays" / f"{item.name}.png"
         write_png(target, overlay_picture(image, p.heatmap_original, row))
         row["overlay"] = str(target)
-        yield row, p
+        yield row, p, item
 
 
 def write_report(rows: list[dict[str, Any]], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -228,7 +227,7 @@ def run_batch(
     """Inspect every item and write the report; `progress(done, total)` returning False stops early (the report
     then covers the images done). Returns (rows, zip path)."""
     rows: list[dict[str, Any]] = []
-    for row, _ in inspect_items(predictor, items, out, gate, sensitivity):
+    for row, _, _ in inspect_items(predictor, items, out, gate, sensitivity):
         rows.append(row)
         if progress is not None and progress(len(rows), len(items)) is False:
             break

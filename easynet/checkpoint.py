@@ -133,6 +133,7 @@ class Checkpoint:
     calibration: Calibration = field(default_factory=Calibration)
     train_config: TrainConfig | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # data, steps, metrics, timings, command
+    stored_half: bool = False  # the file held fp16 weights (shipped checkpoints): saving again keeps them so
 
     def build_model(self) -> EasyNet:
         """The model with these weights (on CPU, eval mode), loaded strictly."""
@@ -222,7 +223,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         cfg = model_config_from_dict(payload["model_config"])
         train = train_config_from_dict(payload["train_config"]) if payload.get("train_config") else None
         calibration = Calibration.from_dict(payload.get("calibration") or {})
-        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        raw = payload["state_dict"]
+        half = any(v.dtype == torch.float16 for v in raw.values() if isinstance(v, torch.Tensor))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in raw.items()}
     except RetiredSettingError as err:
         raise CheckpointError(
             f"{path.name} was made with a {err}; this version cannot rebuild it faithfully, so it is refused (the "
@@ -233,7 +236,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     _check_config(cfg, path.name)
     _check_calibration(calibration, path.name, cfg.image_size)
     _check_finite(state, path.name)
-    return Checkpoint(cfg, state, calibration, train, payload.get("provenance") or {})
+    return Checkpoint(cfg, state, calibration, train, payload.get("provenance") or {}, stored_half=half)
 
 
 def _check_config(cfg: ModelConfig, name: str) -> None:

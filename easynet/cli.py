@@ -88,8 +88,33 @@ def _print_calibration_notes(metrics: dict) -> None:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from easynet.pipeline import recalibrate_checkpoint
+    from easynet.pipeline import labelled_images, operating_point, recalibrate_checkpoint
 
+    if a.labels:  # the operating point from judged images: a new checkpoint, thresholds only
+        if not a.out:
+            raise InputError("--labels writes a new version of the checkpoint; give its file with --out")
+        if (a.target_miss is None) == (a.target_false_reject is None):
+            raise InputError("--labels needs one target: --target-miss or --target-false-reject")
+        labels = labelled_images(a.labels, a.category)
+        record = operating_point(
+            a.checkpoint,
+            labels,
+            a.out,
+            target_miss=a.target_miss,
+            target_false_reject=a.target_false_reject,
+            device=a.device,
+            provenance={"labels": f"{Path(a.labels).name}/{a.category or ''}", "n_labels": len(labels)},
+        )
+        c = record["counts"]
+        print(
+            f"wrote {a.out}: thresholds x {record['cutoff']:.4f}; on the {len(labels)} judged images it catches "
+            f"{c['caught']} of {c['caught'] + c['missed']} defects and rejects {c['false_rejects']} of "
+            f"{c['false_rejects'] + c['passed']} good parts"
+        )
+        return 0
+
+    if not a.data:
+        raise InputError("give --data (re-fit the calibration on a validation split) or --labels (judged images)")
     options = {"data_format": a.format, "device": a.device, "half": a.half, "gate_rule": a.gate_rule}
     r = recalibrate_checkpoint(a.checkpoint, a.data, a.category, a.out, reference_only=a.reference_only, **options)
     if a.reference_only:
@@ -293,9 +318,11 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "sensitivity": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
     "size": (lambda v: 16 <= v <= 4096, "from 16 to 4096 pixels"),
     "n_train": (lambda v: v >= 1, "at least 1"),
+    "target_miss": (lambda v: 0 <= v < 1, "a share from 0 to less than 1"),
+    "target_false_reject": (lambda v: 0 <= v < 1, "a share from 0 to less than 1"),
 }
 # option -> what the path must be: "file" (a file to write), "folder" (a folder to write into)
-OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}
+OUTPUT_RULES = {"json": "file", "onnx": "file", "save_maps": "folder"}  # and --out (check_options)
 PRECISION_HELP = (
     "auto: fp32 (bf16 changed some shipped results, benchmarks/bf16_guard.json); bf16: bf16 where the device has "
     "it natively (avx512_bf16 / AMX CPUs, CUDA), else fp32 with a note"
@@ -333,8 +360,8 @@ def check_options(a: argparse.Namespace) -> None:
         _writable(out, "--out", "folder" if a.command == "predict" else "file")
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="data set root (MVTec 3D-AD, Eyecandies or a folder of pairs)")
+def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, help="data set root (MVTec 3D-AD, Eyecandies or a folder of pairs)")
     p.add_argument("--category", default=None)
     p.add_argument("--format", choices=FORMATS, help="default: detected from the folder")
     p.add_argument("--device", default="auto")
@@ -369,10 +396,18 @@ def _add_train(sub: Any) -> None:
 def _add_calibrate(sub: Any) -> None:
     c = sub.add_parser("calibrate", help="re-fit thresholds, heat-map scale, alpha and the typical-part reference")
     c.add_argument("--checkpoint", required=True)
-    _data_options(c)
+    _data_options(c, required=False)  # --data (re-fit on validation) or --labels (the operating point)
     c.add_argument("--out", help="write here instead of over the checkpoint")
     c.add_argument("--half", action="store_true", help="store the weights as float16 (shipped checkpoints)")
     c.add_argument("--gate-rule", choices=("entropy", "score"), help="switch how control picks a head")
+    c.add_argument(
+        "--labels",
+        help="a folder of judged images in the MVTec 3D-AD layout (e.g. the app's reviewed set): set the threshold "
+        "from them for --target-miss or --target-false-reject, writing --out",
+    )
+    target = c.add_mutually_exclusive_group()
+    target.add_argument("--target-miss", type=float, help="share of the judged defects that may pass, e.g. 0.01")
+    target.add_argument("--target-false-reject", type=float, help="share of the judged good parts that may be rejected")
     c.add_argument(
         "--reference-only",
         action="store_true",
@@ -453,10 +488,36 @@ def _add_others(sub: Any) -> None:
     x.set_defaults(func=cmd_export)
 
 
+def cmd_audit(a: argparse.Namespace) -> int:
+    from easynet.atomic import atomic_write_text
+    from easynet.store import DB_NAME, Store, audit_csv
+
+    folder = Path(a.workspace)
+    if not (folder / DB_NAME).is_file():
+        raise InputError(f"{folder.name} holds no EasyNet-3D workspace database ({DB_NAME}); give the app's workspace")
+    rows = Store(folder).audit_rows(model=a.model, batch=a.batch)
+    text = audit_csv(rows)
+    if a.out:
+        atomic_write_text(a.out, text)
+        print(f"wrote {len(rows)} decisions to {a.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _add_audit(sub: Any) -> None:
+    r = sub.add_parser("audit", help="the app's audit trail of human verdicts as CSV")
+    r.add_argument("--workspace", default=os.environ.get("EASYNET_WORKSPACE", "workspace"))
+    r.add_argument("--model", help="only the decisions on this model's verdicts")
+    r.add_argument("--batch", help="only the decisions of this batch")
+    r.add_argument("--out", help="write the CSV here (default: print it)")
+    r.set_defaults(func=cmd_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="easynet", description="EasyNet RGB-D anomaly detection")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_calibrate, _add_evaluate, _add_predict, _add_others):
+    for add in (_add_train, _add_calibrate, _add_evaluate, _add_predict, _add_audit, _add_others):
         add(sub)
     return parser
 

@@ -333,6 +333,67 @@ def recalibrate_checkpoint(
     return {"checkpoint": str(out or checkpoint), "alpha": ckpt.calibration.alpha, **ckpt.calibration.metrics}
 
 
+def labelled_images(data: str | Path, category: str | None) -> list[tuple[Path, Path | None, int]]:
+    """(rgb, depth or None, label 0 OK / 1 NG) of every judged image of a data set in the MVTec 3D-AD layout (the
+    good images of every split and the defects of test), e.g. the set the app's review writes."""
+    found = []
+    for split in (Split.TRAIN, Split.VALIDATION, Split.TEST):
+        try:
+            ds = open_dataset(data, category, split, image_size=16)
+        except InputError:
+            continue  # a split the set does not have
+        found += [(r.rgb, r.depth, int(r.defect != "good")) for r in ds.records]
+    return found
+
+
+def operating_point(
+    checkpoint: str | Path,
+    labels: list[tuple[Path, Path | None, int]],
+    out: str | Path,
+    *,
+    target_miss: float | None = None,
+    target_false_reject: float | None = None,
+    device: str = "auto",
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new version of a checkpoint whose threshold meets a target on judged images (easynet.operating): both heads'
+    thresholds are multiplied by the cut-off found on the images' score / threshold ratios; the weights are untouched.
+    Writes ``out`` and returns the cut-off with the counts it gives on ``labels``."""
+    from easynet.operating import confusion, cutoff_for_false_reject, cutoff_for_miss
+    from easynet.predict import Predictor
+
+    if (target_miss is None) == (target_false_reject is None):
+        raise InputError("give one target: the share of defects that may be missed, or of good parts rejected")
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    ratios = np.array([(p := predictor.predict(rgb, depth)).score / p.threshold for rgb, depth, _ in labels])
+    truth = np.array([label for _, _, label in labels])
+    if target_miss is not None:
+        cutoff, target = cutoff_for_miss(ratios, truth, target_miss), {"miss": target_miss}
+    else:
+        cutoff, target = (
+            cutoff_for_false_reject(ratios, truth, target_false_reject),
+            {"false_reject": target_false_reject},
+        )
+    counts = confusion(ratios, truth, cutoff)
+    return write_cutoff(checkpoint, out, cutoff, {**target, "counts": counts.__dict__, **(provenance or {})})
+
+
+def write_cutoff(checkpoint: str | Path, out: str | Path, cutoff: float, record: dict[str, Any]) -> dict[str, Any]:
+    """Save ``checkpoint`` with both heads' thresholds multiplied by ``cutoff`` (weights untouched) as ``out``, the
+    operating point recorded in its calibration and provenance; returns the record."""
+    if not (cutoff > 0 and np.isfinite(cutoff)):
+        raise InputError(f"a threshold must be a positive number, got {cutoff}")
+    ckpt = load_checkpoint(checkpoint)
+    for head in (ckpt.calibration.rgb, ckpt.calibration.fused):
+        head.threshold = float(head.threshold * cutoff)
+    record = {"cutoff": round(float(cutoff), 6), **record}
+    ckpt.calibration.metrics = {**ckpt.calibration.metrics, "operating_point": record}
+    ckpt.calibration.rule += f"\n* Operating point from judged images: thresholds x {cutoff:.4f} ({record})."
+    ckpt.provenance = {**ckpt.provenance, "parent": Path(checkpoint).stem, "operating_point": record}
+    save_checkpoint(ckpt, out, half=ckpt.stored_half)  # the weights exactly as they were stored
+    return record
+
+
 def evaluate_category(
     checkpoint: str | Path,
     data: str | Path,

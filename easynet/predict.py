@@ -171,6 +171,7 @@ class Predictor:
             rec_depth=rec_depth,
             inputs=inputs,
             model=self.name,
+            version=self.card.version,
             category=self.card.category,
             model_has_depth=self.cfg.has_depth,
             sensitivity=float(sensitivity),

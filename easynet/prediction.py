@@ -66,6 +66,7 @@ class Prediction:
     rec_depth: np.ndarray | None  # (S, S)
     inputs: ModelInput
     model: str = ""  # the model's name
+    version: int | None = None  # the model's registry version (the app's), None for a plain file
     category: str | None = None  # what the model was trained on
     model_has_depth: bool = False
     sensitivity: float = 1.0
@@ -183,6 +184,7 @@ class Prediction:
         """The fields of `easynet predict --json` (plain types); ``summary`` is the verdict."""
         return {
             "model": self.model,
+            "version": self.version,
             "category": self.category,
             "summary": self.verdict.to_json(),
             "score": self.score,

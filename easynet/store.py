@@ -49,10 +49,12 @@ CREATE TABLE IF NOT EXISTS annotations (
 CREATE TABLE IF NOT EXISTS reviews (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, batch TEXT, image_hash TEXT NOT NULL,
     image TEXT NOT NULL, depth TEXT, name TEXT NOT NULL, model TEXT NOT NULL, version INTEGER, category TEXT,
-    gate TEXT NOT NULL, score REAL NOT NULL, threshold REAL NOT NULL, model_verdict TEXT NOT NULL,
-    reason TEXT, heat TEXT, created REAL NOT NULL, human_verdict TEXT, decided REAL
+    gate TEXT NOT NULL, head TEXT NOT NULL, score REAL NOT NULL, threshold REAL NOT NULL, head_threshold REAL NOT NULL,
+    model_verdict TEXT NOT NULL, reason TEXT, picture TEXT, mask TEXT, priority REAL NOT NULL, created REAL NOT NULL,
+    human_verdict TEXT, decided REAL, entry TEXT
 );
-CREATE INDEX IF NOT EXISTS reviews_queue ON reviews (owner, human_verdict, created);
+CREATE INDEX IF NOT EXISTS reviews_queue ON reviews (owner, human_verdict, priority, id);
+CREATE INDEX IF NOT EXISTS reviews_by_model ON reviews (owner, model, human_verdict);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, review INTEGER, image_hash TEXT NOT NULL, image TEXT NOT NULL,
     model TEXT NOT NULL, version INTEGER, gate TEXT NOT NULL, score REAL NOT NULL, threshold REAL NOT NULL,

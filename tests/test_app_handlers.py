@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 JSON_FIELDS = {
     "model",
+    "version",
+    "review_id",
     "category",
     "sensitivity",
     "typicality",
