@@ -230,3 +230,24 @@ def test_a_second_session_cannot_see_or_touch_the_first_ones_jobs_and_annotation
             assert "api_part/validation/good/rgb/000.png" in zf.namelist()
     finally:
         client_b.close()
+
+
+def test_a_line_inspects_posts_the_human_verdict_and_reads_the_active_versions(server):
+    """The API for a line: /predict gives the verdict and a review id, /review_decide records the person's verdict,
+    /active_versions says which model and version each category uses."""
+    client, assets = server
+    from gradio_client import handle_file
+
+    result = client.predict(
+        handle_file(str(assets.rgb)), handle_file(str(assets.depth)), assets.model, "control", api_name="/predict"
+    )
+    data = _json_output(result)
+    assert isinstance(data["review_id"], int) and data["summary"]["verdict"] in ("OK", "NG", "UNSURE")
+    decided = client.predict(data["review_id"], "NG", "scratch", api_name="/review_decide")
+    assert decided["human_verdict"] == "NG" and decided["entry"].endswith(":test/scratch/000")
+    versions = client.predict(api_name="/active_versions")
+    assert all({"model", "version", "source"} <= set(v) for v in versions.values())
+    with pytest.raises(Exception, match="there is no review"):
+        gradio_client.Client(client.src, verbose=False).predict(
+            data["review_id"], "OK", None, api_name="/review_decide"
+        )

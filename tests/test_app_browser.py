@@ -38,7 +38,9 @@ def server(tmp_path_factory, tiny_tree, tiny_checkpoint):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    from app.review_tab import KEYS_JS
+
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, head=KEYS_JS)
     yield f"http://127.0.0.1:{port}/", assets
     demo.close()
     if old is None:
@@ -222,3 +224,108 @@ def test_a_reloaded_page_after_a_server_restart_shows_the_sessions_annotation(ti
                 browser.close()
     finally:
         server.stop()
+
+
+def test_the_review_loop_in_a_real_browser(server, tmp_path):
+    """Batch -> review (4 confirmed, 2 overridden, one NG with a corrected mask; some by key) -> the operating point
+    at a target -> a new version, active -> a new inspection uses its threshold; the audit trail holds exactly
+    those decisions, model and person apart."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import shutil
+
+    url, assets = server
+    if not (REPO / "samples" / "bracket").is_dir():
+        pytest.skip("needs the shipped samples and checkpoints")
+    folder = tmp_path / "line"
+    folder.mkdir()
+    samples = REPO / "samples" / "bracket"
+    for name in ("good_02", "stain_00", "dent_00", "cut_00"):
+        for ext in ("_rgb.png", "_xyz.tiff"):
+            shutil.copy(samples / f"{name}{ext}", folder / f"{name}{ext}")
+    for copy in ("good_a", "good_b"):  # two more good parts
+        for ext in ("_rgb.png", "_xyz.tiff"):
+            shutil.copy(samples / f"good_02{ext}", folder / f"{copy}{ext}")
+    files = sorted(str(p) for p in folder.iterdir())
+    decided = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(url)
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-model input").first.wait_for()
+            page.locator("#batch-files input[type=file]").set_input_files(files)
+            page.locator("#batch-files").get_by_text("cut_00_rgb.png").filter(visible=True).first.wait_for()
+            page.wait_for_timeout(1000)
+            page.locator("#batch-run").click()
+            page.locator("#batch-summary").get_by_text("6 / 6 images done").wait_for()
+
+            page.get_by_role("tab", name="Review").click()
+            page.locator("#review-refresh").click()
+            page.locator("#review-waiting").get_by_text("6 image(s) wait").wait_for()
+            overridden = {"OK": False, "NG": False}
+            for i in range(6):
+                item = page.locator("#review-item")
+                item.get_by_text("said").wait_for()
+                text = item.inner_text()
+                said = "NG" if "said NG" in text else "OK" if "said OK" in text else "UNSURE"
+                human = said if said != "UNSURE" else "OK"
+                if said in overridden and not overridden[said]:  # the first OK and the first NG: overridden
+                    human, overridden[said] = ("NG" if said == "OK" else "OK"), True
+                if human == "NG" and not any(d[2] for d in decided):  # one NG with a corrected mask
+                    page.wait_for_timeout(800)
+                    box = page.locator("#review-editor canvas").first.bounding_box()
+                    page.locator("#review-editor button[aria-label='Brush']").first.click()
+                    x, y = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
+                    page.mouse.move(x, y)
+                    page.mouse.down()
+                    page.mouse.move(x + box["width"] * 0.2, y, steps=8)
+                    page.mouse.up()
+                    page.wait_for_timeout(400)
+                    page.locator("#review-ng").click()
+                    decided.append((said, human, True))
+                elif i % 2:  # every other decision by key
+                    page.locator("#review-waiting").click()
+                    page.keyboard.press("o" if human == "OK" else "n")
+                    decided.append((said, human, False))
+                else:
+                    page.locator("#review-ok" if human == "OK" else "#review-ng").click()
+                    decided.append((said, human, False))
+                page.locator("#review-waiting").get_by_text(f"{5 - i} image(s) wait").wait_for()
+
+            page.get_by_text("Operating point: set the threshold").click()
+            page.locator("#review-share input").first.fill("0")
+            page.locator("#review-find").click()
+            page.locator("#review-counts").get_by_text("0 missed").wait_for()
+            page.locator("#review-save").click()
+            page.locator("#review-version").get_by_text("Saved").wait_for()
+            saved_text = page.locator("#review-version").inner_text()
+
+            page.get_by_role("tab", name="Inspect").click()
+            page.locator("#inspect-samples").get_by_text("bracket · cut_00", exact=True).click()
+            banner = page.locator("#inspect-verdict .easynet-verdict")
+            banner.wait_for()
+            banner_text = banner.inner_text()
+        except Exception:
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT.with_name("browser-review-failure.png")), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    from easynet.checkpoint import load_checkpoint
+    from easynet.store import Store
+
+    store = Store(assets.workspace)
+    rows = store.audit_rows(model="bracket")[-6:]
+    assert [(r["model_verdict"], r["human_verdict"]) for r in rows] == [(s, h) for s, h, _ in decided]
+    assert sum(s != h for s, h, _ in decided) == 2 and sum(s == h for s, h, _ in decided) == 4
+    owner = store.query("SELECT owner FROM reviews WHERE id = ?", (rows[0]["review"],))[0]["owner"]
+    version = store.query(
+        "SELECT version, path, active FROM models WHERE owner = ? AND name = 'bracket' ORDER BY version DESC", (owner,)
+    )[0]
+    assert version["active"] and f"bracket v{version['version']}" in saved_text
+    new = load_checkpoint(version["path"]).calibration
+    thresholds = {f"{new.rgb.threshold:.4f}", f"{new.fused.threshold:.4f}"}
+    assert any(t in banner_text for t in thresholds), (banner_text, thresholds)  # the new version judged it
