@@ -126,10 +126,10 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         # beats the paper's entropy rule on cross-fitted validation, tuned and held-out parts alike
         # (benchmarks/UNSEEN_PARTS.md); the entropy rule stays available by name
         gate_rule="score",
-        # a fixed depth scale per checkpoint, fitted on its training set (benchmarks/RECIPE.md, two seeds per arm)
+        # a fixed depth scale per checkpoint, fitted on its training set (research/RECIPE.md, two seeds per arm)
         depth_encoding="metric",
         # the input square follows the part that plane removal finds, so small parts get the pixels of large
-        # ones (benchmarks/RECIPE.md: judged on two parts added for it, two seeds per arm)
+        # ones (research/RECIPE.md: judged on two parts added for it, two seeds per arm)
         resize="object",
     ),
     "base": ModelConfig(

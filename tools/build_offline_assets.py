@@ -91,7 +91,7 @@ def main() -> int:
         default=[],
         metavar="CATEGORY=CHECKPOINT",
         help="ship these runs instead of training again: checkpoints trained with exactly the `lite` recipe (e.g. "
-        "by benchmarks/recipe_run.py when a recipe change was decided on them); converted to the shipped format, "
+        "by research/recipe_run.py when a recipe change was decided on them); converted to the shipped format, "
         "evaluated and recorded with their own training command",
     )
     parser.add_argument("--samples", default="samples")

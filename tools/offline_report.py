@@ -165,9 +165,9 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
         "```",
         "",
         "No choice looked at the test split. The shipped runs were made by "
-        "`benchmarks/recipe_run.py` with exactly this recipe (command column) and adopted with `--adopt "
+        "`research/recipe_run.py` with exactly this recipe (command column) and adopted with `--adopt "
         "CAT=CKPT`; `metric` replaced `height` by a rule decided on a dev split, and object framing replaced the "
-        "stretched scene by a rule judged on two parts added for it (benchmarks/RECIPE.md).",
+        "stretched scene by a rule judged on two parts added for it (research/RECIPE.md).",
         "",
         f"Hardware of the recorded run: {hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, torch "
         f"{hw.get('torch', '?')} on the CPU.",

@@ -14,7 +14,7 @@ Three modes, recorded in the checkpoint's ``ModelConfig.resize``:
   resized to S, so that a small part gets as many input pixels as a large one and synthetic anomalies are
   sized to the part. Where the square leaves the image the padding is zero and is left out like letterbox
   padding; outside the square maps go back as 0. Without a foreground (no depth, or nothing found) the
-  square is the whole image, centred (as letterbox). Not in the paper (benchmarks/RECIPE.md).
+  square is the whole image, centred (as letterbox). Not in the paper (research/RECIPE.md).
 """
 
 from __future__ import annotations

@@ -372,7 +372,7 @@ CATEGORIES: dict[str, Category] = {
         held_out=True,
     ),
     # added before any run on them, once every recipe choice had been made with the four held-out parts above in
-    # view: the judge of the metric-against-height rule (benchmarks/RECIPE.md) and of later ones
+    # view: the judge of the metric-against-height rule (research/RECIPE.md) and of later ones
     "hex_nut": Category(
         description="zinc-plated steel hex nut with chamfered corners and a threaded bore",
         build=_hex_nut,
@@ -392,7 +392,7 @@ CATEGORIES: dict[str, Category] = {
         held_out=True,
     ),
     # added before any run on them, after every earlier part had been looked at: the judges of object framing
-    # (benchmarks/RECIPE.md), one part smaller than any before, one larger
+    # (research/RECIPE.md), one part smaller than any before, one larger
     "knob": Category(
         description="small dark grey ABS control knob with a fluted grip, a finger dish and a white index line",
         build=_knob,
