@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from easynet.backends import AUTO, choose, make_runner
+from easynet.batching import BatchingRunner
 from easynet.card import ModelCard
 from easynet.checkpoint import Calibration, load_checkpoint
 from easynet.config import ModelConfig
@@ -31,7 +32,8 @@ from easynet.scoring import image_scores, position_normalise, valid_masks
 
 
 class Predictor:
-    """Loads a checkpoint once and predicts images; thread-safe for concurrent `predict` calls."""
+    """Loads a checkpoint once and predicts images; thread-safe: the network calls of concurrent `predict` calls
+    run as one batch (easynet.batching), each call getting exactly its own result."""
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Predictor:
             self.runner = make_runner(self.model, device, backend, self.precision)
         if self.backend == "onnx":
             self.precision = "fp32"
+        self.runner = BatchingRunner(self.runner)
 
     @property
     def name(self) -> str:

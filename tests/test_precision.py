@@ -47,7 +47,7 @@ def test_predict_bf16_on_a_cpu_without_it_falls_back_with_one_line(monkeypatch, 
         "note: bf16 was asked for but this CPU (no avx512_bf16 or AMX) has no native bf16, so inference runs in fp32"
     ]
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", precision="bf16")
-    assert predictor.precision == "fp32" and predictor.runner.autocast is False
+    assert predictor.precision == "fp32" and predictor.runner.runner.autocast is False
 
 
 def test_bf16_and_fp32_maps_agree(tiny_checkpoint):
