@@ -220,7 +220,7 @@ def results_table(checkpoints: Path, categories: list[str]) -> tuple[str, str]:
     lines += ["", "## Targets", "", *_targets(checks), ""]
     lines += [
         "Per-category evaluation JSONs (all three gates, I-AP and P-AP too) lie beside each checkpoint. "
-        "What the misses mean is discussed in the main README, section 'Measured results'."
+        "What the misses mean is discussed in docs/results.md."
     ]
     head = "| gate | mean I-AUROC | mean P-AUROC | mean AUPRO@0.3 | " + " | ".join(f"I-AUROC {k}" for k in kinds)
     summary = [head + " |", "|---|---|---|---|" + "---|" * len(kinds)]
