@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from app import state
 from easynet.errors import InputError
 
 LOCAL = "local"
@@ -114,9 +115,7 @@ SECRET_KEY = "browser_session_secret"
 def browser_secret() -> str:
     """The key that encrypts the session token kept in browsers (gr.BrowserState): created once and kept in the
     workspace database, so a restarted server recognises returning browsers."""
-    from app import workspace
-
-    return workspace.store().setting_once(SECRET_KEY, lambda: secrets.token_hex(32))
+    return state.store().setting_once(SECRET_KEY, lambda: secrets.token_hex(32))
 
 
 NEW_SESSIONS_PER_HOUR_ENV = "EASYNET_NEW_SESSIONS_PER_HOUR"
@@ -130,7 +129,6 @@ def adopt(token: str | None) -> str:
     Sessions are recorded in the workspace database with their client address; one address may open at most
     EASYNET_NEW_SESSIONS_PER_HOUR new ones an hour (a returning token is never refused), so flooding this endpoint
     neither fills the database nor pushes real browsers out of the alias table."""
-    from app import workspace
     from easynet.settings import env_int
 
     request = _request()
@@ -138,7 +136,7 @@ def adopt(token: str | None) -> str:
         token = secrets.token_hex(16)
     owner, now, address = _digest(token), time.time(), client()
     limit = env_int(NEW_SESSIONS_PER_HOUR_ENV, NEW_SESSIONS_PER_HOUR)
-    with workspace.store().transaction() as db:
+    with state.store().transaction() as db:
         known = db.execute("SELECT 1 FROM sessions WHERE owner = ?", (owner,)).fetchone()
         if known:
             db.execute("UPDATE sessions SET last_seen = ? WHERE owner = ?", (now, owner))

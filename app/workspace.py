@@ -25,6 +25,8 @@ import numpy as np
 import tifffile
 
 from app import sessions
+from app.state import DEFAULT_WORKSPACE, WORKSPACE_ENV, root  # noqa: F401 - the workspace's names, here too
+from app.state import store as _database
 from easynet import archive
 from easynet.atomic import atomic_write_bytes
 from easynet.data.io import check_same_size, read_rgb
@@ -35,8 +37,6 @@ from easynet.store import Store, dumps
 from easynet.visualize import write_png
 
 log = logging.getLogger(__name__)
-WORKSPACE_ENV = "EASYNET_WORKSPACE"
-DEFAULT_WORKSPACE = "workspace"
 SESSIONS = "sessions"
 SESSION_TTL_ENV = "EASYNET_SESSION_TTL_HOURS"
 SESSION_TTL_HOURS = 72.0  # a session folder untouched this long is deleted (its jobs must have ended)
@@ -51,27 +51,18 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SAMPLE_PATTERN = re.compile(r"^(?P<kind>[a-z]+)_(?P<index>\d+)_rgb\.png$")
 
 
-def root() -> Path:
-    """The workspace folder (created on first use); read from the environment on every call."""
-    path = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE)).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-_stores: dict[Path, Store] = {}
-_stores_lock = threading.Lock()
-
-
 def store(folder: Path | None = None) -> Store:
     """The workspace's database (easynet.store): sessions, jobs, models, annotations, reviews, audit trail (of
     ``folder``, default the workspace). A workspace of the earlier layout (JSON job files, unindexed folders) is
     imported on first use."""
-    path = Path(folder).resolve() if folder is not None else root()
-    with _stores_lock:
-        if path not in _stores:
-            _stores[path] = Store(path)
-            import_legacy(_stores[path], path)
-        return _stores[path]
+    db = _database(folder)
+    if db.path not in _imported:
+        import_legacy(db, db.path.parent)
+        _imported.add(db.path)
+    return db
+
+
+_imported: set[Path] = set()  # databases whose legacy import was done (or found done) by this process
 
 
 LEGACY_KEY = "legacy_layout_imported"
