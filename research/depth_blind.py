@@ -11,7 +11,6 @@ One JSON line per checkpoint; results/depth_blind.jsonl holds the runs of RECIPE
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -22,11 +21,7 @@ from easynet.pipeline import recalibrate_checkpoint
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="CATEGORY=CHECKPOINT")
-    p.add_argument("--data", default=runner.DATA)
-    runner.add_out(p)
-    a = p.parse_args()
+    a = runner.checkpoints_cli(__doc__)
     for category, path in runner.runs(a.runs):
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "recalibrated.pt"

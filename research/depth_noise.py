@@ -11,8 +11,6 @@ One JSON line per checkpoint; results/depth_noise.jsonl holds the runs of RECIPE
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import runner
 import torch
@@ -52,11 +50,7 @@ def measure(category: str, path: str, data: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="CATEGORY=CHECKPOINT")
-    p.add_argument("--data", default=runner.DATA)
-    runner.add_out(p)
-    a = p.parse_args()
+    a = runner.checkpoints_cli(__doc__)
     for category, path in runner.runs(a.runs):
         runner.record(measure(category, path, a.data), a.out)
 

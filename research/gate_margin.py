@@ -13,7 +13,6 @@ kind sent to the fused head. results/gate_margin.jsonl holds the held-out table'
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,11 +96,7 @@ def measure(category: str, checkpoint: str, data: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="CATEGORY=CHECKPOINT")
-    p.add_argument("--data", default=runner.DATA)
-    runner.add_out(p)
-    a = p.parse_args()
+    a = runner.checkpoints_cli(__doc__)
     for category, path in runner.runs(a.runs):
         runner.record(measure(category, path, Path(a.data)), a.out)
 

@@ -94,6 +94,15 @@ def short_name(path: str | Path) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
+def checkpoints_cli(doc: str) -> argparse.Namespace:
+    """The command line of a script measured per trained checkpoint: CATEGORY=CHECKPOINT ... [--data] [--out]."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="CATEGORY=CHECKPOINT")
+    p.add_argument("--data", default=DATA)
+    add_out(p)
+    return p.parse_args()
+
+
 def add_out(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """The ``--out`` option: the .jsonl file under research/results/ that each row is appended to."""
     where = f"default: results/{default}" if default else "default: print only"

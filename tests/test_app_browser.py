@@ -161,14 +161,7 @@ def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server
             page.locator("#annotate-category input, #annotate-category textarea").first.fill("browser_part")
             _upload(page, "#annotate-rgb", assets.rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
             page.wait_for_timeout(1500)  # the editor draws the picture
-            box = page.locator("#annotate-editor canvas").first.bounding_box()
-            page.locator("#annotate-editor button[aria-label='Brush']").first.click()
-            x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.9
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + box["width"] * 0.3, y, steps=10)
-            page.mouse.up()
-            page.wait_for_timeout(500)
+            _stroke(page, "#annotate-editor", 0.3, 0.9, 0.3)
             page.locator("#annotate-save").click()
             page.locator("#annotate-status").get_by_text("Saved").wait_for()
         finally:
@@ -275,14 +268,7 @@ def test_the_review_loop_in_a_real_browser(server, tmp_path):
                     human, overridden[said] = ("NG" if said == "OK" else "OK"), True
                 if human == "NG" and not any(d[2] for d in decided):  # one NG with a corrected mask
                     page.wait_for_timeout(800)
-                    box = page.locator("#review-editor canvas").first.bounding_box()
-                    page.locator("#review-editor button[aria-label='Brush']").first.click()
-                    x, y = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
-                    page.mouse.move(x, y)
-                    page.mouse.down()
-                    page.mouse.move(x + box["width"] * 0.2, y, steps=8)
-                    page.mouse.up()
-                    page.wait_for_timeout(400)
+                    _stroke(page, "#review-editor", 0.2, 0.2, 0.2)
                     page.locator("#review-ng").click()
                     decided.append((said, human, True))
                 elif i % 2:  # every other decision by key
@@ -329,3 +315,15 @@ def test_the_review_loop_in_a_real_browser(server, tmp_path):
     new = load_checkpoint(version["path"]).calibration
     thresholds = {f"{new.rgb.threshold:.4f}", f"{new.fused.threshold:.4f}"}
     assert any(t in banner_text for t in thresholds), (banner_text, thresholds)  # the new version judged it
+
+
+def _stroke(page, editor: str, fx: float, fy: float, fw: float) -> None:
+    """One horizontal brush stroke in an image editor, from (fx, fy) of its canvas over a share fw of its width."""
+    box = page.locator(f"{editor} canvas").first.bounding_box()
+    page.locator(f"{editor} button[aria-label='Brush']").first.click()
+    x, y = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] * fw, y, steps=10)
+    page.mouse.up()
+    page.wait_for_timeout(500)
