@@ -1,7 +1,8 @@
 """Screenshots of the app for docs/screenshots/: `python tools/screenshots.py` (headless /usr/bin/chromium).
 
 Starts the app on a free port with a temporary workspace, walks Inspect (sample gallery, verdict banner), Batch (the
-gasket samples), Compare and Annotate at 1366 px wide, and writes one PNG per tab. Never downloads a browser.
+gasket samples), Review (their queue, then the operating point), Compare and Annotate at 1366 px wide, and writes
+one PNG per view. Never downloads a browser.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ SAMPLE = ("gasket", "dent_00")
 def _pick_model(page, elem_id: str, name: str) -> None:
     page.locator(f"#{elem_id} input").first.click()
     page.get_by_role("option").filter(has_text=f"{name} (").first.click()
+
+
+def more_parts(category: str) -> list[Path]:
+    """Three more good parts and one of each defect kind, rendered (seed 7) and named as a line would name them."""
+    from easynet.data.synthetic import generate
+
+    root = generate(tempfile.mkdtemp(prefix="easynet-parts-"), [category], 400, 0, 0, 3, 1, seed=7)[0] / "test"
+    out = []
+    for rgb in sorted(root.glob("*/rgb/*.png")):
+        name = f"{rgb.parents[1].name}_{int(rgb.stem) + 1:02d}"
+        for src, suffix in ((rgb, "_rgb.png"), (rgb.parents[1] / "xyz" / f"{rgb.stem}.tiff", "_xyz.tiff")):
+            out.append(src.rename(src.parent / f"{name}{suffix}"))
+    return out
 
 
 def main() -> int:
@@ -60,6 +74,7 @@ def main() -> int:
             page.get_by_role("tab", name="Batch").click()
             _pick_model(page, "batch-model", category)
             files = sorted(p for p in (REPO / "samples" / category).iterdir() if not p.name.endswith("_gt.png"))
+            files += more_parts(category)  # a line's worth: enough judged parts of each kind for an operating point
             page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
             page.locator("#batch-files").get_by_text(files[0].name).first.wait_for()
             page.wait_for_timeout(1000)
@@ -68,6 +83,30 @@ def main() -> int:
             page.locator("#batch-report a").first.wait_for()
             page.wait_for_timeout(1500)
             page.screenshot(path=str(out / "batch.png"), full_page=True)
+
+            page.get_by_role("tab", name="Review").click()  # the batch's images wait in the queue
+            page.locator("#review-refresh").click()
+            page.locator("#review-waiting").get_by_text("wait for a verdict").wait_for()
+            page.locator("#review-item").get_by_text("said").wait_for()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "review.png"), full_page=True)
+            for _ in range(20):  # judge the queue as a person would: good parts OK, the rest NG
+                text = page.locator("#review-item").inner_text()
+                if "queue is empty" in text:
+                    break
+                page.locator("#review-ok" if "good_" in text else "#review-ng").click()
+                page.locator("#review-saved").get_by_text(f"Saved: {text.split(' · ')[0]} is").wait_for()
+                page.wait_for_function(  # the next item has opened (no progress text left)
+                    "() => { const s = document.querySelector('#review-item').innerText; return "
+                    "(s.includes(' said ') || s.includes('queue is empty')) && !/[0-9]s$/m.test(s); }",
+                    timeout=60_000,
+                )
+            page.get_by_text("Operating point: set the threshold").click()
+            _pick_model(page, "review-model", category)
+            page.locator("#review-find").click()
+            page.locator("#review-counts").get_by_text("miss").wait_for()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "review_operating_point.png"), full_page=True)
 
             page.get_by_role("tab", name="Compare").click()
             page.get_by_role("button", name=f"{category} · {kind}", exact=True).click()
