@@ -243,3 +243,27 @@ def test_an_object_framed_model_trains_evaluates_and_predicts_on_source_pixels(t
     frame = p.inputs.frame
     assert frame.mode == "object" and frame.padded < 64  # the square follows the part, not the 64 px scene
     assert p.heatmap_original.shape == (64, 64)
+
+
+def test_the_base_recipe_is_recorded_in_its_checkpoint_and_reproducible_from_it(tiny_tree, tmp_path):
+    """The real-part recipe (`base`, what the Fine-tune tab trains on RGB-only data) travels in the checkpoint, and
+    training again from the checkpoint's own configs gives the same weights."""
+    from easynet.checkpoint import load_checkpoint
+    from easynet.config import MODEL_PRESETS, TRAIN_PRESETS
+    from easynet.pipeline import train_category
+
+    model_cfg = MODEL_PRESETS["base"].replace(image_size=32, modality="rgb")
+    recipe = TRAIN_PRESETS["base"].replace(steps=6, crop_size=16, select_every=3, batch_size=2)
+    common = {"preset": "base", "progress": False, "device": "cpu"}
+    first = load_checkpoint(
+        train_category(tiny_tree, "toy", tmp_path / "a.pt", model_cfg=model_cfg, train_cfg=recipe, **common).checkpoint
+    )
+    assert first.train_config == recipe  # every field: schedule, warm-up, precision, synthesis, selection
+    assert first.provenance["preset"] == "base"
+    again = load_checkpoint(
+        train_category(
+            tiny_tree, "toy", tmp_path / "b.pt", model_cfg=first.model_config, train_cfg=first.train_config, **common
+        ).checkpoint
+    )
+    assert again.state_dict.keys() == first.state_dict.keys()
+    assert all(torch.equal(again.state_dict[k], first.state_dict[k]) for k in first.state_dict)
