@@ -31,6 +31,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 OUT_JSON = REPO / "benchmarks" / "memory.json"
 OUT_MD = REPO / "benchmarks" / "MEMORY.md"
+PER_REQUEST = "## Per request"  # the section benchmarks/request_memory.py writes into the same report
 EXPIRY_MARGIN_S = 10  # Gradio deletes expired state every second; a margin for the last one
 SERVER_START_TIMEOUT_S = 300
 SERVER = """
@@ -154,7 +155,10 @@ def main() -> int:
     row = " | ".join(
         f"{result[k]} MB" for k in ("rss_before_mb", "rss_peak_mb", "rss_after_last_session_mb", "rss_after_expiry_mb")
     )
-    OUT_MD.write_text(f"""# Memory under many sessions
+    kept = OUT_MD.read_text() if OUT_MD.is_file() else ""
+    kept = kept[kept.index(PER_REQUEST) :] if PER_REQUEST in kept else ""  # request_memory.py's section stays
+    OUT_MD.write_text(
+        f"""# Memory under many sessions
 
 `python benchmarks/memory_sessions.py --sessions {a.sessions} --max-pixels {a.max_pixels} --ttl {a.ttl:g}`
 (raw numbers: `memory.json`). One app process on 127.0.0.1; {a.sessions} `gradio_client` sessions, opened one
@@ -168,9 +172,12 @@ model `{a.model}`, gate control). RSS of the server process from /proc:
 Growth over {a.sessions} sessions: {growth:.1f} MB ({growth / a.sessions:.2f} MB per session). Each session keeps
 only the paths of its uploads and pictures of at most 256 pixels a side (`app.ui.compact_state`), dropped
 EASYNET_STATE_TTL_S after its last update (900 s by default); the peak is one prediction of the largest image
-(Gradio runs one /predict at a time). Median /predict latency {result["predict_latency_s"]["median"]} s.
+(the sessions ran one after another; how many heavy requests run at once is decided by memory admission,
+app/limits.py, and measured per request below). Median /predict latency {result["predict_latency_s"]["median"]} s.
 Machine: {result["machine"]}. {a.note}
-""")
+"""
+        + ("\n" + kept if kept else "")
+    )
     print(OUT_MD.read_text())
     return 0
 
