@@ -132,7 +132,8 @@ def run() -> list[dict]:
     os.environ["EASYNET_WORKSPACE"] = str(tmp / "workspace")
     os.environ.update(SERVER_ENV)
     model, samples, archive = prepare(tmp / "workspace")
-    shutil.copy(archive, tmp / "toy.zip")
+    if archive != tmp / "toy.zip":  # load_test.prepare writes it beside the workspace: tmp/toy.zip already
+        shutil.copy(archive, tmp / "toy.zip")
     server, url = start_server(tmp / "server.log")
     rows = []
     try:

@@ -19,6 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_JSON = REPO / "benchmarks" / "request_memory.json"
 OUT_MD = REPO / "benchmarks" / "MEMORY.md"
@@ -26,8 +29,6 @@ BEGIN, END = "<!-- per-request:begin -->", "<!-- per-request:end -->"
 CHILD = r"""
 import json, os, sys
 from pathlib import Path
-import numpy as np
-from PIL import Image
 sys.path.insert(0, {repo!r})
 os.chdir({repo!r})
 os.environ["EASYNET_WORKSPACE"] = {workspace!r}
@@ -39,26 +40,31 @@ from app import inspect_tab
 sample = Path("samples") / {model!r}
 rgb0 = sorted(sample.glob("*_rgb.png"))[0]
 inspect_tab.predict(str(rgb0), str(rgb0).replace("_rgb.png", "_xyz.tiff"), {model!r}, "control")
-side = {side}
-yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-rgb = np.stack([yy * 255, xx * 255, np.full_like(xx, 128)], -1).astype(np.uint8)
-path = Path({workspace!r}) / "big_rgb.png"
-Image.fromarray(rgb).save(path)
-depth = None
-if {with_depth}:
-    z = 0.5 + 0.05 * yy + 0.02 * xx - 0.03 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.02)
-    depth = Path({workspace!r}) / "big_depth.npy"
-    np.save(depth, z.astype(np.float32))
-del yy, xx, rgb
+path = Path({rgb!r})
+depth = {depth!r}
 before = hwm()
-inspect_tab.predict(str(path), None if depth is None else str(depth), {model!r}, "control")
+inspect_tab.predict(str(path), depth, {model!r}, "control")
 print(json.dumps({{"before_mb": before, "peak_mb": hwm()}}))
 """
 
 
+def make_inputs(folder: Path, side: int) -> tuple[Path, Path]:
+    """An RGB PNG and a float32 z .npy (a tilted table with a bump) of side x side pixels, written by this process
+    so that the measured one only reads them."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    rgb = np.stack([yy * 255, xx * 255, np.full_like(xx, 128)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(folder / "big_rgb.png")
+    z = 0.5 + 0.05 * yy + 0.02 * xx - 0.03 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.02)
+    np.save(folder / "big_depth.npy", z.astype(np.float32))
+    return folder / "big_rgb.png", folder / "big_depth.npy"
+
+
 def measure(side: int, with_depth: bool, model: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="easynet-mem-") as tmp:
-        code = CHILD.format(repo=str(REPO), workspace=tmp, model=model, side=side, with_depth=with_depth)
+        rgb, depth = make_inputs(Path(tmp), side)
+        code = CHILD.format(
+            repo=str(REPO), workspace=tmp, model=model, rgb=str(rgb), depth=str(depth) if with_depth else None
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     mp = side * side / 1e6
@@ -82,7 +88,8 @@ def write(rows: list[dict], model: str) -> None:
     block = (
         f"{BEGIN}\n`python benchmarks/request_memory.py` (raw: `request_memory.json`): one Inspect request (model "
         f"`{model}`, gate control) on a generated RGB PNG, with and without a float32 depth map of the same size, "
-        f"each in a fresh process after a warm-up on the shipped sample; growth of the peak RSS ({machine}).\n\n"
+        "each in a fresh process (which only reads the files) after a warm-up on the shipped sample; growth of the "
+        f"peak RSS ({machine}).\n\n"
         + "\n".join(lines)
         + "\n\nThe app admits a request by 100 MB plus 30 MB per megapixel of the RGB image and again of the depth "
         "map (`app/limits.py`), estimated from the files' headers; EASYNET_MEMORY_MB (2048) bounds what the "
