@@ -251,16 +251,31 @@ def run_load(
             client.close()
 
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds(server.pid), _own_cpu_seconds()
     with RssPeak(server.pid) as server_rss, ThreadPoolExecutor(args.clients) as pool:
         list(pool.map(worker, range(args.clients)))
     wall = time.perf_counter() - t0
+    cpu = {"server": _cpu_seconds(server.pid) - cpu0[0], "clients": _own_cpu_seconds() - cpu0[1]}
     job = stop_finetune(main_client, job_id) if job_id is not None else None
     main_client.close()
+    answered = max(1, sum(r["ok"] for r in results))
     return summarise(args, results, single, wall, server_rss.peak) | {
+        "cpu_seconds_per_request": {k: round(v / answered, 3) for k, v in cpu.items()},
         "model": model,
         "samples": [Path(s[0]).name for s in samples],
         "finetune_job_during_load": job,
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -333,7 +348,13 @@ def write_markdown(r: dict) -> None:
         "| endpoint | requests under load | single request (idle server, p50) | p50 under load | p95 under load | "
         "p95 / single |\n"
         f"|---|---|---|---|---|---|\n{rows}\n"
-        f"Machine: {r['machine']}; the clients run on the same cores as the server. Memory stays bounded: one model "
+        + (
+            f"CPU per answered request: server {r['cpu_seconds_per_request']['server']} s, clients "
+            f"{r['cpu_seconds_per_request']['clients']} s.\n\n"
+            if r.get("cpu_seconds_per_request")
+            else ""
+        )
+        + f"Machine: {r['machine']}; the clients run on the same cores as the server. Memory stays bounded: one model "
         f"per name in an LRU of EASYNET_MAX_MODELS={r['max_models']}, uploads are refused above "
         f"EASYNET_MAX_UPLOAD_MB, images above EASYNET_MAX_PIXELS. {r['note']}\n\n"
     )
