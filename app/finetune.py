@@ -95,7 +95,8 @@ def start(
     elif source == "annotated":
         category = workspace.safe_name(annotated, "category")
         files.check_annotated_for_training(category)  # before a job is queued: a refusal holds no slot
-        spec = {"category": category, "data": files.annotations_root()}
+        # the reviewed and annotated defects are the user's own: they join calibration and the parent check
+        spec = {"category": category, "data": files.annotations_root(), "own_defects": True}
     elif source == "zip":
         if upload_path(upload) is None:
             raise InputError("upload a zip of one category in the MVTec 3D-AD layout")

@@ -80,6 +80,7 @@ class Job:
     cleanup: list[str] = field(default_factory=list)  # folders deleted when the job ends (its extracted upload)
     work: str = ""  # the folder it writes to while it trains (<workspace>/jobs/<id>.work), deleted when it ends
     resume_from: str | None = None  # a snapshot to continue from (a resumed interrupted job)
+    own_defects: bool = False  # the annotated (reviewed) set: its labelled defects join calibration and the check
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,6 +147,7 @@ def default_train(job: Job, callback: Callable[[Any], bool]) -> TrainSummary:
         callback=callback,
         resume=job.resume_from,
         snapshot_every=max(10, job.steps // 10),
+        own_defects=job.own_defects,
     )
 
 
@@ -205,6 +207,7 @@ class JobRunner:
         owner: str | None = None,
         cleanup: list[str | Path] | tuple = (),
         client: str | None = None,
+        own_defects: bool = False,
     ) -> Job:
         """Queue a job for `owner` (default: the current session) and `client` (default: the request's address).
         `cleanup` folders are deleted when the job ends, and at once when it is refused (a quota or an impossible
@@ -227,6 +230,7 @@ class JobRunner:
                     owner=owner,
                     client=client,
                     cleanup=[str(c) for c in cleanup],
+                    own_defects=own_defects,
                 )
                 job.work = str(self.folder / f"{job.id}.work")
                 self._jobs[job.id] = job

@@ -136,11 +136,12 @@ def fit_position_norm(
 
 
 def calibration_set(
-    model: EasyNet, validation: Sequence[Any], synth: SynthConfig | None = None
+    model: EasyNet, validation: Sequence[Any], synth: SynthConfig | None = None, defects: Sequence[Any] = ()
 ) -> tuple[list[Any], np.ndarray, np.ndarray]:
-    """The calibration set: (items, labels (N,) 0 clean / 1 synthetic, source (N,) the validation index each
-    item was made from): every validation image once clean and with up to CALIBRATION_VARIANTS synthetic
-    anomalies of the training recipe (fixed seed)."""
+    """The calibration set: (items, labels (N,) 0 clean / 1 anomalous, source (N,) the image index each item was
+    made from): every validation image once clean and with up to CALIBRATION_VARIANTS synthetic anomalies of the
+    training recipe (fixed seed), then ``defects``, real labelled defect images (a person's verdicts on the
+    user's own parts), each its own source."""
     synth = synth or SynthConfig()
     synthesizer = AnomalySynthesizer(synth)
     items, labels, source = [], [], []
@@ -159,6 +160,10 @@ def calibration_set(
                 items.append(syn)
                 labels.append(1)
                 source.append(i)
+    for k, defect in enumerate(defects):
+        items.append(defect)
+        labels.append(1)
+        source.append(len(validation) + k)
     return items, np.asarray(labels), np.asarray(source)
 
 
@@ -170,19 +175,22 @@ def calibrate(
     progress: Progress | None = None,
     position_norm: bool = True,
     train: Sequence[Any] | None = None,
+    defects: Sequence[Any] = (),
 ) -> Calibration:
-    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies, and (with
-    ``position_norm``, unless the checkpoint uses the authors' score rule) each head's position norm. With the
-    ``train`` split, also the typical-part reference (easynet.typical): Gaussians on clean training images, its
-    limit from the clean validation images."""
+    """Fit alpha, thresholds and heat-map scales on validation images and their synthetic anomalies (and real
+    labelled ``defects`` where the user has them), and (with ``position_norm``, unless the checkpoint uses the
+    authors' score rule) each head's position norm. With the ``train`` split, also the typical-part reference
+    (easynet.typical): Gaussians on clean training images, its limit from the clean validation images."""
     if len(validation) == 0:
         return Calibration(rule="no validation images: defaults")
-    items, y, source = calibration_set(model, validation, synth)
+    items, y, source = calibration_set(model, validation, synth, defects)
     raw = run_heads(model, items, device, progress)
     cal = Calibration(rule=CALIBRATION_RULE)
     if train is not None and len(train) > 1:
         cal.reference = fit_typical_reference(model, train, synth, raw, device)
-    metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum())}
+    metrics: dict[str, Any] = {"n_images": int(len(y)), "n_synthetic": int(y.sum()) - len(defects)}
+    if defects:
+        metrics["n_real_defects"] = len(defects)
     heads = raw
     for head, maps in (("rgb", raw.prob_rgb), ("fused", raw.prob_fused)):
         if maps is not None and position_norm and model.cfg.score_rule != "official":  # authors' rule stays

@@ -70,8 +70,11 @@ def quality_text(metrics: dict[str, Any], key: str = HEADLINE_METRIC) -> str | N
         return None
     n, synthetic = metrics.get("n_images"), metrics.get("n_synthetic")
     count = f" on {n} image{'s' if n != 1 else ''}" if isinstance(n, int) else " (image count not recorded)"
-    if isinstance(n, int) and isinstance(synthetic, int) and synthetic:
-        count += f" ({synthetic} synthetic)"
+    real = metrics.get("n_real_defects")
+    parts = [f"{synthetic} synthetic"] if isinstance(synthetic, int) and synthetic else []
+    parts += [f"{real} real defects"] if isinstance(real, int) and real else []
+    if isinstance(n, int) and parts:
+        count += f" ({', '.join(parts)})"
     return f"val I-AUROC {value:.3f}{count}"
 
 

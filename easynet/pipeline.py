@@ -145,6 +145,7 @@ def train_category(
     progress: bool = True,
     ship: bool = False,
     explicit: Collection[str] = (),
+    own_defects: bool = False,
 ) -> TrainSummary:
     """Train on a category's good images, calibrate on its validation split, save one checkpoint.
 
@@ -175,6 +176,7 @@ def train_category(
     train_set = open_dataset(data, category, Split.TRAIN, **kw)
     dev = resolve_device(device)
     validation = open_dataset(data, category, Split.VALIDATION, **kw)
+    defects = own_defect_images(data, category, kw) if own_defects else []
     select = None
     if train_cfg.select_every > 0 and len(validation) > 0:
         held = [validation[i] for i in range(len(validation))]  # decoded once, scored many times
@@ -223,7 +225,13 @@ def train_category(
             )
         ckpt = result.checkpoint
         ckpt.calibration = calibrate(
-            result.model.to(dev), validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm, train=train_set
+            result.model.to(dev),
+            validation,
+            dev,
+            run_cfg.synth,
+            position_norm=run_cfg.position_norm,
+            train=train_set,
+            defects=defects,
         )
         if "depth_note" not in ckpt.calibration.metrics or attempt == restarts:
             break
@@ -236,7 +244,7 @@ def train_category(
     if init_from is not None:  # the parent on the same validation data: is the fine-tuned model worse?
         parent = (load_checkpoint(init_from) if resume is not None else start).build_model().to(dev).eval()
         parent_validation = calibrate(
-            parent, validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm
+            parent, validation, dev, run_cfg.synth, position_norm=run_cfg.position_norm, defects=defects
         ).metrics
         provenance["parent_validation"] = parent_validation
     ckpt.provenance = {**ckpt.provenance, **provenance, "n_validation": len(validation), "stopped": result.stopped}
@@ -255,6 +263,16 @@ def train_category(
     )
 
 
+def own_defect_images(data: str | Path, category: str | None, options: dict[str, Any]) -> list[Any]:
+    """The labelled defect images of a user's own set (its test split's anomalous images), decoded once; none
+    when the set has no test split yet (only good parts labelled)."""
+    try:
+        test = open_dataset(data, category, Split.TEST, **options)
+    except InputError:
+        return []
+    return [s for s in (test[i] for i in range(len(test))) if s.label]
+
+
 def train_job(
     data: str | Path,
     category: str,
@@ -267,10 +285,13 @@ def train_job(
     seed: int | None = None,
     resume: str | Path | None = None,
     snapshot_every: int = 0,
+    own_defects: bool = False,
 ) -> TrainSummary:
     """What the app's Fine-tune tab runs: from a checkpoint (its architecture, ``finetune_recipe``), or from scratch
     with the `lite` preset on RGB-D data and the `base` preset on RGB-only data (e.g. real photographs). With
-    ``snapshot_every`` the run saves a resumable snapshot at ``out`` that often; ``resume`` continues one."""
+    ``snapshot_every`` the run saves a resumable snapshot at ``out`` that often; ``resume`` continues one;
+    ``own_defects``: the set's labelled defects join calibration and the comparison with the parent
+    (``train_category``), for the app's annotated and reviewed set."""
     rgb_only = not init_from and not open_dataset(data, category, Split.TRAIN, image_size=16).has_depth
     preset = "base" if rgb_only else "lite"
     changes = {"steps": steps, "batch_size": batch_size, "checkpoint_every": snapshot_every}
@@ -285,6 +306,7 @@ def train_job(
         train_cfg=cfg,
         callback=callback,
         progress=False,
+        own_defects=own_defects,
     )
 
 

@@ -184,3 +184,23 @@ def test_review_handlers_refuse_bad_input_with_a_sentence(loop):
         review_tab.decide_api(1, "MAYBE")
     with pytest.raises(gr.Error, match="is not a review id"):
         review_tab.decide_api("abc", "OK")
+
+
+def test_a_fine_tune_from_the_reviewed_set_calibrates_on_its_judged_defects(loop):
+    """Retrain from the reviewed set: judged good parts train it, judged defects join calibration and the check
+    against the model it started from, and the result goes through the same never-silently-worse listing."""
+    from app import finetune, jobs, reviews, sessions
+
+    good, holes = loop
+    with sessions.as_owner("line"):
+        ids = [_inspect(p)["review_id"] for p in [*good, *holes]]
+        for review in ids[: len(good)]:
+            reviews.decide(review, "OK")
+        for review in ids[len(good) :]:
+            reviews.decide(review, "NG", "hole")
+        job_id, status, _ = finetune.start("annotated", None, "toy", None, "toy", 2)
+        job = jobs.runner().wait(job_id, timeout=300)
+    assert job.state == "done", job.error
+    assert job.own_defects and job.metrics["n_real_defects"] == len(holes)
+    assert job.parent_metrics["n_real_defects"] == len(holes)  # the parent is judged on the same defects
+    assert job.worse is not None  # compared, so a worse fine-tune is marked and never made the default

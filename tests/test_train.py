@@ -267,3 +267,26 @@ def test_the_base_recipe_is_recorded_in_its_checkpoint_and_reproducible_from_it(
     )
     assert again.state_dict.keys() == first.state_dict.keys()
     assert all(torch.equal(again.state_dict[k], first.state_dict[k]) for k in first.state_dict)
+
+
+def test_own_labelled_defects_join_calibration_and_the_parent_check(tiny_tree, tiny_checkpoint, tmp_path):
+    """Fine-tuning on the user's own set (the app's reviewed images): its labelled defects are calibration images
+    of the new model and of the parent it is compared with; without the flag the test split stays unseen."""
+    from easynet.calibrate import calibration_set
+    from easynet.checkpoint import load_checkpoint
+    from easynet.config import TRAIN_PRESETS
+    from easynet.pipeline import loader_options, own_defect_images, train_category
+
+    recipe = TRAIN_PRESETS["official"].replace(steps=2, batch_size=2)
+    common = {"init_from": tiny_checkpoint, "train_cfg": recipe, "progress": False, "device": "cpu"}
+    own = train_category(tiny_tree, "toy", tmp_path / "own.pt", own_defects=True, **common)
+    plain = train_category(tiny_tree, "toy", tmp_path / "plain.pt", **common)
+    ckpt = load_checkpoint(tiny_checkpoint)
+    defects = own_defect_images(tiny_tree, "toy", loader_options(ckpt.model_config))
+    assert defects and all(d.label == 1 and d.defect != "good" for d in defects)
+    assert own.validation["n_real_defects"] == len(defects) == own.parent_validation["n_real_defects"]
+    assert "n_real_defects" not in plain.validation and "n_real_defects" not in plain.parent_validation
+    assert own.validation["n_images"] == plain.validation["n_images"] + len(defects)
+    items, labels, source = calibration_set(ckpt.build_model(), [], None, defects)
+    assert len(items) == len(defects) and labels.tolist() == [1] * len(defects)
+    assert sorted(source.tolist()) == list(range(len(defects)))  # each its own source (position norm leaves it out)
