@@ -117,7 +117,8 @@ def main() -> int:
     text = (
         "# Review loop: speed and concurrency\n\n"
         f"Written by `python benchmarks/review_speed.py --rows {a.rows}` on {m['cpu']}, {m['cores']} cores "
-        f"(SQLite {__import__('sqlite3').sqlite_version}, WAL): {a.rows:,} queued reviews and {a.rows:,} audit rows.\n\n"
+        f"(SQLite {__import__('sqlite3').sqlite_version}, WAL): "
+        f"{a.rows:,} queued reviews and {a.rows:,} audit rows.\n\n"
         "| what | measured | target | |\n|---|---|---|---|\n"
         f"| a queue page (20 rows, NG and UNSURE first) | p50 {result['queue_page_ms']['p50']} ms, max "
         f"{result['queue_page_ms']['max']} ms | <= 300 ms | {met(result['queue_page_ms']['max'] <= 300)} |\n"
