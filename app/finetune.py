@@ -14,6 +14,7 @@ from app import figures, jobs, models, workspace
 from app.services import Services, bind, default_services
 from app.ui import friendly, model_dropdown, upload_path
 from easynet.card import quality_text
+from easynet.config import TRAIN_PRESETS
 from easynet.errors import InputError
 from easynet.pipeline import synthetic_categories
 from easynet.results import headline
@@ -24,6 +25,7 @@ SOURCES = ("synthetic", "annotated", "zip")
 SCRATCH = ("(from scratch: lite for RGB-D data, base for RGB-only)", "")
 POLL_SECONDS = 2.0
 DEFAULT_STEPS = 200
+SCRATCH_STEPS = {name: TRAIN_PRESETS[name].steps for name in ("lite", "base")}  # the recipes' own lengths
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -177,7 +179,15 @@ def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.componen
                 label="Zip in MVTec 3D-AD layout (CATEGORY/train/good/rgb, xyz optional)", file_types=[".zip"]
             )
             init = model_dropdown(label="Start from", extra=[SCRATCH], auto=False)
-            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=jobs.max_steps(), label="Steps")
+            steps = gr.Number(
+                value=DEFAULT_STEPS,
+                precision=0,
+                minimum=1,
+                maximum=jobs.max_steps(),
+                label="Steps",
+                info=f"{DEFAULT_STEPS} refine a model; from scratch the recipes run {SCRATCH_STEPS['lite']} (RGB-D) "
+                f"and {SCRATCH_STEPS['base']} (photos without depth, about 17 min on 2 cores)",
+            )
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary", elem_id="finetune-start")
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="finetune-cancel")

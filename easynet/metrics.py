@@ -39,6 +39,24 @@ def image_ap(labels, scores) -> float:
     return _score(average_precision_score, labels, scores)
 
 
+def bootstrap_image_auroc(labels, scores, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """I-AUROC over stratified bootstrap resamples: good and anomalous images are each drawn with replacement
+    within their group (so every resample keeps the split's counts). Returns the mean and the 5-95 % interval;
+    the spread says how far a small test set's single figure can be trusted."""
+    y = _binary(labels)
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    good, bad = np.flatnonzero(~y), np.flatnonzero(y)
+    if not len(good) or not len(bad):
+        return {"mean": float("nan"), "p5": float("nan"), "p95": float("nan")}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
+        values.append(roc_auc_score(y[pick], s[pick]))
+    lo, hi = np.percentile(values, [5, 95])
+    return {"mean": float(np.mean(values)), "p5": float(lo), "p95": float(hi)}
+
+
 def pixel_auroc(masks, maps) -> float:
     """ROC AUC over all pixels of all images (masks binarised with > 0)."""
     return _score(roc_auc_score, np.asarray(masks), np.asarray(maps))

@@ -21,7 +21,7 @@ from runner import configs, record
 from easynet.calibrate import calibrate
 from easynet.checkpoint import load_checkpoint, save_checkpoint
 from easynet.data.registry import Split, open_dataset
-from easynet.metrics import image_auroc
+from easynet.metrics import bootstrap_image_auroc
 from easynet.pipeline import evaluate_category, loader_options, train_category
 from easynet.runtime import machine, resolve_device
 
@@ -32,15 +32,7 @@ OUT = "tire_protocol.jsonl"
 
 def bootstrap(labels: np.ndarray, scores: np.ndarray, seed: int = 0) -> dict[str, float]:
     """I-AUROC over stratified bootstrap resamples: mean and the 5-95 % interval."""
-    rng = np.random.default_rng(seed)
-    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    values = []
-    for _ in range(RESAMPLES):
-        pick = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
-        if len(set(scores[pick].tolist())) > 1:
-            values.append(image_auroc(labels[pick], scores[pick]))
-    lo, hi = np.percentile(values, [5, 95])
-    return {"mean": round(float(np.mean(values)), 4), "p5": round(float(lo), 4), "p95": round(float(hi), 4)}
+    return {k: round(v, 4) for k, v in bootstrap_image_auroc(labels, scores, RESAMPLES, seed).items()}
 
 
 def judge(checkpoint: Path, data: str) -> dict:

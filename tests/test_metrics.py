@@ -10,6 +10,7 @@ import pytest
 from easynet.metrics import (
     Metrics,
     aupro,
+    bootstrap_image_auroc,
     compute_metrics,
     image_ap,
     image_auroc,
@@ -94,3 +95,17 @@ def test_per_defect_and_compute_metrics():
     # P-AUROC: 5 positives x 27 negatives = 135 pairs. Negatives: 25 at 0, 0.6, 0.97.
     # 0.99 (x3) beat all 27 -> 81; 0.95 beats 26 -> 26; 0.5 beats 25 -> 25. (81 + 26 + 25) / 135.
     assert result.p_auroc == pytest.approx(132 / 135)
+
+
+def test_bootstrap_image_auroc_by_hand():
+    # good 0.1, 0.5; anomalous 0.4, 0.9. Each resampled pair (good, anomalous) is ordered right with probability
+    # 3/4 ((0.5, 0.4) is the only wrong one), so the mean I-AUROC over resamples is 0.75. Both goods drawn as 0.5
+    # and both anomalies as 0.4 (probability 1/16 > 5 %) gives 0, so the 5 % point is 0; both goods drawn as 0.1
+    # (1/4) gives 1, so the 95 % point is 1.
+    labels, scores = np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.4, 0.9])
+    spread = bootstrap_image_auroc(labels, scores, resamples=4000, seed=3)
+    assert spread["mean"] == pytest.approx(0.75, abs=0.015)
+    assert spread["p5"] == 0.0 and spread["p95"] == 1.0
+    separated = bootstrap_image_auroc(labels, np.array([0.1, 0.2, 0.8, 0.9]), resamples=200)
+    assert separated == {"mean": 1.0, "p5": 1.0, "p95": 1.0}
+    assert math.isnan(bootstrap_image_auroc(np.zeros(4), scores)["mean"])
