@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from app import models, sessions, workspace
+from easynet.batch import pair_name
 from easynet.data.io import read_mask
 from easynet.errors import InputError
 from easynet.operating import confusion, cutoff_for_false_reject, cutoff_for_miss
@@ -67,7 +68,7 @@ def record(
         "image_hash": digest,
         "image": str(image),
         "depth": str(depth_copy) if depth_copy else None,
-        "name": name or Path(rgb).name,
+        "name": name or pair_name(rgb),
         "model": p.model,
         "version": getattr(p, "version", None),
         "category": p.category,

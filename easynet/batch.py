@@ -74,6 +74,12 @@ def _key(path: Path, loose: bool = False) -> tuple[str, str]:
     return ("" if loose else str(folder)), stem
 
 
+def pair_name(path: str | Path) -> str:
+    """The name an image is known by in reports and the review queue: its stem without a pairing tag
+    (``dent_00_rgb.png`` -> ``dent_00``), as a batch names its pairs."""
+    return _key(Path(path), loose=True)[1]
+
+
 def _is_depth(path: Path) -> bool:
     suffix = path.suffix.lower()
     return suffix in DEPTH_SUFFIXES or (suffix == ".png" and path.stem.endswith("_depth"))

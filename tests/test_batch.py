@@ -205,3 +205,13 @@ def test_batch_reports_live_in_the_session_folder_and_go_with_it(assets, tiny_tr
     others = {p.name for p in workspace.folder("carol").parent.iterdir()} - {"carol"}  # other tests' sessions
     assert workspace.sweep_sessions(others, max_age_s=-1) == ["carol"]  # an expired session takes its reports
     assert not archive.exists()
+
+
+def test_pair_name_is_the_name_a_batch_gives_the_pair(tmp_path):
+    from easynet.batch import collect, pair_name
+
+    for name in ("dent_00_rgb.png", "dent_00_xyz.tiff"):
+        (tmp_path / name).write_bytes(b"")
+    (pair,) = collect([tmp_path])
+    assert pair.name == pair_name(pair.rgb) == pair_name(tmp_path / "dent_00_xyz.tiff") == "dent_00"
+    assert pair_name("part/rgb/000.png") == "000" and pair_name("scan.depth.png") == "scan.depth"

@@ -45,6 +45,7 @@ def test_queue_order_decisions_annotations_and_the_audit_trail(loop):
         ids = [r["review_id"] for r in results]
         queue = reviews.queue()
         assert {r["id"] for r in queue} == set(ids)
+        assert sorted(r["name"] for r in queue) == sorted(p.stem for p in [*good[:3], *holes])  # as a batch names them
         order = [(r["model_verdict"] in ("NG", "UNSURE"), -abs(r["score"] / r["threshold"] - 1)) for r in queue]
         assert order == sorted(order, reverse=True)  # NG/UNSURE first, then the nearest the threshold
         first = reviews.decide(ids[0], "OK")
