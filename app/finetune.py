@@ -4,7 +4,6 @@ Every handler acts for the current session only (app/sessions.py): its jobs, its
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -12,7 +11,7 @@ import gradio as gr
 
 from app import figures, jobs, models, workspace
 from app.services import Services, bind, default_services
-from app.ui import friendly, model_dropdown, upload_path
+from app.ui import friendly, model_dropdown, number, upload_path
 from easynet.card import quality_text
 from easynet.config import TRAIN_PRESETS
 from easynet.errors import InputError
@@ -112,13 +111,7 @@ def start(
 
 def _steps(steps: Any) -> int:
     """The step count a caller sent (a number; NaN, text or nothing are one sentence)."""
-    try:
-        value = float(steps)
-    except (TypeError, ValueError):
-        raise InputError(f"steps must be a whole number of training steps, got {steps!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise InputError(f"steps must be a whole number of training steps, got {steps!r}")
-    return int(value)
+    return number(steps, "steps must be a whole number of training steps", whole=True)
 
 
 @friendly
@@ -181,7 +174,7 @@ def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.componen
             init = model_dropdown(label="Start from", extra=[SCRATCH], auto=False)
             steps = gr.Number(
                 value=DEFAULT_STEPS,
-                precision=0,
+                precision=None,  # Gradio's rounding fails on NaN without a message; start() checks whole numbers
                 minimum=1,
                 maximum=jobs.max_steps(),
                 label="Steps",

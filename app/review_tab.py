@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from app import models, reviews
 from app.annotate import editor_value, mask_from_editor
 from app.services import Services
-from app.ui import friendly, model_dropdown
+from app.ui import friendly, model_dropdown, number
 from easynet.data.io import read_mask, read_rgb
 from easynet.errors import InputError
 from easynet.operating import confusion, roc
@@ -22,6 +22,8 @@ from easynet.store import audit_csv
 
 HEADERS = ["id", "image", "model", "model verdict", "score / threshold", "reason", "batch"]
 TARGETS = ("miss at most", "reject at most")
+CUT_EXPECTED = "the cut-off must be a number (1 = today's threshold)"
+SHARE_EXPECTED = "the target must be a percentage"
 VERSION_HEADERS = ["version", "active", "parent", "threshold x", "worse than parent"]
 # o and n decide the open review while no text field has the focus (a hundred images in minutes)
 KEYS_JS = """
@@ -48,7 +50,7 @@ def _table(page: int) -> list[list[Any]]:
 @friendly
 def load(page: float = 0) -> tuple:
     """The /review_queue endpoint: one page of the queue, the count waiting, and the first item opened."""
-    page = max(0, int(page or 0))
+    page = max(0, number(page or 0, "the page must be a whole number", whole=True))
     rows = _table(page)
     waiting = reviews.waiting()
     note = (
@@ -131,7 +133,8 @@ def operating(model: str | None, cut: float = 1.0) -> tuple:
     ratios, labels = reviews.judged(model)
     if not len(labels):
         return None, f"No judged images of {model} yet: review some in the queue above."
-    c = confusion(ratios, labels, float(cut))
+    cut = number(cut, CUT_EXPECTED)
+    c = confusion(ratios, labels, cut)
     text = (
         f"{int((labels == 0).sum())} judged OK, {int((labels == 1).sum())} judged NG. At {float(cut):.3f} x today's "
         f"threshold: {c.caught} defects caught, **{c.missed} missed** ({c.miss_rate:.1%}), **{c.false_rejects} good "
@@ -144,14 +147,15 @@ def operating(model: str | None, cut: float = 1.0) -> tuple:
 def find(model: str | None, target: str, share: float) -> tuple:
     """The cut-off that meets a target on the judged images ("miss at most 1 %" of defects, "reject at most 2 %")."""
     kind = "miss" if target == TARGETS[0] else "false reject"
-    cut = reviews.cutoff(model, kind, float(share) / 100)
+    cut = reviews.cutoff(model, kind, number(share, SHARE_EXPECTED) / 100)
     return (gr.update(value=round(cut, 4)), *operating(model, cut))
 
 
 @friendly
 def save(model: str | None, cut: float, target: str, share: float) -> tuple:
     """A new version of the model at this threshold (weights untouched), active at once."""
-    version = reviews.save_version(model, float(cut), {"kind": target, "percent": float(share)})
+    cut, share = number(cut, CUT_EXPECTED), number(share, SHARE_EXPECTED)
+    version = reviews.save_version(model, cut, {"kind": target, "percent": share})
     return f"Saved **{model} v{version}** (threshold x {float(cut):.4f}); Inspect and Batch use it now.", versions(
         model
     )
@@ -174,8 +178,9 @@ def versions(model: str | None) -> dict[str, Any]:
 
 @friendly
 def rollback(model: str | None, version: float) -> tuple:
-    models.activate(model, int(version))
-    return f"**{model} v{int(version)}** is active again.", versions(model)
+    version = number(version, "the version must be a whole number", whole=True)
+    models.activate(model, version)
+    return f"**{model} v{version}** is active again.", versions(model)
 
 
 def active_versions() -> dict[str, Any]:
@@ -208,7 +213,7 @@ def export() -> str:
 def build(services: Services) -> gr.Dropdown:
     """Lay out the tab; returns its model dropdown (refreshed by the app when models change)."""
     current = gr.Textbox(visible=False, elem_id="review-current")
-    page = gr.Number(value=0, visible=False, precision=0)
+    page = gr.Number(value=0, visible=False)  # handlers check whole numbers (Gradio's rounding fails on NaN)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             waiting = gr.Markdown("Open this tab to see the queue.", elem_id="review-waiting")
@@ -240,7 +245,7 @@ def build(services: Services) -> gr.Dropdown:
         counts = gr.Markdown(elem_id="review-counts")
         with gr.Row():
             save_btn = gr.Button("Save as a new version", variant="primary", elem_id="review-save")
-            back = gr.Number(value=1, precision=0, label="version", minimum=1)
+            back = gr.Number(value=1, label="version", minimum=1)
             back_btn = gr.Button("Make this version active (roll back)", elem_id="review-rollback")
         version_note = gr.Markdown(elem_id="review-version")
         version_table = gr.Dataframe(

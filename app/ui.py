@@ -20,7 +20,7 @@ from gradio import processing_utils
 
 from app import models
 from easynet.atomic import atomic_write_bytes
-from easynet.errors import EasyNetError
+from easynet.errors import EasyNetError, InputError
 from easynet.settings import env_int
 
 GATES = ("close", "open", "control")
@@ -98,6 +98,19 @@ def for_browser(message: str) -> str:
     """A library sentence as a browser user should read it: limits that the CLI user may raise with an environment
     variable are, in the app, this server's limits (only its administrator can change them)."""
     return SERVER_SETTING.sub(r" (this server's limit; its administrator can raise it with \1)", message)
+
+
+def number(value: Any, expected: str, *, whole: bool = False) -> float:
+    """A number a caller sent (an API client may send NaN, infinity, text or nothing); anything else, or a
+    fraction where ``whole``, is one sentence: ``expected`` ("steps must be a whole number of training steps"),
+    then what came."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{expected}, got {value!r}") from None
+    if not np.isfinite(out) or (whole and out != int(out)):
+        raise InputError(f"{expected}, got {value!r}")
+    return int(out) if whole else out
 
 
 def error(message: str) -> gr.Error:

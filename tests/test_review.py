@@ -185,6 +185,15 @@ def test_review_handlers_refuse_bad_input_with_a_sentence(loop):
         review_tab.decide_api(1, "MAYBE")
     with pytest.raises(gr.Error, match="is not a review id"):
         review_tab.decide_api("abc", "OK")
+    # what an API client can send in raw JSON: NaN, infinity, text, fractions
+    with pytest.raises(gr.Error, match="the page must be a whole number, got nan"):
+        review_tab.load(float("nan"))
+    with pytest.raises(gr.Error, match="the version must be a whole number, got 1.5"):
+        review_tab.rollback("toy", 1.5)
+    with pytest.raises(gr.Error, match=r"the cut-off must be a number \(1 = today's threshold\), got inf"):
+        review_tab.save("toy", float("inf"), review_tab.TARGETS[0], 1.0)
+    with pytest.raises(gr.Error, match="the target must be a percentage, got 'ten'"):
+        review_tab.find("toy", review_tab.TARGETS[0], "ten")
 
 
 def test_a_fine_tune_from_the_reviewed_set_calibrates_on_its_judged_defects(loop):
