@@ -125,7 +125,7 @@ class Predictor:
         for gate in gates:
             if gate not in MODES:
                 raise InputError(f"gate must be one of {', '.join(MODES)}, got {gate!r}")
-        if not sensitivity > 0:
+        if not (sensitivity > 0 and np.isfinite(sensitivity)):  # inf would divide the threshold to 0
             raise InputError(f"sensitivity must be a positive number, got {sensitivity}")
         t0 = time.perf_counter()
         inputs = prepare_input(rgb, depth, self.cfg)

@@ -32,6 +32,9 @@ def test_predict_gates_refuses_an_unknown_mode_before_reading(tiny_checkpoint):
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
     with pytest.raises(InputError, match="gate must be one of"):
         predictor.predict_gates("no-such-file.png", None, ("close", "half-open"))
+    for sensitivity in (0.0, -1.0, float("nan"), float("inf")):  # inf would divide the threshold to 0: all NG
+        with pytest.raises(InputError, match="sensitivity must be a positive number"):
+            predictor.predict_gates("no-such-file.png", None, ("close",), sensitivity)
 
 
 def test_gate_reason_says_why_control_chose_its_head(tiny_tree, tiny_checkpoint, tmp_path):
