@@ -75,14 +75,19 @@ def measure(side: int, with_depth: bool, model: str) -> dict:
 
 
 def write(rows: list[dict], model: str) -> None:
+    sys.path.insert(0, str(REPO))
+    from app.limits import DEFAULT_MEMORY_MB, MB_BASE, MB_PER_MEGAPIXEL
+
     lines = [
-        "| side | megapixels | depth | RSS before | peak | growth | MB per megapixel |",
-        "|---|---|---|---|---|---|---|",
+        "| side | megapixels | depth | RSS before | peak | growth | MB per megapixel | admitted as | within |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        admitted = MB_BASE + MB_PER_MEGAPIXEL * r["megapixels"] * (2 if r["depth"] else 1)  # app.limits.estimate_mb
         lines.append(
             f"| {r['side']} | {r['megapixels']} | {'xyz .npy' if r['depth'] else 'none'} | {r['before_mb']} MB | "
-            f"{r['peak_mb']} MB | {r['growth_mb']} MB | {r['mb_per_megapixel']} |"
+            f"{r['peak_mb']} MB | {r['growth_mb']} MB | {r['mb_per_megapixel']} | {admitted:.0f} MB | "
+            f"{'yes' if r['growth_mb'] <= admitted else '**no**'} |"
         )
     machine = f"{platform.machine()}, {platform.processor() or 'CPU'}, Python {platform.python_version()}"
     block = (
@@ -91,17 +96,19 @@ def write(rows: list[dict], model: str) -> None:
         "each in a fresh process (which only reads the files) after a warm-up on the shipped sample; growth of the "
         f"peak RSS ({machine}).\n\n"
         + "\n".join(lines)
-        + "\n\nThe app admits a request by 100 MB plus 30 MB per megapixel of the RGB image and again of the depth "
-        "map (`app/limits.py`), estimated from the files' headers; EASYNET_MEMORY_MB (2048) bounds what the "
-        f"admitted requests may use together.\n{END}"
+        + f"\n\nThe app admits a request by {MB_BASE} MB plus {MB_PER_MEGAPIXEL} MB per megapixel of the RGB image "
+        "and again of the depth map (`app/limits.py`, the *admitted as* column), estimated from the files' headers; "
+        f"EASYNET_MEMORY_MB ({DEFAULT_MEMORY_MB}) bounds what the admitted requests may use together.\n{END}"
     )
     text = OUT_MD.read_text()
     if BEGIN in text:
         text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n## Per request\n\n" + block + "\n"
-    OUT_MD.write_text(text)
-    OUT_JSON.write_text(json.dumps({"model": model, "rows": rows}, indent=1) + "\n")
+    from easynet.atomic import atomic_write_text
+
+    atomic_write_text(OUT_MD, text)
+    atomic_write_text(OUT_JSON, json.dumps({"model": model, "rows": rows}, indent=1) + "\n")
 
 
 def main() -> int:
