@@ -15,7 +15,7 @@ from app.ui import friendly, model_dropdown, number, upload_path
 from easynet.card import quality_text
 from easynet.config import TRAIN_PRESETS
 from easynet.errors import InputError
-from easynet.pipeline import synthetic_categories
+from easynet.pipeline import FINETUNE_STEPS, default_job_steps, synthetic_categories
 from easynet.results import headline
 
 SYNTHETIC = synthetic_categories()
@@ -23,7 +23,6 @@ SYNTHETIC = synthetic_categories()
 SOURCES = ("synthetic", "annotated", "zip")
 SCRATCH = ("(from scratch: lite for RGB-D data, base for RGB-only)", "")
 POLL_SECONDS = 2.0
-DEFAULT_STEPS = 200
 SCRATCH_STEPS = {name: TRAIN_PRESETS[name].steps for name in ("lite", "base")}  # the recipes' own lengths
 
 
@@ -105,8 +104,18 @@ def start(
         spec = {"category": category, "data": root, "cleanup": [files.upload_folder(root) or root]}
     else:
         raise InputError(f"the source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if steps is None or steps == "" or steps == 0:  # the caller names no length
+        steps = min(jobs.max_steps(), _default_steps(spec, init_path))
     job = services.runner().submit(steps=_steps(steps), init_from=init_path, **spec)
     return job.id, job.status() | {"token": job.token}, job_markdown(job, services)
+
+
+def _default_steps(spec: dict[str, Any], init_path: Any) -> int:
+    """A job's length when the caller names none: FINETUNE_STEPS from a model, else the recipe's own (the
+    synthetic parts are RGB-D, so `lite`; a zip or the annotated set by what it holds)."""
+    if init_path:
+        return FINETUNE_STEPS
+    return SCRATCH_STEPS["lite"] if spec.get("synthetic") else default_job_steps(spec["data"], spec["category"])
 
 
 def _steps(steps: Any) -> int:
@@ -173,13 +182,13 @@ def build(services: Services) -> tuple[gr.Dropdown, gr.Textbox, list[gr.componen
             )
             init = model_dropdown(label="Start from", extra=[SCRATCH], auto=False)
             steps = gr.Number(
-                value=DEFAULT_STEPS,
+                value=0,
                 precision=None,  # Gradio's rounding fails on NaN without a message; start() checks whole numbers
-                minimum=1,
+                minimum=0,
                 maximum=jobs.max_steps(),
                 label="Steps",
-                info=f"{DEFAULT_STEPS} refine a model; from scratch the recipes run {SCRATCH_STEPS['lite']} (RGB-D) "
-                f"and {SCRATCH_STEPS['base']} (photos without depth, about 17 min on 2 cores)",
+                info=f"0: the recipe's own length, {FINETUNE_STEPS} from a model; from scratch {SCRATCH_STEPS['lite']} "
+                f"on RGB-D data, {SCRATCH_STEPS['base']} on photos without depth (about 20 min on 2 cores)",
             )
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary", elem_id="finetune-start")

@@ -19,7 +19,7 @@ from easynet.pipeline import train_job
 from easynet.results import WORSE_TOLERANCE, headline
 from easynet.runtime import machine
 
-STEPS, BATCH = 200, 4  # app/finetune.py DEFAULT_STEPS, app/jobs.py Job.batch_size
+STEPS, BATCH = 200, 4  # easynet.pipeline.FINETUNE_STEPS (the tab's length from a model), app/jobs.py Job.batch_size
 SEEDS = (1, 2)
 
 

@@ -273,6 +273,20 @@ def own_defect_images(data: str | Path, category: str | None, options: dict[str,
     return [s for s in (test[i] for i in range(len(test))) if s.label]
 
 
+FINETUNE_STEPS = 200  # an app job that refines a trained model, when the caller names no length
+
+
+def scratch_preset(data: str | Path, category: str) -> str:
+    """The preset an app job trains from scratch: `base` on RGB-only data (e.g. photographs), `lite` on RGB-D."""
+    return "lite" if open_dataset(data, category, Split.TRAIN, image_size=16).has_depth else "base"
+
+
+def default_job_steps(data: str | Path, category: str, init_from: str | Path | None = None) -> int:
+    """An app job's length when the caller names none: FINETUNE_STEPS from a trained model, else the recipe's own
+    (``scratch_preset``), the length its published figures were measured at."""
+    return FINETUNE_STEPS if init_from else TRAIN_PRESETS[scratch_preset(data, category)].steps
+
+
 def train_job(
     data: str | Path,
     category: str,
@@ -287,14 +301,16 @@ def train_job(
     snapshot_every: int = 0,
     own_defects: bool = False,
 ) -> TrainSummary:
-    """What the app's Fine-tune tab runs: from a checkpoint (its architecture, ``finetune_recipe``), or from scratch
-    with the `lite` preset on RGB-D data and the `base` preset on RGB-only data (e.g. real photographs). With
+    """What the app's Fine-tune tab runs: from a checkpoint (its architecture, ``finetune_recipe``, ``batch_size``),
+    or from scratch with the `lite` preset on RGB-D data and the `base` preset on RGB-only data (e.g. real
+    photographs), at the preset's own batch size. With
     ``snapshot_every`` the run saves a resumable snapshot at ``out`` that often; ``resume`` continues one;
     ``own_defects``: the set's labelled defects join calibration and the comparison with the parent
     (``train_category``), for the app's annotated and reviewed set."""
-    rgb_only = not init_from and not open_dataset(data, category, Split.TRAIN, image_size=16).has_depth
-    preset = "base" if rgb_only else "lite"
-    changes = {"steps": steps, "batch_size": batch_size, "checkpoint_every": snapshot_every}
+    preset = "lite" if init_from else scratch_preset(data, category)
+    changes = {"steps": steps, "checkpoint_every": snapshot_every}
+    if init_from:  # from scratch the recipe keeps its own batch size, the one its figures were measured at
+        changes["batch_size"] = batch_size
     cfg = default_train_config(preset).replace(**changes | ({} if seed is None else {"seed": seed}))
     return train_category(
         data,

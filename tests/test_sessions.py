@@ -320,3 +320,35 @@ def test_a_fine_tune_worse_than_its_parent_is_marked_and_never_the_default(asset
         assert "worse than the model it started from" in text
     with sessions.as_owner("erin"):
         assert models.for_category("toy") == "toy"  # another session keeps the shared model
+
+
+def test_a_job_without_a_length_runs_the_recipe_it_starts(assets, runner_with, tmp_path, monkeypatch):
+    """Steps left empty: 200 from a model; from scratch the recipe's own length, `lite` on RGB-D data and `base` on
+    photos without depth (the length its published figures were measured at), capped by the server's limit."""
+    from app import finetune, sessions
+    from easynet.config import TRAIN_PRESETS
+    from easynet.pipeline import FINETUNE_STEPS
+
+    runner = runner_with(_finishing_train(assets.workspace / "models" / "toy.pt", threading.Event()))
+    rgbd = zip_category(assets.data_root, assets.category, tmp_path / "rgbd.zip")
+    rgb_only = tmp_path / "photos.zip"
+    with zipfile.ZipFile(rgbd) as src, zipfile.ZipFile(rgb_only, "w") as dst:
+        for name in src.namelist():
+            if "/xyz/" not in name:
+                dst.writestr(name, src.read(name))
+    with sessions.as_owner("carol"):
+        cases = {
+            "from a model": (("zip", None, None, str(rgbd), "toy"), FINETUNE_STEPS),
+            "synthetic from scratch": (("synthetic", "tablet", None, None, ""), TRAIN_PRESETS["lite"].steps),
+            "RGB-D zip from scratch": (("zip", None, None, str(rgbd), ""), TRAIN_PRESETS["lite"].steps),
+            "photos from scratch": (("zip", None, None, str(rgb_only), ""), TRAIN_PRESETS["base"].steps),
+        }
+        for case, (args, expected) in cases.items():
+            job_id = finetune.start(*args, None)[0]
+            assert runner._jobs[job_id].steps == expected, case
+            finetune.cancel(job_id)
+        monkeypatch.setenv("EASYNET_MAX_STEPS", "2000")  # a server that allows less than the recipe
+        job_id = finetune.start("zip", None, None, str(rgb_only), "", 0)[0]  # the box's 0
+        assert runner._jobs[job_id].steps == 2000
+        finetune.cancel(job_id)
+    assert TRAIN_PRESETS["lite"].steps != TRAIN_PRESETS["base"].steps != FINETUNE_STEPS  # the cases tell them apart

@@ -290,3 +290,19 @@ def test_own_labelled_defects_join_calibration_and_the_parent_check(tiny_tree, t
     items, labels, source = calibration_set(ckpt.build_model(), [], None, defects)
     assert len(items) == len(defects) and labels.tolist() == [1] * len(defects)
     assert sorted(source.tolist()) == list(range(len(defects)))  # each its own source (position norm leaves it out)
+
+
+def test_an_app_job_from_scratch_trains_the_recipe_at_its_own_batch_size(tiny_tree, tiny_checkpoint, monkeypatch):
+    """train_job (the Fine-tune tab): from scratch the preset's batch size (its figures were measured at it), from a
+    model the job's; the length is always the job's."""
+    from easynet import pipeline
+    from easynet.config import TRAIN_PRESETS
+
+    seen = []
+    monkeypatch.setattr(pipeline, "train_category", lambda *a, **k: seen.append(k))
+    pipeline.train_job(tiny_tree, "toy", tiny_tree / "out.pt", steps=7, batch_size=3)
+    pipeline.train_job(tiny_tree, "toy", tiny_tree / "out.pt", steps=9, batch_size=3, init_from=tiny_checkpoint)
+    scratch, refine = seen
+    assert scratch["preset"] == "lite" and scratch["train_cfg"].steps == 7
+    assert scratch["train_cfg"].batch_size == TRAIN_PRESETS["lite"].batch_size != 3
+    assert refine["train_cfg"].batch_size == 3 and refine["train_cfg"].steps == 9
