@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from app_helpers import REPO, load_demo, make_assets
@@ -49,6 +52,22 @@ def server(tmp_path_factory, tiny_tree, tiny_checkpoint):
         os.environ["EASYNET_WORKSPACE"] = old
 
 
+@contextmanager
+def _page(p, failure: str, viewport: dict[str, int]) -> Iterator[Any]:
+    """A page of a fresh headless Chromium; when the block fails, a full-page screenshot test-artifacts/<failure>."""
+    browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    page = browser.new_context(viewport=viewport).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield page
+    except Exception:
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name(failure)), full_page=True)
+        raise
+    finally:
+        browser.close()
+
+
 def _upload(page, component: str, path: Path, done) -> None:
     """Upload into a component's file input; once more if it did not register (slow, shared CI machines)."""
     for attempt in range(2):
@@ -64,33 +83,23 @@ def _upload(page, component: str, path: Path, done) -> None:
 def test_inspect_in_a_real_browser(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, assets = server
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            page.locator("#inspect-model input").first.wait_for(state="attached")
-            _upload(page, "#inspect-rgb", assets.rgb, page.locator("#inspect-rgb img").first)
-            _upload(page, "#inspect-depth", assets.depth, page.locator("#inspect-depth-preview img").first)
-            page.locator("#inspect-run").click()
-            page.locator("#inspect-heat img").first.wait_for()
-            page.locator("#inspect-gate-md").get_by_text("control").first.wait_for()
-            page.locator("#inspect-gate").get_by_text("close", exact=True).click()
-            page.locator("#inspect-gate-md").get_by_text("RGB only").first.wait_for()
-            page.locator("#inspect-cloud .js-plotly-plot").first.wait_for()
-            assert page.locator("#inspect-heat img").first.get_attribute("src")
-            verdict = page.locator("#inspect-verdict").inner_text()
-            assert "OK" in verdict or "NG" in verdict
-            page.wait_for_timeout(500)
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-        except Exception:
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT.with_name("browser-failure.png")), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with sync_api.sync_playwright() as p, _page(p, "browser-failure.png", {"width": 1400, "height": 1300}) as page:
+        page.goto(url)
+        page.locator("#inspect-model input").first.wait_for(state="attached")
+        _upload(page, "#inspect-rgb", assets.rgb, page.locator("#inspect-rgb img").first)
+        _upload(page, "#inspect-depth", assets.depth, page.locator("#inspect-depth-preview img").first)
+        page.locator("#inspect-run").click()
+        page.locator("#inspect-heat img").first.wait_for()
+        page.locator("#inspect-gate-md").get_by_text("control").first.wait_for()
+        page.locator("#inspect-gate").get_by_text("close", exact=True).click()
+        page.locator("#inspect-gate-md").get_by_text("RGB only").first.wait_for()
+        page.locator("#inspect-cloud .js-plotly-plot").first.wait_for()
+        assert page.locator("#inspect-heat img").first.get_attribute("src")
+        verdict = page.locator("#inspect-verdict").inner_text()
+        assert "OK" in verdict or "NG" in verdict
+        page.wait_for_timeout(500)
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
 def test_gallery_banner_and_batch_in_a_real_browser(server, tmp_path):
@@ -99,47 +108,37 @@ def test_gallery_banner_and_batch_in_a_real_browser(server, tmp_path):
     if not assets.rgb.is_relative_to(REPO / "samples"):
         pytest.skip("needs the shipped samples and checkpoints")
     category, kind = assets.rgb.parent.name, assets.rgb.name.removesuffix("_rgb.png")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport=SMALL_SCREEN)
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            thumb = page.locator("#inspect-samples").get_by_text(f"{category} · {kind}", exact=True)
-            thumb.wait_for()
-            box = thumb.bounding_box()  # every sample is on the first screen of a 1366x768 display
-            last_name = sorted((REPO / "samples" / "tablet").glob("*_rgb.png"))[-1].name.removesuffix("_rgb.png")
-            last = page.locator("#inspect-samples").get_by_text(f"tablet · {last_name}", exact=True).bounding_box()
-            assert box and last and last["y"] + last["height"] <= SMALL_SCREEN["height"]
-            thumb.click()
-            banner = page.locator("#inspect-verdict .easynet-verdict")
-            banner.wait_for()
-            text = banner.inner_text()
-            assert ("NG" in text or "OK" in text) and f"was trained on {category}" in text
-            colour = banner.evaluate("e => getComputedStyle(e).borderColor")
-            assert colour in ("rgb(198, 40, 40)", "rgb(46, 125, 50)")  # red NG or green OK
-            assert category in page.locator("#inspect-model input").first.input_value()
-            page.locator("#inspect-heat img").first.wait_for()
+    with sync_api.sync_playwright() as p, _page(p, "browser-failure.png", SMALL_SCREEN) as page:
+        page.goto(url)
+        thumb = page.locator("#inspect-samples").get_by_text(f"{category} · {kind}", exact=True)
+        thumb.wait_for()
+        box = thumb.bounding_box()  # every sample is on the first screen of a 1366x768 display
+        last_name = sorted((REPO / "samples" / "tablet").glob("*_rgb.png"))[-1].name.removesuffix("_rgb.png")
+        last = page.locator("#inspect-samples").get_by_text(f"tablet · {last_name}", exact=True).bounding_box()
+        assert box and last and last["y"] + last["height"] <= SMALL_SCREEN["height"]
+        thumb.click()
+        banner = page.locator("#inspect-verdict .easynet-verdict")
+        banner.wait_for()
+        text = banner.inner_text()
+        assert ("NG" in text or "OK" in text) and f"was trained on {category}" in text
+        colour = banner.evaluate("e => getComputedStyle(e).borderColor")
+        assert colour in ("rgb(198, 40, 40)", "rgb(46, 125, 50)")  # red NG or green OK
+        assert category in page.locator("#inspect-model input").first.input_value()
+        page.locator("#inspect-heat img").first.wait_for()
 
-            page.get_by_role("tab", name="Batch").click()
-            files = [assets.rgb, assets.depth, *sorted((REPO / "samples" / category).glob("good_*"))]
-            page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
-            # the uploads have arrived: the visible file row (Gradio may render the name twice, one copy hidden)
-            page.locator("#batch-files").get_by_text(assets.rgb.name).filter(visible=True).first.wait_for()
-            page.wait_for_timeout(1000)
-            page.locator("#batch-run").click()
-            page.locator("#batch-summary").get_by_text("2 / 2 images done").wait_for()
-            table = page.locator("#batch-table").inner_text()  # one row per image in the sortable table
-            assert kind in table and "good_0" in table and ("NG" in table or "OK" in table)
-            page.locator("#batch-gallery img").nth(1).wait_for()
-            page.locator("#batch-report a").first.wait_for()
-            page.screenshot(path=str(SCREENSHOT.with_name("browser-batch.png")), full_page=True)
-        except Exception:
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT.with_name("browser-failure.png")), full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.get_by_role("tab", name="Batch").click()
+        files = [assets.rgb, assets.depth, *sorted((REPO / "samples" / category).glob("good_*"))]
+        page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
+        # the uploads have arrived: the visible file row (Gradio may render the name twice, one copy hidden)
+        page.locator("#batch-files").get_by_text(assets.rgb.name).filter(visible=True).first.wait_for()
+        page.wait_for_timeout(1000)
+        page.locator("#batch-run").click()
+        page.locator("#batch-summary").get_by_text("2 / 2 images done").wait_for()
+        table = page.locator("#batch-table").inner_text()  # one row per image in the sortable table
+        assert kind in table and "good_0" in table and ("NG" in table or "OK" in table)
+        page.locator("#batch-gallery img").nth(1).wait_for()
+        page.locator("#batch-report a").first.wait_for()
+        page.screenshot(path=str(SCREENSHOT.with_name("browser-batch.png")), full_page=True)
 
 
 def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server):
@@ -149,23 +148,20 @@ def test_annotate_saves_the_prefill_plus_a_brush_stroke_in_a_real_browser(server
     from app import annotate
 
     url, assets = server
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_role("tab", name="Annotate").click()
-            model = page.locator("#annotate-model input").first
-            model.wait_for()
-            page.locator("#annotate-category input, #annotate-category textarea").first.fill("browser_part")
-            _upload(page, "#annotate-rgb", assets.rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
-            page.wait_for_timeout(1500)  # the editor draws the picture
-            _stroke(page, "#annotate-editor", 0.3, 0.9, 0.3)
-            page.locator("#annotate-save").click()
-            page.locator("#annotate-status").get_by_text("Saved").wait_for()
-        finally:
-            browser.close()
+    with (
+        sync_api.sync_playwright() as p,
+        _page(p, "browser-annotate-failure.png", {"width": 1366, "height": 1000}) as page,
+    ):
+        page.goto(url)
+        page.get_by_role("tab", name="Annotate").click()
+        model = page.locator("#annotate-model input").first
+        model.wait_for()
+        page.locator("#annotate-category input, #annotate-category textarea").first.fill("browser_part")
+        _upload(page, "#annotate-rgb", assets.rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
+        page.wait_for_timeout(1500)  # the editor draws the picture
+        _stroke(page, "#annotate-editor", 0.3, 0.9, 0.3)
+        page.locator("#annotate-save").click()
+        page.locator("#annotate-status").get_by_text("Saved").wait_for()
     from app import models
 
     name = models.list_models()[0].name  # the page's default model
@@ -189,32 +185,24 @@ def test_a_reloaded_page_after_a_server_restart_shows_the_sessions_annotation(ti
     server = Server(tmp_path / "ws", cwd=tmp_path).start()  # no shipped checkpoints here: the toy model only
     rgb = tiny_tree / "toy/test/good/rgb/000.png"
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            context = browser.new_context(viewport={"width": 1366, "height": 1000})
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            try:
-                page.goto(server.url)
-                page.get_by_role("tab", name="Annotate").click()
-                page.locator("#annotate-category input, #annotate-category textarea").first.fill("kept_part")
-                _upload(page, "#annotate-rgb", rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
-                page.get_by_label("OK", exact=True).first.check()
-                page.locator("#annotate-save").click()
-                page.locator("#annotate-status").get_by_text("Saved").wait_for()
-                server.stop()
-                server.start()
-                page.reload()
-                page.get_by_role("tab", name="Annotate").click()
-                entries = page.locator("#annotate-entries input").first
-                entries.click()  # the list fills with this session's entries when it is opened
-                page.get_by_text("kept_part:train/good/000").first.wait_for()
-            except Exception:
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT.with_name("browser-restart-failure.png")), full_page=True)
-                raise
-            finally:
-                browser.close()
+        with (
+            sync_api.sync_playwright() as p,
+            _page(p, "browser-restart-failure.png", {"width": 1366, "height": 1000}) as page,
+        ):
+            page.goto(server.url)
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#annotate-category input, #annotate-category textarea").first.fill("kept_part")
+            _upload(page, "#annotate-rgb", rgb, page.locator("#annotate-status").get_by_text("Pre-filled"))
+            page.get_by_label("OK", exact=True).first.check()
+            page.locator("#annotate-save").click()
+            page.locator("#annotate-status").get_by_text("Saved").wait_for()
+            server.stop()
+            server.start()
+            page.reload()
+            page.get_by_role("tab", name="Annotate").click()
+            entries = page.locator("#annotate-entries input").first
+            entries.click()  # the list fills with this session's entries when it is opened
+            page.get_by_text("kept_part:train/good/000").first.wait_for()
     finally:
         server.stop()
 
@@ -240,65 +228,58 @@ def test_the_review_loop_in_a_real_browser(server, tmp_path):
             shutil.copy(samples / f"good_02{ext}", folder / f"{copy}{ext}")
     files = sorted(str(p) for p in folder.iterdir())
     decided = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        try:
-            page.goto(url)
-            page.get_by_role("tab", name="Batch").click()
-            page.locator("#batch-model input").first.wait_for()
-            page.locator("#batch-files input[type=file]").set_input_files(files)
-            page.locator("#batch-files").get_by_text("cut_00_rgb.png").filter(visible=True).first.wait_for()
-            page.wait_for_timeout(1000)
-            page.locator("#batch-run").click()
-            page.locator("#batch-summary").get_by_text("6 / 6 images done").wait_for()
+    with (
+        sync_api.sync_playwright() as p,
+        _page(p, "browser-review-failure.png", {"width": 1366, "height": 1000}) as page,
+    ):
+        page.goto(url)
+        page.get_by_role("tab", name="Batch").click()
+        page.locator("#batch-model input").first.wait_for()
+        page.locator("#batch-files input[type=file]").set_input_files(files)
+        page.locator("#batch-files").get_by_text("cut_00_rgb.png").filter(visible=True).first.wait_for()
+        page.wait_for_timeout(1000)
+        page.locator("#batch-run").click()
+        page.locator("#batch-summary").get_by_text("6 / 6 images done").wait_for()
 
-            page.get_by_role("tab", name="Review").click()
-            page.locator("#review-refresh").click()
-            page.locator("#review-waiting").get_by_text("6 image(s) wait").wait_for()
-            overridden = {"OK": False, "NG": False}
-            for i in range(6):
-                item = page.locator("#review-item")
-                item.get_by_text("said").wait_for()
-                text = item.inner_text()
-                said = "NG" if "said NG" in text else "OK" if "said OK" in text else "UNSURE"
-                human = said if said != "UNSURE" else "OK"
-                if said in overridden and not overridden[said]:  # the first OK and the first NG: overridden
-                    human, overridden[said] = ("NG" if said == "OK" else "OK"), True
-                if human == "NG" and not any(d[2] for d in decided):  # one NG with a corrected mask
-                    page.wait_for_timeout(800)
-                    _stroke(page, "#review-editor", 0.2, 0.2, 0.2)
-                    page.locator("#review-ng").click()
-                    decided.append((said, human, True))
-                elif i % 2:  # every other decision by key
-                    page.locator("#review-waiting").click()
-                    page.keyboard.press("o" if human == "OK" else "n")
-                    decided.append((said, human, False))
-                else:
-                    page.locator("#review-ok" if human == "OK" else "#review-ng").click()
-                    decided.append((said, human, False))
-                page.locator("#review-waiting").get_by_text(f"{5 - i} image(s) wait").wait_for()
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#review-refresh").click()
+        page.locator("#review-waiting").get_by_text("6 image(s) wait").wait_for()
+        overridden = {"OK": False, "NG": False}
+        for i in range(6):
+            item = page.locator("#review-item")
+            item.get_by_text("said").wait_for()
+            text = item.inner_text()
+            said = "NG" if "said NG" in text else "OK" if "said OK" in text else "UNSURE"
+            human = said if said != "UNSURE" else "OK"
+            if said in overridden and not overridden[said]:  # the first OK and the first NG: overridden
+                human, overridden[said] = ("NG" if said == "OK" else "OK"), True
+            if human == "NG" and not any(d[2] for d in decided):  # one NG with a corrected mask
+                page.wait_for_timeout(800)
+                _stroke(page, "#review-editor", 0.2, 0.2, 0.2)
+                page.locator("#review-ng").click()
+                decided.append((said, human, True))
+            elif i % 2:  # every other decision by key
+                page.locator("#review-waiting").click()
+                page.keyboard.press("o" if human == "OK" else "n")
+                decided.append((said, human, False))
+            else:
+                page.locator("#review-ok" if human == "OK" else "#review-ng").click()
+                decided.append((said, human, False))
+            page.locator("#review-waiting").get_by_text(f"{5 - i} image(s) wait").wait_for()
 
-            page.get_by_text("Operating point: set the threshold").click()
-            page.locator("#review-share input").first.fill("0")
-            page.locator("#review-find").click()
-            page.locator("#review-counts").get_by_text("0 missed").wait_for()
-            page.locator("#review-save").click()
-            page.locator("#review-version").get_by_text("Saved").wait_for()
-            saved_text = page.locator("#review-version").inner_text()
+        page.get_by_text("Operating point: set the threshold").click()
+        page.locator("#review-share input").first.fill("0")
+        page.locator("#review-find").click()
+        page.locator("#review-counts").get_by_text("0 missed").wait_for()
+        page.locator("#review-save").click()
+        page.locator("#review-version").get_by_text("Saved").wait_for()
+        saved_text = page.locator("#review-version").inner_text()
 
-            page.get_by_role("tab", name="Inspect").click()
-            page.locator("#inspect-samples").get_by_text("bracket · cut_00", exact=True).click()
-            banner = page.locator("#inspect-verdict .easynet-verdict")
-            banner.wait_for()
-            banner_text = banner.inner_text()
-        except Exception:
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT.with_name("browser-review-failure.png")), full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.get_by_role("tab", name="Inspect").click()
+        page.locator("#inspect-samples").get_by_text("bracket · cut_00", exact=True).click()
+        banner = page.locator("#inspect-verdict .easynet-verdict")
+        banner.wait_for()
+        banner_text = banner.inner_text()
 
     from easynet.checkpoint import load_checkpoint
     from easynet.store import Store
