@@ -4,8 +4,12 @@ Scores are on the threshold's own scale, ``ratio = score / threshold`` of the he
 today's threshold), so one cut-off serves both heads of the control gate: a new cut-off ``t`` multiplies both heads'
 thresholds by ``t``, which leaves the score rule's choice of head unchanged (both ratios are divided by ``t``).
 
-* ``target_miss`` (say 0.01): the highest cut-off that flags all but at most that share of the defective images;
-* ``target_false_reject`` (say 0.02): the lowest cut-off that flags at most that share of the good images.
+* ``target_miss`` (say 0.01): a cut-off that flags all but at most that share of the defective images;
+* ``target_false_reject`` (say 0.02): a cut-off that flags at most that share of the good images.
+
+Both sit half-way between the judged image at the boundary and its neighbour on the other side, never on a judged
+image's ratio: the counts on the judged images are those of the boundary, and the margin to either side serves
+parts nobody has judged yet.
 """
 
 from __future__ import annotations
@@ -65,15 +69,19 @@ def _check(ratios: np.ndarray, labels: np.ndarray) -> None:
 
 
 def cutoff_for_miss(ratios: np.ndarray, labels: np.ndarray, target: float) -> float:
-    """The highest cut-off missing at most ``target`` of the NG images: with k = floor(target x #NG) misses allowed,
-    the (k+1)-th lowest NG ratio (that image and all above it are flagged)."""
+    """A cut-off missing at most ``target`` of the NG images: with k = floor(target x #NG) misses allowed,
+    half-way below the (k+1)-th lowest NG ratio (so it and every NG above it are flagged), towards the next ratio
+    below it. Not on the ratio itself: the saved threshold (old threshold x cut-off) must still flag that image
+    after rounding, and a margin to both sides is what an unseen part deserves."""
     ratios, labels = np.asarray(ratios, float), np.asarray(labels, int)
     _check(ratios, labels)
     if not 0 <= target < 1:
         raise InputError(f"the share of defects that may be missed must be from 0 to less than 1, got {target}")
     ng = np.sort(ratios[labels == 1])
     allowed = math.floor(target * len(ng) + 1e-9)
-    return float(ng[allowed])
+    lowest_flagged = ng[allowed]
+    below = ratios[ratios < lowest_flagged]
+    return float((lowest_flagged + below.max()) / 2) if below.size else float(np.nextafter(lowest_flagged, 0.0))
 
 
 def cutoff_for_false_reject(ratios: np.ndarray, labels: np.ndarray, target: float) -> float:

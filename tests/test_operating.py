@@ -15,14 +15,21 @@ RATIOS, LABELS = np.array(OK + NG), np.array([0] * 5 + [1] * 10)
 
 
 def test_a_miss_target_keeps_all_but_the_allowed_defects_flagged():
-    # 0 %: every NG flagged -> the lowest NG ratio, 0.8 (the OK at 0.9 and 1.3 are rejected too)
-    assert cutoff_for_miss(RATIOS, LABELS, 0.0) == 0.8
-    c = confusion(RATIOS, LABELS, 0.8)
+    # 0 %: every NG flagged -> half-way between the lowest NG (0.8) and the next ratio below it (the OK at 0.6);
+    # the OK at 0.9 and 1.3 are rejected too
+    assert cutoff_for_miss(RATIOS, LABELS, 0.0) == pytest.approx(0.7)
+    c = confusion(RATIOS, LABELS, 0.7)
     assert (c.caught, c.missed, c.false_rejects, c.passed) == (10, 0, 2, 3)
-    # 10 % of 10: one miss allowed -> the second lowest, 1.1 (0.8 passes; the OK at 1.3 is still rejected)
-    assert cutoff_for_miss(RATIOS, LABELS, 0.1) == 1.1
-    assert confusion(RATIOS, LABELS, 1.1).miss_rate == 0.1
-    assert cutoff_for_miss(RATIOS, LABELS, 0.19) == 1.1  # floor(1.9) = 1 miss
+    # 10 % of 10: one miss allowed -> below the second lowest NG (1.1), half-way to the next ratio (the OK at 0.9);
+    # the NG at 0.8 passes, the OK at 1.3 is still rejected
+    assert cutoff_for_miss(RATIOS, LABELS, 0.1) == pytest.approx(1.0)
+    c = confusion(RATIOS, LABELS, 1.0)
+    assert (c.miss_rate, c.false_rejects) == (0.1, 1)
+    assert cutoff_for_miss(RATIOS, LABELS, 0.19) == pytest.approx(1.0)  # floor(1.9) = 1 miss
+    # nothing below the lowest NG: just under it
+    only_ng_low = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    cut = cutoff_for_miss(only_ng_low, np.array([1, 1, 1, 0, 0, 0]), 0.0)
+    assert cut < 1.0 and cut == pytest.approx(1.0)
 
 
 def test_a_false_reject_target_passes_all_but_the_allowed_good_parts():

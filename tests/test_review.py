@@ -91,22 +91,25 @@ def test_the_operating_point_becomes_a_new_version_that_inspection_uses_and_roll
     good, holes = loop
     with sessions.as_owner("olga"):
         judged = [(p, "OK") for p in good[:4]] + [(p, "NG") for p in holes + holes[:1]]
-        ratios = {}
+        ratios, paths = {}, {}
         for path, verdict in judged:
             result = _inspect(path)
             ratios.setdefault(verdict, []).append(result["score"] / result["threshold"])
+            paths.setdefault(verdict, []).append(path)
             reviews.decide(result["review_id"], verdict, "hole" if verdict == "NG" else None)
-        # hand-computed target: miss no defect -> the lowest NG ratio
+        # hand-computed target: miss no defect -> below the lowest NG ratio, half-way to the next ratio under it
+        lowest = min(ratios["NG"])
+        under = [r for r in ratios["OK"] + ratios["NG"] if r < lowest]
         cut = reviews.cutoff("toy", "miss", 0.0)
-        assert cut == pytest.approx(min(ratios["NG"]), rel=1e-6)
+        assert cut < lowest and cut == pytest.approx((lowest + max(under)) / 2 if under else lowest, rel=1e-6)
         before = models.find("toy")
         version = reviews.save_version("toy", cut, {"kind": "miss at most", "percent": 0})
         after = models.find("toy")
         assert version == 2 and after.version == 2 and after.path != before.path
-        again = _inspect(holes[0])
+        again = _inspect(paths["NG"][ratios["NG"].index(lowest)])  # the judged defect nearest the new threshold
         old = before_threshold(before, again["used"])
         assert again["version"] == 2 and again["threshold"] == pytest.approx(old * cut, rel=1e-5)
-        assert again["score"] >= again["threshold"]  # every judged defect is flagged at this point
+        assert again["score"] >= again["threshold"]  # so every judged defect is flagged at this point
         table = review_tab.versions("toy")["value"]
         assert [row[:2] for row in table] == [[1, ""], [2, "active"]] and table[1][2] == "toy v1"
         models.activate("toy", 1)  # roll back
