@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -49,16 +48,10 @@ def cases(tmp: Path, model: str, sample: tuple[str, str]) -> list[tuple[str, str
             zf.writestr("zeros.bin", b"\0" * (mib << 20))
         return handle_file(str(path))
 
-    def lying_zip() -> str:
-        path = tmp / "liar.zip"
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-            for i in range(300_000):
-                zf.writestr(f"toy/train/good/rgb/{i:06d}.png", b"")
-        data = bytearray(path.read_bytes())
-        end = data.rfind(b"PK\x05\x06")
-        data[end + 8 : end + 12] = struct.pack("<HH", 1, 1)
-        path.write_bytes(bytes(data))
-        return handle_file(str(path))
+    def liar() -> str:
+        from app_helpers import lying_zip  # tests/, on the path through load_test.prepare
+
+        return handle_file(str(lying_zip(tmp / "liar.zip", 300_000)))
 
     def picture(name: str, side: int) -> str:
         Image.new("RGB", (side, side), (120, 120, 120)).save(tmp / name)
@@ -120,7 +113,7 @@ def cases(tmp: Path, model: str, sample: tuple[str, str]) -> list[tuple[str, str
          lambda c: c.predict([zeros_zip(i, 64) for i in range(3)], model, "control", 1.0, api_name="/batch")),
         ("fine-tune: 3 fresh sessions from one address", "your address already has 2", minted_jobs),
         ("fine-tune: a zip whose end record claims 1 of 300,000 entries", "holds more entries than the limit",
-         lambda c: c.predict("zip", None, None, lying_zip(), "", 2, api_name="/finetune_start")),
+         lambda c: c.predict("zip", None, None, liar(), "", 2, api_name="/finetune_start")),
         ("predict: 8000x8000 PNG (64 MP)", "more than the limit of 40000000 pixels",
          lambda c: c.predict(picture("huge.png", 8000), None, model, "control", api_name="/predict")),
         ("predict: 6000x6000 PNG (36 MP, within the pixel limit)", "answered",

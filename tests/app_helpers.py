@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import struct
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -55,6 +56,19 @@ def zip_category(data_root: Path, category: str, out: Path) -> Path:
         for path in sorted((data_root / category).rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(data_root).as_posix())
+    return out
+
+
+def lying_zip(out: Path, entries: int) -> Path:
+    """A zip of ``entries`` empty files whose end-of-central-directory record claims one entry: a server that
+    trusts the record, or parses the whole directory before counting, is the one this catches."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(entries):
+            zf.writestr(f"toy/train/good/rgb/{i:06d}.png", b"")
+    data = bytearray(out.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8 : end + 12] = struct.pack("<HH", 1, 1)  # "one entry" on this disk and in all
+    out.write_bytes(bytes(data))
     return out
 
 

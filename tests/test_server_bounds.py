@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from app_helpers import REPO, Server, zip_category
+from app_helpers import REPO, Server, lying_zip, zip_category
 from PIL import Image
 
 from easynet.errors import InputError
@@ -123,13 +122,13 @@ def test_new_sessions_from_one_address_are_rate_limited(assets, tmp_path, monkey
 
 
 # --- 3. imports before serving ---------------------------------------------------------------------------------
-def test_importing_the_app_loads_what_jobs_and_plots_import_later():
+def test_importing_the_app_loads_what_jobs_and_plots_import_later(tmp_path):
     code = (
         "import sys, runpy; runpy.run_path('app.py', run_name='easynet_app');"
         "print(all(m in sys.modules for m in ('narwhals.stable.v1', 'sklearn.metrics', 'plotly.graph_objects', "
         "'easynet.pipeline')))"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EASYNET_WORKSPACE": "/tmp/easynet-import-check"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EASYNET_WORKSPACE": str(tmp_path / "ws")}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
 
@@ -140,14 +139,7 @@ def test_a_lying_end_record_costs_neither_time_nor_memory(assets, tmp_path):
 
     from app import finetune
 
-    path = tmp_path / "liar.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-        for i in range(200_000):
-            zf.writestr(f"toy/train/good/rgb/{i:06d}.png", b"")
-    data = bytearray(path.read_bytes())
-    end = data.rfind(b"PK\x05\x06")
-    data[end + 8 : end + 12] = struct.pack("<HH", 1, 1)  # "one entry"
-    path.write_bytes(bytes(data))
+    path = lying_zip(tmp_path / "liar.zip", 200_000)
     before, start = psutil.Process().memory_info().rss, time.time()
     with pytest.raises(gr.Error, match=r"liar\.zip holds more entries than the limit of 10000"):
         finetune.start("zip", None, None, str(path), None, 2)
